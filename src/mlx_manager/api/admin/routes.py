@@ -1,0 +1,56 @@
+"""Admin routes: see what is loaded, load and unload models."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from mlx_manager.api.admin.schemas import LoadedModelOut, LoadedModels, LocalModelOut
+from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.errors import APIError
+from mlx_manager.engine.pool import PoolEntry
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def _out(entry: PoolEntry) -> LoadedModelOut:
+    return LoadedModelOut(
+        id=entry.info.id,
+        path=entry.info.path,
+        family=entry.info.family,
+        memory_bytes=entry.memory_bytes,
+        pinned=entry.pinned,
+        active_requests=entry.active,
+        loaded_at=entry.loaded_at,
+        load_seconds=entry.load_seconds,
+        idle_seconds=time.monotonic() - entry.last_used if entry.active == 0 else 0.0,
+        state="loaded" if entry.loaded else "loading",
+    )
+
+
+@router.get("/models")
+async def loaded_models(engine: EngineDep) -> LoadedModels:
+    cfg = engine.pool.config
+    return LoadedModels(
+        data=[_out(e) for e in engine.pool.entries()],
+        memory_budget_bytes=cfg.memory_budget_bytes,
+        max_models=cfg.max_models,
+    )
+
+
+@router.get("/models/local")
+async def local_models(engine: EngineDep) -> list[LocalModelOut]:
+    return [LocalModelOut(**m.__dict__) for m in await engine.list_models()]
+
+
+@router.post("/models/{model_id:path}/load")
+async def load_model(model_id: str, engine: EngineDep, pin: bool = False) -> LoadedModelOut:
+    return _out(await engine.load(model_id, pin=pin))
+
+
+@router.post("/models/{model_id:path}/unload")
+async def unload_model(model_id: str, engine: EngineDep) -> dict[str, str]:
+    if not await engine.pool.unload(model_id):
+        raise APIError(404, f"The model '{model_id}' is not loaded.", param="model", code="model_not_loaded")
+    return {"id": model_id, "status": "unloaded"}

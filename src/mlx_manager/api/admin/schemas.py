@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class LoadedModelOut(BaseModel):
+    id: str
+    path: str
+    family: str
+    memory_bytes: int
+    pinned: bool
+    active_requests: int
+    loaded_at: float
+    load_seconds: float
+    idle_seconds: float
+    state: str
+
+
+class LoadedModels(BaseModel):
+    data: list[LoadedModelOut]
+    memory_budget_bytes: int
+    max_models: int
+
+
+class LocalModelOut(BaseModel):
+    id: str
+    path: str
+    family: str
+    model_type: str
+    size_bytes: int
+    context_length: int | None
+    quantization_bits: int | None
+    source: str

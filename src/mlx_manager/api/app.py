@@ -1,0 +1,73 @@
+"""The FastAPI application: one engine, the OpenAI and admin routers, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psutil
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from mlx_manager import __version__
+from mlx_manager.api.admin.routes import router as admin_router
+from mlx_manager.api.errors import install_error_handlers
+from mlx_manager.api.middleware import RequestIdMiddleware
+from mlx_manager.api.openai.routes import router as openai_router
+from mlx_manager.api.openai.serving import Limits, OpenAIServing
+from mlx_manager.api.security import require_api_key
+from mlx_manager.config import Settings
+from mlx_manager.engine.discovery import hf_cache_dir
+from mlx_manager.engine.engine import Engine, EngineConfig
+from mlx_manager.engine.pool import PoolConfig
+
+log = logging.getLogger(__name__)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    budget = settings.memory_budget_bytes or int(psutil.virtual_memory().total * settings.memory_budget_fraction)
+    return EngineConfig(
+        model_dirs=settings.all_model_dirs(),
+        hf_cache=hf_cache_dir() if settings.scan_hf_cache else None,
+        pool=PoolConfig(
+            max_models=settings.max_models,
+            memory_budget_bytes=budget,
+            idle_ttl_seconds=settings.idle_ttl_seconds,
+        ),
+        default_max_tokens=settings.default_max_tokens,
+        preload=list(settings.preload),
+    )
+
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get("/health")
+async def health(request: Request) -> dict[str, object]:
+    engine: Engine = request.app.state.engine
+    return {"status": "ok", "version": __version__, "models_loaded": len(engine.pool.entries())}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    engine = Engine(engine_config(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = FastAPI(title="MLX Manager", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    app.state.openai_serving = OpenAIServing(engine, Limits(settings.max_n, settings.max_stop_sequences))
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    guarded = [Depends(require_api_key)]
+    app.include_router(openai_router, dependencies=guarded)
+    app.include_router(admin_router, dependencies=guarded)
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,118 @@
+"""Errors in the OpenAI shape, with the right status; validation failures are 400, never 422."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlx_manager.engine.errors import (
+    ContextLengthError,
+    EngineError,
+    InvalidRequestError,
+    MemoryBudgetError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+
+def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def from_engine_error(exc: EngineError) -> APIError:
+    if isinstance(exc, ModelNotFoundError):
+        return APIError(404, exc.message, param="model", code="model_not_found")
+    if isinstance(exc, ContextLengthError):
+        return APIError(400, exc.message, param=exc.param, code="context_length_exceeded")
+    if isinstance(exc, InvalidRequestError):
+        return APIError(400, exc.message, param=exc.param)
+    if isinstance(exc, MemoryBudgetError):
+        return APIError(507, exc.message, type="server_error", code="insufficient_memory")
+    if isinstance(exc, ModelLoadError):
+        return APIError(500, exc.message, type="server_error", code="model_load_failed")
+    return APIError(500, exc.message, type="server_error")
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or None
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = tuple(first.get("loc", ()))
+    param = _param(loc)
+    if first.get("type") == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON.", None
+    if first.get("type") == "missing":
+        return f"Missing required parameter: '{param}'.", param
+    msg = str(first.get("msg", "Invalid request"))
+    return (f"Invalid value for '{param}': {msg}" if param else msg), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, APIError)
+        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), exc.status, headers=exc.headers)
+
+    async def engine_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, EngineError)
+        return await api_error(request, from_engine_error(exc))
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, param = validation_message(exc)
+        return JSONResponse(error_body(message, "invalid_request_error", param), 400)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return JSONResponse(
+            error_body(str(exc.detail), kind, code=code),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = request.scope.get("state", {}).get("request_id", "-")
+        log.exception("Unhandled error on %s %s (request %s)", request.method, request.url.path, rid)
+        return JSONResponse(
+            error_body(f"Internal server error (request id {rid}).", "server_error", code="internal_error"),
+            500,
+        )
+
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(EngineError, engine_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

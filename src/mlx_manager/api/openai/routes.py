@@ -1,0 +1,65 @@
+"""Thin OpenAI routes: validate, hand to serving, pick JSON or SSE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+
+from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.errors import APIError
+from mlx_manager.api.openai.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+)
+from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.engine.errors import ModelNotFoundError
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _serving(request: Request) -> OpenAIServing:
+    serving: OpenAIServing = request.app.state.openai_serving
+    return serving
+
+
+def _sse(stream: Any) -> EventSourceResponse:
+    return EventSourceResponse(stream, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | EventSourceResponse:
+    serving = _serving(request)
+    gen = await serving.start_chat(body)
+    if body.stream:
+        return _sse(serving.chat_stream(body, gen))
+    return await serving.chat(body, gen, request.is_disconnected)
+
+
+@router.post("/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request) -> Completion | EventSourceResponse:
+    serving = _serving(request)
+    gens = await serving.start_completion(body)
+    if body.stream:
+        return _sse(serving.completion_stream(body, gens))
+    return await serving.completion(body, gens, request.is_disconnected)
+
+
+@router.get("/models")
+async def list_models(engine: EngineDep) -> ModelList:
+    models = await engine.list_models()
+    return ModelList(data=[ModelCard(id=m.id, created=m.created) for m in sorted(models, key=lambda m: m.id)])
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, engine: EngineDep) -> ModelCard:
+    try:
+        info = await engine.resolve(model_id)
+    except ModelNotFoundError as exc:
+        raise APIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found") from exc
+    return ModelCard(id=info.id, created=info.created)

@@ -1,0 +1,334 @@
+"""OpenAI requests to engine calls and engine output to OpenAI responses. No MLX here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from mlx_manager.api.errors import APIError
+from mlx_manager.api.openai.schemas import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    Delta,
+    SamplingFields,
+    TokenLogprobOut,
+    TopLogprob,
+    UsageOut,
+)
+from mlx_manager.engine.engine import Engine, Generation
+from mlx_manager.engine.types import (
+    ChatPrompt,
+    GenerationChunk,
+    SamplingParams,
+    TextPrompt,
+    TokenLogprob,
+    Usage,
+)
+
+Disconnected = Callable[[], Awaitable[bool]]
+
+
+class Limits:
+    def __init__(self, max_n: int, max_stop: int) -> None:
+        self.max_n = max_n
+        self.max_stop = max_stop
+
+
+def _unsupported(param: str, why: str) -> APIError:
+    return APIError(400, f"'{param}' is not supported by this server yet: {why}", param=param, code="unsupported")
+
+
+def sampling_params(
+    req: SamplingFields, limits: Limits, *, max_tokens: int | None, logprobs: bool, top_logprobs: int
+) -> SamplingParams:
+    if req.n > limits.max_n:
+        raise APIError(400, f"n must be at most {limits.max_n}, got {req.n}.", param="n")
+    stops = req.stop_list()
+    if len(stops) > limits.max_stop:
+        raise APIError(400, f"At most {limits.max_stop} stop sequences are allowed.", param="stop")
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=max(req.top_k, 0),
+        min_p=req.min_p,
+        seed=req.seed,
+        stop=tuple(stops),
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        repetition_penalty=req.repetition_penalty,
+        logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+    )
+
+
+def _message_dict(msg: ChatMessage) -> dict[str, Any]:
+    data = msg.model_dump(exclude_none=True)
+    if isinstance(msg.content, list):
+        texts: list[str] = []
+        for part in msg.content:
+            if part.type != "text":
+                raise APIError(
+                    400,
+                    f"Content parts of type '{part.type}' are not supported by this model; send text.",
+                    param="messages",
+                )
+            texts.append(part.text or "")
+        data["content"] = "".join(texts)
+    if msg.role == "developer":  # templates know "system"; OpenAI's newer name means the same
+        data["role"] = "system"
+    return data
+
+
+def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
+    if req.tools:
+        raise _unsupported("tools", "tool calling arrives with the model-family adapters.")
+    if req.tool_choice not in (None, "none", "auto"):
+        raise _unsupported("tool_choice", "tool calling arrives with the model-family adapters.")
+    if req.response_format is not None and req.response_format.type != "text":
+        raise _unsupported("response_format", "structured output arrives with grammar-constrained decoding.")
+    if req.store:
+        raise _unsupported("store", "completions are not stored.")
+    return ChatPrompt(messages=[_message_dict(m) for m in req.messages], template_kwargs=req.chat_template_kwargs or {})
+
+
+def usage_out(usage: Usage) -> UsageOut:
+    return UsageOut(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def _chat_logprobs(items: list[TokenLogprob]) -> ChoiceLogprobs:
+    return ChoiceLogprobs(
+        content=[
+            TokenLogprobOut(
+                token=lp.token,
+                logprob=lp.logprob,
+                bytes=lp.bytes,
+                top_logprobs=[TopLogprob(token=t, logprob=v, bytes=list(t.encode())) for t, _i, v in lp.top],
+            )
+            for lp in items
+        ]
+    )
+
+
+async def collect(gen: Generation, is_disconnected: Disconnected) -> dict[int, list[GenerationChunk]]:
+    """Gather all chunks of a non-streaming request; a client that leaves cancels the generation."""
+    by_index: dict[int, list[GenerationChunk]] = {}
+
+    async def consume() -> None:
+        async for chunk in gen:
+            by_index.setdefault(chunk.index, []).append(chunk)
+
+    task = asyncio.create_task(consume())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if not task.done() and await is_disconnected():
+                gen.cancel()
+        task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return by_index
+
+
+class OpenAIServing:
+    def __init__(self, engine: Engine, limits: Limits) -> None:
+        self.engine = engine
+        self.limits = limits
+
+    # --- chat ---------------------------------------------------------------------------------
+
+    async def start_chat(self, req: ChatCompletionRequest) -> Generation:
+        max_tokens = req.max_completion_tokens or req.max_tokens
+        params = sampling_params(
+            req, self.limits, max_tokens=max_tokens, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0
+        )
+        return await self.engine.generate(req.model, chat_prompt(req), params, n=req.n)
+
+    async def chat(self, req: ChatCompletionRequest, gen: Generation, is_disconnected: Disconnected) -> ChatCompletion:
+        by_index = await collect(gen, is_disconnected)
+        choices = []
+        for index in range(req.n):
+            chunks = by_index.get(index, [])
+            logprobs = [lp for c in chunks for lp in c.logprobs]
+            choices.append(
+                ChatChoice(
+                    index=index,
+                    message=AssistantMessage(content="".join(c.text for c in chunks)),
+                    finish_reason=_finish(chunks),
+                    logprobs=_chat_logprobs(logprobs) if req.logprobs else None,
+                )
+            )
+        return ChatCompletion(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=req.model,
+            choices=choices,
+            usage=usage_out(gen.usage),
+        )
+
+    async def chat_stream(self, req: ChatCompletionRequest, gen: Generation) -> AsyncIterator[str]:
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        def chunk(choices: list[ChunkChoice], usage: UsageOut | None = None) -> str:
+            body = ChatCompletionChunk(id=cid, created=created, model=req.model, choices=choices, usage=usage)
+            return body.model_dump_json(exclude_none=usage is None)
+
+        for index in range(req.n):
+            yield chunk([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
+        async for piece in gen:
+            if piece.finish_reason == "cancelled":
+                continue
+            choice = ChunkChoice(
+                index=piece.index,
+                delta=Delta(content=piece.text) if piece.text else Delta(),
+                finish_reason=piece.finish_reason,
+                logprobs=_chat_logprobs(piece.logprobs) if req.logprobs and piece.logprobs else None,
+            )
+            if piece.text or piece.finish_reason or choice.logprobs:
+                yield chunk([choice])
+        if include_usage:
+            yield chunk([], usage_out(gen.usage))
+        yield "[DONE]"
+
+    # --- text completions ---------------------------------------------------------------------
+
+    def _completion_prompts(self, req: CompletionRequest) -> list[TextPrompt]:
+        p = req.prompt
+        if isinstance(p, str):
+            return [TextPrompt(text=p)]
+        if not p:
+            raise APIError(400, "The prompt is empty.", param="prompt")
+        if all(isinstance(x, int) for x in p):
+            return [TextPrompt(token_ids=tuple(p))]  # type: ignore[arg-type]
+        if all(isinstance(x, str) for x in p):
+            return [TextPrompt(text=str(x)) for x in p]
+        return [TextPrompt(token_ids=tuple(x)) for x in p]  # type: ignore[arg-type]
+
+    async def start_completion(self, req: CompletionRequest) -> list[Generation]:
+        if req.suffix:
+            raise _unsupported("suffix", "fill-in-the-middle needs a model-specific template.")
+        if req.best_of not in (None, req.n):
+            raise _unsupported("best_of", "only best_of == n is supported.")
+        if req.echo and req.stream:
+            raise _unsupported("echo", "echo is only supported without streaming.")
+        params = sampling_params(
+            req,
+            self.limits,
+            max_tokens=req.max_tokens,
+            logprobs=req.logprobs is not None,
+            top_logprobs=req.logprobs or 0,
+        )
+        gens: list[Generation] = []
+        try:
+            for prompt in self._completion_prompts(req):
+                gens.append(await self.engine.generate(req.model, prompt, params, n=req.n))
+        except BaseException:
+            for g in gens:
+                g.cancel()
+            raise
+        return gens
+
+    async def completion(
+        self, req: CompletionRequest, gens: list[Generation], is_disconnected: Disconnected
+    ) -> Completion:
+        choices: list[CompletionChoice] = []
+        usage = Usage()
+        for p_index, gen in enumerate(gens):
+            by_index = await collect(gen, is_disconnected)
+            usage.prompt_tokens += gen.usage.prompt_tokens
+            usage.completion_tokens += gen.usage.completion_tokens
+            prefix = self._echo_text(req, p_index) if req.echo else ""
+            for index in range(req.n):
+                chunks = by_index.get(index, [])
+                lps = [lp for c in chunks for lp in c.logprobs]
+                choices.append(
+                    CompletionChoice(
+                        index=p_index * req.n + index,
+                        text=prefix + "".join(c.text for c in chunks),
+                        finish_reason=_finish(chunks),
+                        logprobs=_completion_logprobs(lps, len(prefix)) if req.logprobs is not None else None,
+                    )
+                )
+        return Completion(
+            id=f"cmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=req.model,
+            choices=choices,
+            usage=usage_out(usage),
+        )
+
+    def _echo_text(self, req: CompletionRequest, p_index: int) -> str:
+        p = req.prompt
+        if isinstance(p, str):
+            return p
+        if all(isinstance(x, str) for x in p):
+            return str(p[p_index])
+        raise _unsupported("echo", "echo needs text prompts, not token ids.")
+
+    async def completion_stream(self, req: CompletionRequest, gens: list[Generation]) -> AsyncIterator[str]:
+        cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        usage = Usage()
+        try:
+            for p_index, gen in enumerate(gens):
+                async for piece in gen:
+                    if piece.finish_reason == "cancelled":
+                        continue
+                    if not (piece.text or piece.finish_reason):
+                        continue
+                    choice = CompletionChoice(
+                        index=p_index * req.n + piece.index,
+                        text=piece.text,
+                        finish_reason=piece.finish_reason,
+                        logprobs=_completion_logprobs(piece.logprobs, 0) if req.logprobs is not None else None,
+                    )
+                    body = Completion(id=cid, created=created, model=req.model, choices=[choice])
+                    yield body.model_dump_json(exclude_none=True)
+                usage.prompt_tokens += gen.usage.prompt_tokens
+                usage.completion_tokens += gen.usage.completion_tokens
+        finally:
+            for gen in gens:
+                gen.cancel()
+        if req.stream_options and req.stream_options.include_usage:
+            body = Completion(id=cid, created=created, model=req.model, choices=[], usage=usage_out(usage))
+            yield body.model_dump_json()
+        yield "[DONE]"
+
+
+def _finish(chunks: list[GenerationChunk]) -> str | None:
+    reason = chunks[-1].finish_reason if chunks else None
+    return "stop" if reason == "cancelled" else reason
+
+
+def _completion_logprobs(items: list[TokenLogprob], offset: int) -> CompletionLogprobs:
+    out = CompletionLogprobs()
+    pos = offset
+    for lp in items:
+        out.tokens.append(lp.token)
+        out.token_logprobs.append(lp.logprob)
+        out.top_logprobs.append({t: v for t, _i, v in lp.top} if lp.top else None)
+        out.text_offset.append(pos)
+        pos += len(lp.token)
+    return out

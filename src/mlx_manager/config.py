@@ -1,0 +1,89 @@
+"""Settings, resolved CLI > environment (MLX_MANAGER_*) > TOML file > defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from mlx_manager import paths
+
+LOCAL_CONFIG_FILE = Path("mlx-manager.toml")
+
+
+def config_files() -> list[Path]:
+    """TOML files in increasing priority: the user's config, then ./mlx-manager.toml."""
+    return [p for p in (paths.user_config_file(), LOCAL_CONFIG_FILE) if p.is_file()]
+
+
+def _split_list(value: Any) -> Any:
+    # Env vars give "a:b" (os.pathsep) or "a,b"; TOML and CLI already give lists.
+    if isinstance(value, str):
+        sep = os.pathsep if os.pathsep in value else ","
+        return [item.strip() for item in value.split(sep) if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLX_MANAGER_", extra="ignore", validate_default=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    allow_unauthenticated_remote: bool = Field(
+        default=False, description="Allow binding to a non-loopback address without an API key."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    scan_hf_cache: bool = True
+    max_models: int = Field(default=4, ge=1)
+    memory_budget_fraction: float = Field(default=0.75, gt=0, le=1)
+    memory_budget_bytes: int | None = Field(default=None, ge=0)
+    preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    idle_ttl_seconds: float = Field(default=0, ge=0, description="Unload idle models after this long; 0 = never.")
+
+    default_max_tokens: int = Field(default=4096, ge=1)
+    max_n: int = Field(default=8, ge=1)
+    max_stop_sequences: int = Field(default=16, ge=1)
+    use_openblas: bool = Field(default=True, description="On Linux, preload the system OpenBLAS for mlx.")
+
+    @field_validator("model_dirs", "preload", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_files())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+    def all_model_dirs(self) -> list[Path]:
+        """Configured folders plus the data dir's models folder, which always holds imported models."""
+        dirs = [p.expanduser() for p in self.model_dirs]
+        return [*dirs, paths.models_dir()]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with CLI overrides on top; None values mean 'not given on the command line'."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,149 @@
+"""Find MLX-loadable models in the Hugging Face cache and in model folders."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mlx_manager.engine.families import detect_family
+from mlx_manager.engine.types import ModelInfo
+
+log = logging.getLogger(__name__)
+
+_CONTEXT_KEYS = ("max_position_embeddings", "max_sequence_length", "n_positions", "seq_length")
+
+
+class NotLoadableError(ValueError):
+    pass
+
+
+def hf_cache_dir() -> Path:
+    """The hub cache, honouring HF_HUB_CACHE and HF_HOME as huggingface_hub does."""
+    if cache := os.environ.get("HF_HUB_CACHE"):
+        return Path(cache).expanduser()
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "huggingface"
+    )
+    return Path(hf_home).expanduser() / "hub"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise NotLoadableError(f"{path.name} is not a JSON object")
+    return data
+
+
+def _mlx_lm_supports(config: dict[str, Any]) -> bool:
+    from mlx_lm.utils import MODEL_REMAPPING
+
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        return False
+    module = MODEL_REMAPPING.get(model_type, model_type)
+    return importlib.util.find_spec(f"mlx_lm.models.{module}") is not None
+
+
+def special_tokens(folder: Path) -> set[str]:
+    """Special token strings, from tokenizer_config.json or else tokenizer.json."""
+    tokens: set[str] = set()
+    cfg_path = folder / "tokenizer_config.json"
+    if cfg_path.is_file():
+        cfg = read_json(cfg_path)
+        for entry in (cfg.get("added_tokens_decoder") or {}).values():
+            if isinstance(entry, dict) and isinstance(entry.get("content"), str):
+                tokens.add(entry["content"])
+    if not tokens and (folder / "tokenizer.json").is_file():
+        for entry in read_json(folder / "tokenizer.json").get("added_tokens") or []:
+            tokens.add(entry.get("content", ""))
+    return tokens
+
+
+def context_length(config: dict[str, Any]) -> int | None:
+    for source in (config, config.get("text_config") or {}):
+        for key in _CONTEXT_KEYS:
+            value = source.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
+    """Describe a model folder, or raise NotLoadableError saying why MLX cannot load it."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise NotLoadableError("no config.json")
+    config = read_json(config_path)
+    if not _mlx_lm_supports(config):
+        raise NotLoadableError(f"model_type {config.get('model_type')!r} is not supported by mlx-lm")
+    weights = [p for p in folder.glob("*.safetensors")]
+    if not weights:
+        raise NotLoadableError("no .safetensors weights")
+    missing = [p.name for p in weights if not p.exists()]  # dangling symlinks of a partial download
+    if missing:
+        raise NotLoadableError(f"weight files missing: {', '.join(missing)}")
+    if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+        raise NotLoadableError("no tokenizer files")
+    quant = config.get("quantization") or config.get("quantization_config") or {}
+    family = detect_family(config, special_tokens(folder))
+    return ModelInfo(
+        id=model_id,
+        path=str(folder),
+        family=family.name,
+        model_type=str(config.get("model_type")),
+        size_bytes=sum(p.stat().st_size for p in weights),
+        context_length=context_length(config),
+        quantization_bits=quant.get("bits") if isinstance(quant, dict) else None,
+        source="hf-cache" if source == "hf-cache" else "folder",
+        created=int(config_path.stat().st_mtime),
+    )
+
+
+def _hf_snapshot(repo_dir: Path) -> Path | None:
+    snapshots = repo_dir / "snapshots"
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        candidate = snapshots / ref.read_text().strip()
+        if candidate.is_dir():
+            return candidate
+    if snapshots.is_dir():
+        dirs = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        return dirs[-1] if dirs else None
+    return None
+
+
+def _candidates(model_dirs: Iterable[Path], hf_cache: Path | None) -> Iterable[tuple[str, Path, str]]:
+    if hf_cache is not None and hf_cache.is_dir():
+        for repo_dir in sorted(hf_cache.glob("models--*")):
+            snapshot = _hf_snapshot(repo_dir)
+            if snapshot is not None:
+                yield repo_dir.name.removeprefix("models--").replace("--", "/"), snapshot, "hf-cache"
+    for base in model_dirs:
+        if not base.is_dir():
+            continue
+        if (base / "config.json").is_file():  # the folder itself is a model
+            yield base.name, base, "folder"
+            continue
+        for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (folder / "config.json").is_file():
+                yield folder.name, folder, "folder"
+
+
+def discover_models(model_dirs: Iterable[Path], hf_cache: Path | None) -> dict[str, ModelInfo]:
+    """All loadable models by id; broken folders are skipped with a warning. First id found wins."""
+    found: dict[str, ModelInfo] = {}
+    for model_id, folder, source in _candidates(model_dirs, hf_cache):
+        if model_id in found:
+            continue
+        try:
+            found[model_id] = inspect_model(folder, model_id, source)
+        except (NotLoadableError, OSError, ValueError) as exc:
+            if source == "folder" or (folder / "config.json").is_file():
+                log.warning("Skipping %s (%s): %s", model_id, folder, exc)
+    return found

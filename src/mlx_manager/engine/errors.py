@@ -1,0 +1,49 @@
+"""Engine errors. The API layers map each to their protocol's status and shape."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class; `param` names the request field at fault, when there is one."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ModelNotFoundError(EngineError):
+    def __init__(self, model_id: str, available: list[str]) -> None:
+        hint = f" Available: {', '.join(available[:10])}." if available else " No models were found on disk."
+        super().__init__(
+            f"The model '{model_id}' does not exist or is not an MLX model this server can load.{hint}"
+            " Add folders with --model-dir or MLX_MANAGER_MODEL_DIRS, or import a GGUF with"
+            " `mlx-manager import`.",
+            param="model",
+        )
+        self.model_id = model_id
+
+
+class ModelLoadError(EngineError):
+    pass
+
+
+class MemoryBudgetError(EngineError):
+    """The model cannot fit even after evicting every unpinned model."""
+
+
+class ContextLengthError(EngineError):
+    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+        super().__init__(
+            f"This model's maximum context length is {context_length} tokens. However, you requested"
+            f" {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, {max_tokens} for the"
+            " completion). Please reduce the prompt or max_tokens.",
+            param="messages",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+
+
+class InvalidRequestError(EngineError):
+    pass

@@ -1,0 +1,26 @@
+"""Model families, chosen from config.json and the tokenizer's special tokens, never the model's name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlx_manager.engine.families.base import Family
+from mlx_manager.engine.families.gemma import GEMMA
+from mlx_manager.engine.families.llama import LLAMA3
+from mlx_manager.engine.families.mistral import MISTRAL
+from mlx_manager.engine.families.qwen import CHATML
+
+DEFAULT = Family(name="default", model_types=())
+
+# Order matters: the first family whose model_type and markers match wins.
+FAMILIES: tuple[Family, ...] = (LLAMA3, MISTRAL, CHATML, GEMMA)
+
+
+def detect_family(config: dict[str, Any], vocab: set[str]) -> Family:
+    for family in FAMILIES:
+        if family.matches(config, vocab):
+            return family
+    return DEFAULT
+
+
+__all__ = ["DEFAULT", "FAMILIES", "Family", "detect_family"]

@@ -1,0 +1,9 @@
+from mlx_manager.engine.families.base import Family
+
+# Mistral's [INST] format ends the assistant turn with </s>, which is also EOS.
+MISTRAL = Family(
+    name="mistral",
+    model_types=("mistral", "llama", "mixtral", "mistral3"),
+    end_of_turn_tokens=("</s>",),
+    marker_tokens=("[INST]",),
+)

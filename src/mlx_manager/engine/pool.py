@@ -1,0 +1,193 @@
+"""The model pool: load on demand, one load per model at a time, LRU eviction, pins and idle TTL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from mlx_manager.engine.errors import MemoryBudgetError
+from mlx_manager.engine.generate import LoadedModel
+from mlx_manager.engine.types import ModelInfo
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ModelRunner:
+    """One thread per model: it loads the model and runs its work in order."""
+
+    def __init__(self, model_id: str) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"mlx-{model_id[-24:]}")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def shutdown(self, final: Callable[[], None] | None = None) -> None:
+        """Stop taking work; queued work still runs, then `final` (on the same thread)."""
+        if final is not None:
+            self._executor.submit(final)
+        self._executor.shutdown(wait=False, cancel_futures=False)
+
+
+@dataclass
+class PoolEntry:
+    info: ModelInfo
+    runner: ModelRunner
+    loaded: LoadedModel | None = None
+    ready: asyncio.Future[LoadedModel] | None = None
+    pinned: bool = False
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    loaded_at: float = 0.0
+    load_seconds: float = 0.0
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.loaded.memory_bytes if self.loaded else self.info.size_bytes
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    max_models: int
+    memory_budget_bytes: int
+    idle_ttl_seconds: float = 0.0
+
+
+Loader = Callable[[ModelInfo], LoadedModel]
+Releaser = Callable[[], None]
+
+
+class ModelPool:
+    def __init__(self, config: PoolConfig, loader: Loader, release: Releaser) -> None:
+        self.config = config
+        self._loader = loader
+        self._release = release
+        self._entries: dict[str, PoolEntry] = {}
+        self._lock = asyncio.Lock()
+        self._loading: set[asyncio.Task[None]] = set()
+        self.loads = 0  # how many loads actually ran, for tests and metrics
+
+    def entries(self) -> list[PoolEntry]:
+        return list(self._entries.values())
+
+    def get(self, model_id: str) -> PoolEntry | None:
+        return self._entries.get(model_id)
+
+    async def acquire(self, info: ModelInfo, *, pin: bool = False) -> PoolEntry:
+        """Return the loaded entry with one more active user; concurrent callers share one load."""
+        async with self._lock:
+            entry = self._entries.get(info.id)
+            if entry is None:
+                await self._make_room(info)
+                entry = PoolEntry(info=info, runner=ModelRunner(info.id), pinned=pin)
+                entry.ready = asyncio.get_running_loop().create_future()
+                self._entries[info.id] = entry
+                self._loading.add(task := asyncio.create_task(self._load(entry)))
+                task.add_done_callback(self._loading.discard)
+            entry.pinned = entry.pinned or pin
+            entry.active += 1
+            entry.last_used = time.monotonic()
+        assert entry.ready is not None
+        try:
+            await asyncio.shield(entry.ready)
+        except BaseException:
+            self.release(entry)
+            raise
+        return entry
+
+    def release(self, entry: PoolEntry) -> None:
+        entry.active = max(entry.active - 1, 0)
+        entry.last_used = time.monotonic()
+
+    async def _load(self, entry: PoolEntry) -> None:
+        assert entry.ready is not None
+        start = time.monotonic()
+        try:
+            loaded = await entry.runner.call(self._loader, entry.info)
+        except BaseException as exc:
+            self._entries.pop(entry.info.id, None)
+            entry.runner.shutdown()
+            entry.ready.set_exception(exc)
+            entry.ready.exception()  # mark retrieved: waiters may all have gone
+            return
+        self.loads += 1
+        entry.loaded = loaded
+        entry.loaded_at = time.time()
+        entry.load_seconds = time.monotonic() - start
+        entry.ready.set_result(loaded)
+
+    async def _make_room(self, info: ModelInfo) -> None:
+        """Evict before loading, so two models never overlap past the budget."""
+        budget = self.config.memory_budget_bytes
+        if info.size_bytes > budget:
+            raise MemoryBudgetError(
+                f"Model '{info.id}' needs about {info.size_bytes / 1e9:.2f} GB but the memory budget is"
+                f" {budget / 1e9:.2f} GB. Raise memory_budget_fraction / memory_budget_bytes or use a"
+                " smaller (quantized) model."
+            )
+        while True:
+            used = sum(e.memory_bytes for e in self._entries.values())
+            if len(self._entries) < self.config.max_models and used + info.size_bytes <= budget:
+                return
+            victim = self._pick_victim()
+            if victim is None:
+                raise MemoryBudgetError(
+                    f"Cannot load '{info.id}': {len(self._entries)} pinned or loading models use"
+                    f" {used / 1e9:.2f} GB of the {budget / 1e9:.2f} GB budget (max_models="
+                    f"{self.config.max_models}). Unpin or unload a model first."
+                )
+            self._evict(victim, reason="to make room for " + info.id)
+
+    def _pick_victim(self) -> PoolEntry | None:
+        # Idle models go first; a busy one is dropped from the pool and freed when its requests end.
+        candidates = [e for e in self._entries.values() if not e.pinned and e.loaded is not None]
+        candidates.sort(key=lambda e: (e.active > 0, e.last_used))
+        return candidates[0] if candidates else None
+
+    def _evict(self, entry: PoolEntry, reason: str) -> None:
+        self._entries.pop(entry.info.id, None)
+        log.info("Unloading %s (%s)", entry.info.id, reason)
+        entry.loaded = None
+        # Memory is released on the model's thread once the work still queued there has finished.
+        entry.runner.shutdown(final=self._release)
+
+    async def unload(self, model_id: str) -> bool:
+        async with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is None or entry.loaded is None:
+                return False
+            self._evict(entry, reason="requested")
+            return True
+
+    async def unload_idle(self) -> list[str]:
+        ttl = self.config.idle_ttl_seconds
+        if ttl <= 0:
+            return []
+        now = time.monotonic()
+        unloaded: list[str] = []
+        async with self._lock:
+            for entry in list(self._entries.values()):
+                if entry.loaded and not entry.pinned and entry.active == 0 and now - entry.last_used > ttl:
+                    self._evict(entry, reason=f"idle for {ttl:.0f}s")
+                    unloaded.append(entry.info.id)
+        return unloaded
+
+    async def run_idle_reaper(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await self.unload_idle()
+
+    async def close(self) -> None:
+        async with self._lock:
+            for entry in list(self._entries.values()):
+                self._evict(entry, reason="shutdown")

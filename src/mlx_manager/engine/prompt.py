@@ -1,0 +1,40 @@
+"""Turn a chat or text prompt into token ids with the model's own template."""
+
+from __future__ import annotations
+
+from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+from mlx_manager.engine.errors import InvalidRequestError
+from mlx_manager.engine.types import ChatPrompt, Prompt, TextPrompt
+
+
+def render_chat(tokenizer: TokenizerWrapper, prompt: ChatPrompt) -> list[int]:
+    if not tokenizer.has_chat_template:
+        raise InvalidRequestError(
+            "This model has no chat template, so it cannot serve chat completions. Use /v1/completions.",
+            param="model",
+        )
+    try:
+        text = tokenizer.apply_chat_template(
+            prompt.messages, add_generation_prompt=True, tokenize=False, **prompt.template_kwargs
+        )
+    except Exception as exc:  # jinja raise_exception() and template errors
+        raise InvalidRequestError(f"The model's chat template rejected the messages: {exc}") from exc
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def tokenize(tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int) -> list[int]:
+    if isinstance(prompt, ChatPrompt):
+        return render_chat(tokenizer, prompt)
+    if prompt.token_ids is not None:
+        bad = [t for t in prompt.token_ids if t < 0 or t >= vocab_size]
+        if bad:
+            raise InvalidRequestError(
+                f"Token ids out of range for this model's vocabulary of {vocab_size}: {bad[:5]}",
+                param="prompt",
+            )
+        return list(prompt.token_ids)
+    return list(tokenizer.encode(prompt.text or "", add_special_tokens=True))
+
+
+__all__ = ["TextPrompt", "render_chat", "tokenize"]

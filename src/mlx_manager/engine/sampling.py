@@ -1,0 +1,78 @@
+"""Samplers and logits processors for one sequence, with its own random key so seeds are reproducible."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import cast
+
+import mlx.core as mx
+from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_repetition_penalty
+
+from mlx_manager.engine.types import SamplingParams
+
+Sampler = Callable[[mx.array], mx.array]
+LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
+
+REPETITION_CONTEXT = 64
+
+
+def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
+    if params.temperature == 0:
+        return lambda logprobs: mx.argmax(logprobs, axis=-1)
+    seed = params.seed if params.seed is not None else secrets.randbits(63)
+    key = mx.random.key(seed + seed_offset)
+    filters: list[Callable[[mx.array], mx.array]] = []
+    if 0 < params.top_p < 1:
+        filters.append(lambda x: apply_top_p(x, params.top_p))
+    if params.min_p > 0:
+        filters.append(lambda x: apply_min_p(x, params.min_p))
+    if params.top_k > 0:
+        filters.append(lambda x: apply_top_k(x, params.top_k))
+    inv_temp = 1.0 / params.temperature
+
+    def sample(logprobs: mx.array) -> mx.array:
+        nonlocal key
+        key, sub = mx.random.split(key)
+        for f in filters:
+            logprobs = f(logprobs)
+        return mx.random.categorical(logprobs * inv_temp, key=sub)
+
+    return sample
+
+
+class OpenAIPenalties:
+    """presence/frequency penalties over the tokens generated so far, as OpenAI defines them."""
+
+    def __init__(self, prompt_len: int, presence: float, frequency: float) -> None:
+        self.prompt_len = prompt_len
+        self.presence = presence
+        self.frequency = frequency
+        self.counts: dict[int, int] = {}
+        self.seen = prompt_len
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        # Count only the tokens added since the last call (one per decode step).
+        if tokens.size > self.seen:
+            for tok in cast(list[int], tokens[self.seen :].tolist()):
+                self.counts[tok] = self.counts.get(tok, 0) + 1
+            self.seen = tokens.size
+        if not self.counts:
+            return logits
+        ids = mx.array(list(self.counts))
+        counts = mx.array(list(self.counts.values()), dtype=logits.dtype)
+        penalty = counts * self.frequency + self.presence
+        return logits.at[..., ids].subtract(penalty)
+
+
+def make_logits_processors(params: SamplingParams, prompt_len: int) -> list[LogitsProcessor]:
+    processors: list[LogitsProcessor] = []
+    if params.logit_bias:
+        ids = mx.array(list(params.logit_bias))
+        values = mx.array(list(params.logit_bias.values()))
+        processors.append(lambda _tokens, logits: logits.at[..., ids].add(values.astype(logits.dtype)))
+    if params.presence_penalty or params.frequency_penalty:
+        processors.append(OpenAIPenalties(prompt_len, params.presence_penalty, params.frequency_penalty))
+    if params.repetition_penalty != 1.0:
+        processors.append(make_repetition_penalty(params.repetition_penalty, REPETITION_CONTEXT))
+    return processors
