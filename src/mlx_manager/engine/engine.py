@@ -134,7 +134,7 @@ class Engine:
             self.pool.release(entry)
             raise
         gen = Generation(len(prompt_ids), n)
-        job = entry.runner.submit(self._job, lm, gen, prompt_ids, params, max_tokens, n)
+        job = entry.runner.submit(self._job, entry, lm, gen, prompt_ids, params, max_tokens, n)
         job.add_done_callback(lambda _f: self.pool.release(entry))
         return gen
 
@@ -151,6 +151,7 @@ class Engine:
 
     @staticmethod
     def _job(
+        entry: PoolEntry,
         lm: LoadedModel,
         gen: Generation,
         prompt_ids: list[int],
@@ -175,4 +176,7 @@ class Engine:
         except Exception as exc:
             log.exception("Generation failed on %s", lm.info.id)
             gen.push(exc)
+        entry.tokens_generated += gen.usage.completion_tokens
+        entry.requests_done += 1
+        entry.requests_cancelled += gen.cancelled()
         gen.push(_DONE)

@@ -49,6 +49,10 @@ class PoolEntry:
     last_used: float = field(default_factory=time.monotonic)
     loaded_at: float = 0.0
     load_seconds: float = 0.0
+    # Counters written by the model thread, read by the admin API.
+    requests_done: int = 0
+    requests_cancelled: int = 0
+    tokens_generated: int = 0
 
     @property
     def memory_bytes(self) -> int:

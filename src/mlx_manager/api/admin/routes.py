@@ -26,6 +26,9 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         load_seconds=entry.load_seconds,
         idle_seconds=time.monotonic() - entry.last_used if entry.active == 0 else 0.0,
         state="loaded" if entry.loaded else "loading",
+        requests_done=entry.requests_done,
+        requests_cancelled=entry.requests_cancelled,
+        tokens_generated=entry.tokens_generated,
     )
 
 
@@ -36,6 +39,7 @@ async def loaded_models(engine: EngineDep) -> LoadedModels:
         data=[_out(e) for e in engine.pool.entries()],
         memory_budget_bytes=cfg.memory_budget_bytes,
         max_models=cfg.max_models,
+        loads=engine.pool.loads,
     )
 
 

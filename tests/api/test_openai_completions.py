@@ -1,0 +1,47 @@
+"""Legacy text completions through the openai SDK."""
+
+from __future__ import annotations
+
+import openai
+
+
+def test_text_completion_counts_tokens_and_defaults_to_16(client: openai.OpenAI) -> None:
+    out = client.completions.create(model="tiny-llama", prompt="Once upon a time", temperature=0)
+    assert out.object == "text_completion"
+    assert out.usage is not None and out.usage.completion_tokens == 16
+    assert out.choices[0].finish_reason == "length"
+    assert out.choices[0].text
+
+
+def test_streamed_completion_equals_non_streamed(client: openai.OpenAI) -> None:
+    kwargs = {"model": "tiny-mistral", "prompt": "The weather today", "max_tokens": 12, "temperature": 0}
+    full = client.completions.create(**kwargs)  # type: ignore[call-overload]
+    chunks = list(client.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == full.choices[0].text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+
+
+def test_echo_prefixes_the_prompt(client: openai.OpenAI) -> None:
+    out = client.completions.create(model="tiny-llama", prompt="Hello", max_tokens=3, temperature=0, echo=True)
+    assert out.choices[0].text.startswith("Hello")
+
+
+def test_list_of_prompts_gives_one_choice_each(client: openai.OpenAI) -> None:
+    out = client.completions.create(model="tiny-llama", prompt=["one", "two"], max_tokens=3, temperature=0)
+    assert [c.index for c in out.choices] == [0, 1]
+    assert out.usage is not None and out.usage.completion_tokens == 6
+
+
+def test_token_id_prompt_equals_text_prompt(client: openai.OpenAI) -> None:
+    text = client.completions.create(model="tiny-qwen3", prompt="abc def", max_tokens=5, temperature=0)
+    ids = client.completions.create(model="tiny-qwen3", prompt=list(range(300, 310)), max_tokens=5, temperature=0)
+    assert ids.usage is not None and ids.usage.prompt_tokens == 10
+    assert text.choices[0].text
+
+
+def test_logprobs_list_each_token(client: openai.OpenAI) -> None:
+    out = client.completions.create(model="tiny-llama", prompt="Hi", max_tokens=4, temperature=0, logprobs=2)
+    lp = out.choices[0].logprobs
+    assert lp is not None and lp.tokens is not None and len(lp.tokens) == 4
+    assert "".join(lp.tokens) == out.choices[0].text
+    assert lp.top_logprobs is not None and all(len(t) == 2 for t in lp.top_logprobs if t)
