@@ -1,0 +1,74 @@
+"""The embedded default model (SmolLM2-135M-Instruct from its GGUF) answers real questions over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from mlx_manager.manager.embedded import DEFAULT_GGUF_FILENAME, DEFAULT_MODEL_NAME, fetch_default_gguf
+from mlx_manager.testing.server import ServerProcess, run_server, server_env
+from tests.conftest import asset_cache
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    home = tmp_path_factory.mktemp("default-home")
+    (home / "cache").mkdir()
+    # `setup` finds the GGUF already fetched in its cache, so no download happens here.
+    (home / "cache" / DEFAULT_GGUF_FILENAME).symlink_to(fetch_default_gguf(asset_cache()))
+    setup = subprocess.run(
+        [sys.executable, "-m", "mlx_manager", "setup"], env=server_env(home), capture_output=True, text=True
+    )
+    assert setup.returncode == 0, setup.stderr
+    assert (home / "models" / DEFAULT_MODEL_NAME / "config.json").exists()
+    with run_server(home, []) as srv:
+        yield srv
+
+
+def test_default_model_is_listed(default_server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=f"{default_server.base_url}/v1", api_key="x", max_retries=0)
+    assert DEFAULT_MODEL_NAME in {m.id for m in client.models.list()}
+
+
+def test_default_model_answers_paris(default_server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=f"{default_server.base_url}/v1", api_key="x", max_retries=0, timeout=120)
+    out = client.chat.completions.create(model=DEFAULT_MODEL_NAME, messages=QUESTION, max_tokens=24, temperature=0)  # type: ignore[arg-type]
+    assert "Paris" in (out.choices[0].message.content or "")
+    assert out.choices[0].finish_reason in ("stop", "length")
+
+
+def test_default_model_streams_paris_to_a_plain_http_client(default_server: ServerProcess) -> None:
+    body = {"model": DEFAULT_MODEL_NAME, "messages": QUESTION, "max_tokens": 24, "temperature": 0, "stream": True}
+    text = ""
+    with httpx.stream("POST", f"{default_server.base_url}/v1/chat/completions", json=body, timeout=120) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    import json
+
+    for line in lines[:-1]:
+        for choice in json.loads(line[6:])["choices"]:
+            text += choice["delta"].get("content") or ""
+    assert "Paris" in text
+
+
+def test_chatml_end_of_turn_stops_the_default_model(default_server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=f"{default_server.base_url}/v1", api_key="x", max_retries=0, timeout=120)
+    out = client.chat.completions.create(model=DEFAULT_MODEL_NAME, messages=QUESTION, max_tokens=200, temperature=0)  # type: ignore[arg-type]
+    assert out.choices[0].finish_reason == "stop"
+    assert "<|im_end|>" not in (out.choices[0].message.content or "")
+    assert out.usage is not None and out.usage.completion_tokens < 200
+
+
+def test_server_log_reports_openblas_on_linux(default_server: ServerProcess) -> None:
+    if not Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0").exists():
+        pytest.skip("system OpenBLAS not installed")
+    assert "BLAS: system OpenBLAS" in default_server.log()

@@ -1,0 +1,115 @@
+"""The pool with real mlx-lm loads: single flight, LRU, pins, budget and idle TTL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from mlx_manager.engine.discovery import discover_models
+from mlx_manager.engine.errors import MemoryBudgetError
+from mlx_manager.engine.loader import load_model, release_memory
+from mlx_manager.engine.pool import ModelPool, PoolConfig
+from mlx_manager.engine.types import ModelInfo
+
+GB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def infos(tiny_models_dir: Path) -> dict[str, ModelInfo]:
+    return discover_models([tiny_models_dir], None)
+
+
+def _pool(max_models: int = 4, budget: int = GB, ttl: float = 0) -> ModelPool:
+    return ModelPool(PoolConfig(max_models, budget, ttl), load_model, release_memory)
+
+
+def test_concurrent_acquires_share_one_load(infos: dict[str, ModelInfo]) -> None:
+    async def main() -> int:
+        pool = _pool()
+        entries = await asyncio.gather(*(pool.acquire(infos["tiny-llama"]) for _ in range(10)))
+        assert len({id(e) for e in entries}) == 1 and entries[0].active == 10
+        for e in entries:
+            pool.release(e)
+        await pool.close()
+        return pool.loads
+
+    assert asyncio.run(main()) == 1
+
+
+def test_lru_eviction_keeps_pinned_models(infos: dict[str, ModelInfo]) -> None:
+    async def main() -> list[str]:
+        pool = _pool(max_models=2)
+        for name, pin in (("tiny-llama", True), ("tiny-qwen3", False), ("tiny-gemma3", False)):
+            pool.release(await pool.acquire(infos[name], pin=pin))
+        ids = sorted(e.info.id for e in pool.entries())
+        await pool.close()
+        return ids
+
+    assert asyncio.run(main()) == ["tiny-gemma3", "tiny-llama"]
+
+
+def test_model_larger_than_budget_is_refused_before_loading(infos: dict[str, ModelInfo]) -> None:
+    async def main() -> None:
+        pool = _pool(budget=1000)
+        with pytest.raises(MemoryBudgetError, match="memory budget"):
+            await pool.acquire(infos["tiny-llama"])
+        assert pool.loads == 0
+
+    asyncio.run(main())
+
+
+def test_budget_evicts_to_fit(infos: dict[str, ModelInfo]) -> None:
+    size = infos["tiny-llama"].size_bytes
+
+    async def main() -> list[str]:
+        pool = _pool(budget=int(size * 1.5))
+        pool.release(await pool.acquire(infos["tiny-llama"]))
+        pool.release(await pool.acquire(infos["tiny-qwen3"]))
+        ids = [e.info.id for e in pool.entries()]
+        await pool.close()
+        return ids
+
+    assert asyncio.run(main()) == ["tiny-qwen3"]
+
+
+def test_all_pinned_means_no_room(infos: dict[str, ModelInfo]) -> None:
+    async def main() -> None:
+        pool = _pool(max_models=1)
+        pool.release(await pool.acquire(infos["tiny-llama"], pin=True))
+        with pytest.raises(MemoryBudgetError, match="pinned"):
+            await pool.acquire(infos["tiny-qwen3"])
+        await pool.close()
+
+    asyncio.run(main())
+
+
+def test_idle_models_unload_after_ttl_but_busy_ones_stay(infos: dict[str, ModelInfo]) -> None:
+    async def main() -> tuple[list[str], list[str]]:
+        pool = _pool(ttl=0.2)
+        pool.release(await pool.acquire(infos["tiny-llama"]))
+        busy = await pool.acquire(infos["tiny-qwen3"])
+        await asyncio.sleep(0.3)
+        unloaded = await pool.unload_idle()
+        remaining = [e.info.id for e in pool.entries()]
+        pool.release(busy)
+        await pool.close()
+        return unloaded, remaining
+
+    assert asyncio.run(main()) == (["tiny-llama"], ["tiny-qwen3"])
+
+
+def test_failed_load_is_reported_and_can_be_retried(infos: dict[str, ModelInfo], tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    broken = replace(infos["tiny-llama"], id="broken", path=str(tmp_path))
+
+    async def main() -> None:
+        pool = _pool()
+        for _ in range(2):
+            with pytest.raises(Exception, match="Could not load model 'broken'"):
+                await pool.acquire(broken)
+        assert pool.entries() == []
+
+    asyncio.run(main())
