@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run lint, type checks and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install.sh --dev
+
+for lib in /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /usr/lib/aarch64-linux-gnu/libopenblas.so.0; do
+  if [ -e "$lib" ]; then export LD_PRELOAD="$lib"; break; fi
+done
+export HF_HUB_OFFLINE=1
+
+.venv/bin/ruff check src tests
+.venv/bin/ruff format --check src tests
+.venv/bin/mypy
+.venv/bin/pytest -q "$@"
