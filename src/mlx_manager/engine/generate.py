@@ -12,6 +12,7 @@ import mlx.nn as nn
 from mlx_lm.generate import generate_step
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
+from mlx_manager.engine.detokenizer import IncrementalDetokenizer
 from mlx_manager.engine.sampling import make_logits_processors, make_sampler
 from mlx_manager.engine.stopping import StopMatcher
 from mlx_manager.engine.types import FinishReason, GenerationChunk, ModelInfo, SamplingParams, TokenLogprob
@@ -59,7 +60,7 @@ def run_sequence(
 ) -> int:
     """Generate one completion, emitting text chunks; returns the number of completion tokens."""
     tokenizer = lm.tokenizer
-    detok = tokenizer.detokenizer
+    detok = IncrementalDetokenizer(tokenizer, prompt_ids)
     matcher = StopMatcher(params.stop)
     want_logprobs = params.logprobs or params.top_logprobs > 0
     pending_lp: list[TokenLogprob] = []
@@ -87,8 +88,7 @@ def run_sequence(
             pending_ids.append(token)
             if want_logprobs:
                 pending_lp.append(_token_logprob(tokenizer, token, logprobs, params.top_logprobs))
-            detok.add_token(token)
-            text, hit = matcher.feed(detok.last_segment)
+            text, hit = matcher.feed(detok.add(token))
             if hit:
                 finish = "stop"
                 if text or pending_ids:
@@ -101,8 +101,7 @@ def run_sequence(
     finally:
         steps.close()
 
-    detok.finalize()
-    tail, hit = matcher.feed(detok.last_segment)
+    tail, hit = matcher.feed(detok.flush())
     if hit:
         finish = "stop"
     elif finish != "cancelled":

@@ -1,0 +1,568 @@
+"""Offline generator of tiny random-weight model folders, one per supported family, for the test suite.
+
+Each folder looks like a real Hugging Face / mlx-community checkpoint of its family (config.json,
+model.safetensors, tokenizer.json, tokenizer_config.json with the family's chat template,
+special_tokens_map.json, generation_config.json) but holds a ~0.6M-parameter float32 model and a
+byte-level BPE tokenizer trained on a small embedded corpus, so it loads and generates in milliseconds.
+
+    python -m mlx_manager.testing.tiny_models OUT_DIR [--family NAME ...] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import importlib
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import uuid
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from mlx_manager.testing.chat_templates import (
+    GEMMA3_CHAT_TEMPLATE,
+    LLAMA3_CHAT_TEMPLATE,
+    MISTRAL_CHAT_TEMPLATE,
+    QWEN3_CHAT_TEMPLATE,
+    TRAINING_CORPUS,
+)
+
+# Bump when the output changes in a way the source hash would not show (e.g. a dependency's format).
+GENERATOR_VERSION = "1"
+FAMILIES: tuple[str, ...] = ("llama", "qwen3", "mistral", "gemma3", "llama-4bit")
+MARKER_FILE = ".complete"
+
+# Dimensions are multiples of 64 so every linear layer and the embedding quantize with group size 64.
+HIDDEN_SIZE = 128
+NUM_LAYERS = 2
+NUM_HEADS = 4
+NUM_KV_HEADS = 2
+HEAD_DIM = 32
+INTERMEDIATE_SIZE = 256
+CONTEXT_LENGTH = 2048
+MODEL_VOCAB_SIZE = 1024  # padded above the tokenizer's ~990 ids, as real checkpoints often are
+BPE_VOCAB_SIZE = 960  # trained tokens (256 byte symbols + merges), before the family's added tokens
+QUANT_GROUP_SIZE = 64
+QUANT_BITS = 4
+
+# Residual dimension 0 carries a constant so lm_head can give unwanted ids a logit of about -25 to -45:
+# never sampled (even at temperature 2), yet a +100 logit_bias still forces them.
+_ANCHOR_VALUE = 1.0
+_SUPPRESSED_LOGIT_WEIGHT = 50.0
+
+# Llama 3's pre-tokenizer split (digits in runs of up to three); Qwen's is the same with single digits.
+_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN_SPLIT_PATTERN = _SPLIT_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}")
+
+
+@dataclass(frozen=True)
+class _Family:
+    model_type: str
+    architecture: str
+    # Added tokens in id order as (content, special); non-special ones still encode to a single id.
+    added: tuple[tuple[str, bool], ...]
+    # Mistral and Gemma number their control tokens from 0; Llama and Qwen put them after the BPE vocab.
+    added_first: bool
+    bos: str | None
+    eos: str
+    pad: str | None
+    unk: str | None
+    add_bos: bool
+    # generation_config.json eos_token_id: the tokens that end an assistant turn.
+    stop_tokens: tuple[str, ...]
+    # config.json eos_token_id, which for Qwen3 names only <|im_end|>.
+    config_eos: tuple[str, ...]
+    chat_template: str
+    tokenizer_class: str
+    config: tuple[tuple[str, Any], ...]
+    generation: tuple[tuple[str, Any], ...]
+    seed: int
+    # Qwen's tokenizer class rebuilds its pipeline (NFC, single-digit split) in transformers 5, so match it.
+    nfc: bool = False
+    split_pattern: str = _SPLIT_PATTERN
+    # Share of the embedding mixed into lm_head: greedy output then repeats recent tokens within a few dozen
+    # steps, like real small models, so repetition penalties visibly change it. Gemma loops without help.
+    copy_weight: float = 0.1
+
+
+def _tokens(names: str, special: bool = True) -> tuple[tuple[str, bool], ...]:
+    return tuple((name, special) for name in names.split())
+
+
+_SPECS: dict[str, _Family] = {
+    "llama": _Family(
+        model_type="llama",
+        architecture="LlamaForCausalLM",
+        added=_tokens(
+            "<|begin_of_text|> <|end_of_text|> <|reserved_special_token_0|> <|reserved_special_token_1|> "
+            "<|finetune_right_pad_id|> <|reserved_special_token_2|> <|start_header_id|> <|end_header_id|> "
+            "<|eom_id|> <|eot_id|> <|python_tag|>"
+        ),
+        added_first=False,
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+        pad="<|finetune_right_pad_id|>",
+        unk=None,
+        add_bos=True,
+        stop_tokens=("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"),
+        config_eos=("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"),
+        chat_template=LLAMA3_CHAT_TEMPLATE,
+        tokenizer_class="PreTrainedTokenizerFast",
+        config=(
+            ("rms_norm_eps", 1e-5),
+            ("rope_theta", 500000.0),
+            # Llama 3.1 rope scaling, stretched from 256 to the 2048-token context like 8k -> 128k.
+            (
+                "rope_scaling",
+                {
+                    "factor": 8.0,
+                    "high_freq_factor": 4.0,
+                    "low_freq_factor": 1.0,
+                    "original_max_position_embeddings": CONTEXT_LENGTH // 8,
+                    "rope_type": "llama3",
+                },
+            ),
+            ("hidden_act", "silu"),
+            ("attention_bias", False),
+            ("mlp_bias", False),
+            ("pretraining_tp", 1),
+        ),
+        generation=(("do_sample", True), ("temperature", 0.6), ("top_p", 0.9)),
+        seed=3,
+    ),
+    "qwen3": _Family(
+        model_type="qwen3",
+        architecture="Qwen3ForCausalLM",
+        added=_tokens(
+            "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|> <|box_start|> "
+            "<|box_end|> <|quad_start|> <|quad_end|> <|vision_start|> <|vision_end|> <|vision_pad|> "
+            "<|image_pad|> <|video_pad|>"
+        )
+        + _tokens(
+            "<tool_call> </tool_call> <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> "
+            "<|repo_name|> <|file_sep|> <tool_response> </tool_response> <think> </think>",
+            special=False,
+        ),
+        added_first=False,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk=None,
+        add_bos=False,
+        stop_tokens=("<|im_end|>", "<|endoftext|>"),
+        config_eos=("<|im_end|>",),
+        chat_template=QWEN3_CHAT_TEMPLATE,
+        tokenizer_class="Qwen2Tokenizer",
+        config=(
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 1000000.0),
+            ("rope_scaling", None),
+            ("hidden_act", "silu"),
+            ("attention_bias", False),
+            ("sliding_window", None),
+            ("use_sliding_window", False),
+            ("max_window_layers", NUM_LAYERS),
+        ),
+        generation=(("do_sample", True), ("temperature", 0.6), ("top_k", 20), ("top_p", 0.95)),
+        seed=5,
+        nfc=True,
+        split_pattern=_QWEN_SPLIT_PATTERN,
+    ),
+    "mistral": _Family(
+        model_type="mistral",
+        architecture="MistralForCausalLM",
+        # Tekken (v7) control-token order.
+        added=_tokens(
+            "<unk> <s> </s> [INST] [/INST] [AVAILABLE_TOOLS] [/AVAILABLE_TOOLS] [TOOL_RESULTS] "
+            "[/TOOL_RESULTS] [TOOL_CALLS] [IMG] <pad> [IMG_BREAK] [IMG_END] [PREFIX] [MIDDLE] [SUFFIX] "
+            "[SYSTEM_PROMPT] [/SYSTEM_PROMPT] [TOOL_CONTENT]"
+        ),
+        added_first=True,
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+        add_bos=True,
+        stop_tokens=("</s>",),
+        config_eos=("</s>",),
+        chat_template=MISTRAL_CHAT_TEMPLATE,
+        # Tekken checkpoints (Nemo, Small 3) ship a byte-level tokenizer.json with the generic fast class.
+        tokenizer_class="PreTrainedTokenizerFast",
+        config=(
+            ("rms_norm_eps", 1e-5),
+            ("rope_theta", 1000000.0),
+            ("hidden_act", "silu"),
+            ("sliding_window", None),
+        ),
+        generation=(),
+        seed=7,
+    ),
+    "gemma3": _Family(
+        model_type="gemma3_text",
+        architecture="Gemma3ForCausalLM",
+        added=_tokens(
+            "<pad> <eos> <bos> <unk> <mask> <start_of_turn> <end_of_turn> <start_of_image> <end_of_image> "
+            "<image_soft_token>"
+        ),
+        added_first=True,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+        add_bos=True,
+        stop_tokens=("<eos>", "<end_of_turn>"),
+        config_eos=("<eos>", "<end_of_turn>"),
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+        # Not GemmaTokenizer: transformers 5 would rebuild it as SentencePiece and mangle the byte-level vocab.
+        tokenizer_class="PreTrainedTokenizerFast",
+        config=(
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 1000000.0),
+            ("rope_local_base_freq", 10000.0),
+            ("rope_scaling", None),
+            ("query_pre_attn_scalar", HEAD_DIM),
+            ("hidden_activation", "gelu_pytorch_tanh"),
+            # One local and one global layer, so both cache kinds (rotating and plain) are exercised.
+            ("sliding_window", 512),
+            ("sliding_window_pattern", 2),
+            ("layer_types", ["sliding_attention", "full_attention"]),
+            ("attn_logit_softcapping", None),
+            ("final_logit_softcapping", None),
+            ("attention_bias", False),
+        ),
+        generation=(("cache_implementation", "hybrid"), ("do_sample", True), ("top_k", 64), ("top_p", 0.95)),
+        seed=11,
+        copy_weight=0.0,
+    ),
+}
+
+
+def _id(tokenizer: Tokenizer, content: str) -> int:
+    token_id = tokenizer.token_to_id(content)
+    if token_id is None:
+        raise KeyError(f"token {content!r} is not in the tokenizer")
+    return token_id
+
+
+def _pre_tokenizer(pattern: str = _SPLIT_PATTERN) -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
+
+
+@functools.cache
+def _trained_bpe() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Byte-level BPE trained once per process; returns the tokens in id order and the merges."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = _pre_tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=BPE_VOCAB_SIZE,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(TRAINING_CORPUS.splitlines(keepends=True), trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    vocab: dict[str, int] = model["vocab"]
+    tokens = tuple(sorted(vocab, key=vocab.__getitem__))
+    merges = tuple((a, b) for a, b in (m.split(" ", 1) if isinstance(m, str) else m for m in model["merges"]))
+    return tokens, merges
+
+
+def _build_tokenizer(spec: _Family) -> Tokenizer:
+    tokens, merges = _trained_bpe()
+    added_start, regular_start = (0, len(spec.added)) if spec.added_first else (len(tokens), 0)
+    vocab = {token: regular_start + i for i, token in enumerate(tokens)}
+    for i, (content, _) in enumerate(spec.added):
+        if content in vocab:
+            raise ValueError(f"added token {content!r} collides with a trained BPE token")
+        vocab[content] = added_start + i
+
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=list(merges)))
+    if spec.nfc:
+        tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = _pre_tokenizer(spec.split_pattern)
+    tokenizer.decoder = decoders.ByteLevel()
+    if spec.add_bos and spec.bos is not None:
+        bos = (spec.bos, vocab[spec.bos])
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{spec.bos}:0 $A:0", pair=f"{spec.bos}:0 $A:0 {spec.bos}:1 $B:1", special_tokens=[bos]
+        )
+    else:
+        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    # One call per token in id order; the ids come from the vocab above, the call marks them unsplittable.
+    for content, special in spec.added:
+        token = AddedToken(content, special=special, normalized=False, lstrip=False, rstrip=False)
+        if special:
+            tokenizer.add_special_tokens([token])
+        else:
+            tokenizer.add_tokens([token])
+    for content, _ in spec.added:
+        if _id(tokenizer, content) != vocab[content]:
+            raise RuntimeError(f"added token {content!r} did not keep its id")
+    return tokenizer
+
+
+def _suppressed_ids(tokenizer: Tokenizer, spec: _Family) -> list[int]:
+    """Ids the random model must never emit: added tokens, vocab padding, and tokens that are not clean text.
+
+    Keeping them out means generation always runs to max_tokens and every token decodes on its own.
+    """
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    added = {_id(tokenizer, content) for content, _ in spec.added}
+    suppressed = set(range(size, MODEL_VOCAB_SIZE)) | added
+    for token_id in range(size):
+        if token_id in added:
+            continue
+        text = tokenizer.decode([token_id], skip_special_tokens=False)
+        if not text or "\ufffd" in text or any(not (ch.isprintable() or ch in "\n\t") for ch in text):
+            suppressed.add(token_id)
+    return sorted(suppressed)
+
+
+def _model_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
+    eos_ids = [_id(tokenizer, t) for t in spec.config_eos]
+    config: dict[str, Any] = {
+        "architectures": [spec.architecture],
+        "model_type": spec.model_type,
+        "hidden_size": HIDDEN_SIZE,
+        "intermediate_size": INTERMEDIATE_SIZE,
+        "num_hidden_layers": NUM_LAYERS,
+        "num_attention_heads": NUM_HEADS,
+        "num_key_value_heads": NUM_KV_HEADS,
+        "head_dim": HEAD_DIM,
+        "max_position_embeddings": CONTEXT_LENGTH,
+        "vocab_size": MODEL_VOCAB_SIZE,
+        "tie_word_embeddings": False,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "torch_dtype": "float32",
+        # Qwen has no BOS token but names <|endoftext|> (its pad) as bos_token_id.
+        "bos_token_id": _id(tokenizer, spec.bos or spec.pad or spec.eos),
+        "eos_token_id": eos_ids[0] if len(eos_ids) == 1 else eos_ids,
+    }
+    if spec.model_type == "gemma3_text" and spec.pad is not None:
+        config["pad_token_id"] = _id(tokenizer, spec.pad)
+    config.update(dict(spec.config))
+    return config
+
+
+def _model_class(model_type: str) -> tuple[Any, Any]:
+    # mlx-lm runs Mistral checkpoints with its Llama implementation.
+    arch = "llama" if model_type == "mistral" else model_type
+    module = importlib.import_module(f"mlx_lm.models.{arch}")
+    return module.Model, module.ModelArgs
+
+
+def _build_model(spec: _Family, config: dict[str, Any], suppressed: Sequence[int]) -> Any:
+    """Instantiate the mlx-lm model and fill it with seeded random weights (numpy, so any platform agrees)."""
+    model_cls, args_cls = _model_class(spec.model_type)
+    model = model_cls(args_cls.from_dict(config))
+    weights: list[tuple[str, mx.array]] = []
+    params = cast("list[tuple[str, mx.array]]", tree_flatten(model.parameters()))
+    for name, param in params:
+        if param.ndim != 2:
+            # Norm scales: Gemma stores offsets from 1 (HF initialises them to 0), the others plain ones.
+            norm = mx.zeros_like(param) if spec.model_type == "gemma3_text" else mx.ones_like(param)
+            weights.append((name, norm.astype(mx.float32)))
+            continue
+        rng = np.random.default_rng([spec.seed, zlib.crc32(name.encode())])
+        rows, cols = param.shape
+        if name.endswith("embed_tokens.weight"):
+            w = rng.standard_normal((rows, cols))
+            w[:, 0] = _ANCHOR_VALUE
+        else:
+            w = rng.standard_normal((rows, cols)) / math.sqrt(cols)
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
+            # Nothing writes to residual dimension 0, so it keeps the embedding's constant to the end.
+            w[0, :] = 0.0
+        if name == "lm_head.weight":
+            # Same draw as the embedding (same seed and name), so each token's output row leans to its input row.
+            embed = np.random.default_rng([spec.seed, zlib.crc32(b"model.embed_tokens.weight")])
+            w += spec.copy_weight * embed.standard_normal((rows, cols)) / math.sqrt(cols)
+            w[:, 0] = 0.0
+            w[list(suppressed), :] = 0.0
+            w[list(suppressed), 0] = -_SUPPRESSED_LOGIT_WEIGHT
+        weights.append((name, mx.array(w.astype(np.float32))))
+    model.load_weights(weights, strict=True)
+    mx.eval(model.parameters())
+    return model
+
+
+def _added_token_json(content: str, special: bool) -> dict[str, Any]:
+    return {
+        "content": content,
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+        "special": special,
+    }
+
+
+def _tokenizer_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
+    decoder = {str(_id(tokenizer, content)): _added_token_json(content, special) for content, special in spec.added}
+    config: dict[str, Any] = {
+        "add_bos_token": spec.add_bos,
+        "add_eos_token": False,
+        "added_tokens_decoder": decoder,
+        "bos_token": spec.bos,
+        "chat_template": spec.chat_template,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": spec.eos,
+        "extra_special_tokens": {},
+        "model_input_names": ["input_ids", "attention_mask"],
+        "model_max_length": CONTEXT_LENGTH,
+        "pad_token": spec.pad,
+        "split_special_tokens": False,
+        "tokenizer_class": spec.tokenizer_class,
+        "unk_token": spec.unk,
+    }
+    if spec.model_type == "qwen3":
+        config["errors"] = "replace"
+        config["add_prefix_space"] = False
+    return config
+
+
+def _special_tokens_map(spec: _Family) -> dict[str, Any]:
+    named = {"bos_token": spec.bos, "eos_token": spec.eos, "pad_token": spec.pad, "unk_token": spec.unk}
+    entries = {key: _added_token_json(value, True) for key, value in named.items() if value is not None}
+    for entry in entries.values():
+        del entry["special"]
+    return entries
+
+
+def _generation_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
+    eos = [_id(tokenizer, t) for t in spec.stop_tokens]
+    config: dict[str, Any] = {"bos_token_id": _id(tokenizer, spec.bos or spec.pad or spec.eos)}
+    config["eos_token_id"] = eos[0] if len(eos) == 1 else eos
+    if spec.pad is not None and spec.model_type in ("qwen3", "gemma3_text"):
+        config["pad_token_id"] = _id(tokenizer, spec.pad)
+    config.update(dict(spec.generation))
+    return config
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+@functools.cache
+def _source_version() -> str:
+    """Version string for the marker: any edit to this generator or its templates invalidates old folders."""
+    digest = hashlib.sha256(GENERATOR_VERSION.encode())
+    for module in (__name__, "mlx_manager.testing.chat_templates"):
+        source = getattr(sys.modules.get(module), "__file__", None)
+        if source:
+            digest.update(Path(source).read_bytes())
+    return f"mlx-manager tiny-models v{GENERATOR_VERSION} {digest.hexdigest()[:16]}"
+
+
+_REQUIRED_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+)
+
+
+def _is_complete(folder: Path) -> bool:
+    marker = folder / MARKER_FILE
+    if not marker.is_file() or marker.read_text(encoding="utf-8").strip() != _source_version():
+        return False
+    return all((folder / name).is_file() for name in _REQUIRED_FILES)
+
+
+def _write_folder(folder: Path, family: str) -> None:
+    # Deferred so importing this module (e.g. for FAMILIES) stays cheap.
+    from mlx_lm.utils import quantize_model, save_config, save_model
+
+    base = family.removesuffix("-4bit")
+    spec = _SPECS[base]
+    tokenizer = _build_tokenizer(spec)
+    config = _model_config(spec, tokenizer)
+    model = _build_model(spec, config, _suppressed_ids(tokenizer, spec))
+    if family.endswith("-4bit"):
+        with contextlib.redirect_stdout(io.StringIO()):  # quantize_model prints a bits-per-weight line
+            model, config = quantize_model(model, config, group_size=QUANT_GROUP_SIZE, bits=QUANT_BITS)
+    save_model(folder, model)
+    save_config(config, config_path=folder / "config.json")
+    tokenizer.save(str(folder / "tokenizer.json"))
+    _write_json(folder / "tokenizer_config.json", _tokenizer_config(spec, tokenizer))
+    _write_json(folder / "special_tokens_map.json", _special_tokens_map(spec))
+    _write_json(folder / "generation_config.json", _generation_config(spec, tokenizer))
+    # Written last: its presence (with the current version) is what marks the folder as usable.
+    (folder / MARKER_FILE).write_text(_source_version() + "\n", encoding="utf-8")
+
+
+def write_tiny_model(out_dir: Path, family: str, *, force: bool = False) -> Path:
+    """Write ``out_dir/tiny-<family>`` unless a complete folder from this generator version is there."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown tiny model family {family!r}; choose from {', '.join(FAMILIES)}")
+    out_dir = Path(out_dir)
+    folder = out_dir / f"tiny-{family}"
+    if not force and _is_complete(folder):
+        return folder
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename, so a crash or a concurrent writer never leaves a half folder.
+    staging = out_dir / f".tiny-{family}.{uuid.uuid4().hex}"
+    try:
+        _write_folder(staging, family)
+        if not force and _is_complete(folder):
+            return folder  # a concurrent writer finished first
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not _is_complete(folder):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def write_tiny_models(out_dir: Path, families: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write the requested families (all of FAMILIES by default); returns family name -> folder."""
+    return {family: write_tiny_model(out_dir, family) for family in (FAMILIES if families is None else families)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlx_manager.testing.tiny_models",
+        description="Write tiny random-weight model folders (OUT_DIR/tiny-<family>) for tests.",
+    )
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    parser.add_argument(
+        "--family", action="append", choices=FAMILIES, metavar="NAME", help=f"one of {', '.join(FAMILIES)}"
+    )
+    parser.add_argument("--force", action="store_true", help="rewrite folders that are already complete")
+    args = parser.parse_args(argv)
+    for family in args.family or FAMILIES:
+        print(write_tiny_model(args.out_dir, family, force=args.force))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
