@@ -22,6 +22,13 @@ def cli(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProc
     )
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_start_status_stop_round_trip(tmp_path: Path, tiny_models_dir: Path) -> None:
     port = free_port()
     started = cli(
@@ -42,10 +49,17 @@ def test_start_status_stop_round_trip(tmp_path: Path, tiny_models_dir: Path) -> 
     again = cli(tmp_path, "start", "--port", str(port))
     assert again.returncode == 0 and "already running" in again.stdout
 
+    restarted = cli(tmp_path, "restart")
+    assert restarted.returncode == 0, restarted.stderr
+    new_pid = int((tmp_path / "state" / "server.pid").read_text())
+    assert new_pid != pid and _gone(pid)
+    assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    pid = new_pid
+
     stopped = cli(tmp_path, "stop")
     assert stopped.returncode == 0 and f"stopped (pid {pid})" in stopped.stdout
     assert not (tmp_path / "state" / "server.pid").exists()
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert _gone(pid)
 
     after = cli(tmp_path, "status")
     assert after.returncode == 3 and "not running" in after.stdout

@@ -260,6 +260,8 @@ def import_cmd(
 
     try:
         folder = import_gguf(gguf, paths.models_dir(), name, overwrite=force)
+    except FileExistsError as exc:
+        raise _fail(f"a model named '{name or gguf.stem}' already exists; pass --force to replace it.") from exc
     except GGUFImportError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"imported as [bold]{folder.name}[/bold] ({folder})")

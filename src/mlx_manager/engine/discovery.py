@@ -15,6 +15,7 @@ from mlx_manager.engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
 
+_warned: set[tuple[str, str]] = set()
 _CONTEXT_KEYS = ("max_position_embeddings", "max_sequence_length", "n_positions", "seq_length")
 
 
@@ -144,6 +145,9 @@ def discover_models(model_dirs: Iterable[Path], hf_cache: Path | None) -> dict[s
         try:
             found[model_id] = inspect_model(folder, model_id, source)
         except (NotLoadableError, OSError, ValueError) as exc:
-            if source == "folder" or (folder / "config.json").is_file():
-                log.warning("Skipping %s (%s): %s", model_id, folder, exc)
+            # Rescans are frequent: say it once per folder and reason. The HF cache holds non-MLX repos too.
+            if (str(folder), str(exc)) not in _warned:
+                _warned.add((str(folder), str(exc)))
+                level = logging.WARNING if source == "folder" else logging.INFO
+                log.log(level, "Skipping %s (%s): %s", model_id, folder, exc)
     return found
