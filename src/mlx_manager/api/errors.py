@@ -17,6 +17,7 @@ from mlx_manager.engine.errors import (
     MemoryBudgetError,
     ModelLoadError,
     ModelNotFoundError,
+    QueueFullError,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ def from_engine_error(exc: EngineError) -> APIError:
         return APIError(400, exc.message, param=exc.param, code="context_length_exceeded")
     if isinstance(exc, InvalidRequestError):
         return APIError(400, exc.message, param=exc.param)
+    if isinstance(exc, QueueFullError):
+        return APIError(
+            429, exc.message, type="rate_limit_error", code="queue_full", headers={"Retry-After": str(exc.retry_after)}
+        )
     if isinstance(exc, MemoryBudgetError):
         return APIError(507, exc.message, type="server_error", code="insufficient_memory")
     if isinstance(exc, ModelLoadError):

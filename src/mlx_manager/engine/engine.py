@@ -5,23 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_manager.engine.discovery import discover_models
 from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
-from mlx_manager.engine.generate import LoadedModel, run_sequence
-from mlx_manager.engine.loader import load_model, release_memory
+from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import tokenize
-from mlx_manager.engine.types import GenerationChunk, ModelInfo, Prompt, SamplingParams, Usage
+from mlx_manager.engine.sequence import Sequence
+from mlx_manager.engine.types import ModelInfo, Prompt, SamplingParams
 
 log = logging.getLogger(__name__)
-
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -32,40 +29,6 @@ class EngineConfig:
     default_max_tokens: int = 4096
     preload: list[str] = field(default_factory=list)
     rescan_seconds: float = 2.0
-
-
-class Generation:
-    """A running request: iterate it for chunks; `cancel()` (or leaving the loop early) stops the model."""
-
-    def __init__(self, prompt_tokens: int, n: int) -> None:
-        self.usage = Usage(prompt_tokens=prompt_tokens)
-        self.n = n
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._cancel = threading.Event()
-        self._loop = asyncio.get_running_loop()
-
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def push(self, item: object) -> None:
-        """Called from the model thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-
-    async def __aiter__(self) -> AsyncIterator[GenerationChunk]:
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, GenerationChunk)
-                yield item
-        finally:
-            self.cancel()
 
 
 class Engine:
@@ -117,11 +80,13 @@ class Engine:
         self.pool.release(entry)
         return entry
 
-    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1) -> Generation:
-        """Validate and start a generation; errors about the request are raised here, before any output."""
+    async def generate(
+        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+    ) -> Generation:
+        """Validate and queue a generation; request errors are raised here, before any output."""
         entry = await self.pool.acquire(await self.resolve(model_id))
         try:
-            assert entry.loaded is not None
+            assert entry.loaded is not None and entry.scheduler is not None
             lm = entry.loaded
             prompt_ids = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
             if not prompt_ids:
@@ -130,12 +95,13 @@ class Engine:
             bad = [t for t in params.logit_bias if t < 0 or t >= lm.vocab_size]
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
+            gen = Generation(len(prompt_ids), n)
+            seqs = [Sequence(gen, i, prompt_ids, params, max_tokens, priority) for i in range(n)]
+            entry.scheduler.submit(seqs)
         except BaseException:
             self.pool.release(entry)
             raise
-        gen = Generation(len(prompt_ids), n)
-        job = entry.runner.submit(self._job, entry, lm, gen, prompt_ids, params, max_tokens, n)
-        job.add_done_callback(lambda _f: self.pool.release(entry))
+        gen.add_done_callback(lambda: self.pool.release(entry))
         return gen
 
     def _max_tokens(self, lm: LoadedModel, prompt_len: int, requested: int | None) -> int:
@@ -148,35 +114,3 @@ class Engine:
         if limit and prompt_len + requested > limit:
             raise ContextLengthError(prompt_len, requested, limit)
         return requested
-
-    @staticmethod
-    def _job(
-        entry: PoolEntry,
-        lm: LoadedModel,
-        gen: Generation,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        max_tokens: int,
-        n: int,
-    ) -> None:
-        try:
-            for index in range(n):
-                if gen.cancelled():
-                    break
-                gen.usage.completion_tokens += run_sequence(
-                    lm,
-                    prompt_ids,
-                    params,
-                    max_tokens,
-                    index=index,
-                    seed_offset=index,
-                    cancelled=gen.cancelled,
-                    emit=gen.push,
-                )
-        except Exception as exc:
-            log.exception("Generation failed on %s", lm.info.id)
-            gen.push(exc)
-        entry.tokens_generated += gen.usage.completion_tokens
-        entry.requests_done += 1
-        entry.requests_cancelled += gen.cancelled()
-        gen.push(_DONE)

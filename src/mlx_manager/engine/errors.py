@@ -47,3 +47,11 @@ class ContextLengthError(EngineError):
 
 class InvalidRequestError(EngineError):
     pass
+
+
+class QueueFullError(EngineError):
+    """Admission control said no; the client should retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

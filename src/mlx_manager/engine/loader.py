@@ -5,18 +5,31 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 from mlx_lm import load as mlx_load
+from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlx_manager.engine.discovery import read_json
 from mlx_manager.engine.errors import ModelLoadError
 from mlx_manager.engine.families import detect_family
-from mlx_manager.engine.generate import LoadedModel
 from mlx_manager.engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    info: ModelInfo
+    model: nn.Module
+    tokenizer: TokenizerWrapper
+    stop_token_ids: frozenset[int]
+    context_length: int | None
+    memory_bytes: int
+    vocab_size: int
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:

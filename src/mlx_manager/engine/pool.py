@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mlx_manager.engine.errors import MemoryBudgetError
-from mlx_manager.engine.generate import LoadedModel
+from mlx_manager.engine.loader import LoadedModel
+from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
 from mlx_manager.engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,7 @@ class PoolEntry:
     last_used: float = field(default_factory=time.monotonic)
     loaded_at: float = 0.0
     load_seconds: float = 0.0
-    # Counters written by the model thread, read by the admin API.
-    requests_done: int = 0
-    requests_cancelled: int = 0
-    tokens_generated: int = 0
+    scheduler: Scheduler | None = None
 
     @property
     def memory_bytes(self) -> int:
@@ -64,6 +62,7 @@ class PoolConfig:
     max_models: int
     memory_budget_bytes: int
     idle_ttl_seconds: float = 0.0
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
 Loader = Callable[[ModelInfo], LoadedModel]
@@ -125,6 +124,9 @@ class ModelPool:
             return
         self.loads += 1
         entry.loaded = loaded
+        # The batch loop then owns the model's thread until the model is evicted.
+        entry.scheduler = Scheduler(loaded, self.config.scheduler)
+        entry.runner.submit(entry.scheduler.run)
         entry.loaded_at = time.time()
         entry.load_seconds = time.monotonic() - start
         entry.ready.set_result(loaded)
@@ -161,7 +163,9 @@ class ModelPool:
         self._entries.pop(entry.info.id, None)
         log.info("Unloading %s (%s)", entry.info.id, reason)
         entry.loaded = None
-        # Memory is released on the model's thread once the work still queued there has finished.
+        if entry.scheduler is not None:
+            entry.scheduler.stop()  # accepted requests still finish
+        # Memory is released on the model's thread once its batch loop has ended.
         entry.runner.shutdown(final=self._release)
 
     async def unload(self, model_id: str) -> bool:

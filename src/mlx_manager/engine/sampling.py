@@ -17,9 +17,14 @@ LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
 REPETITION_CONTEXT = 64
 
 
+def greedy(logprobs: mx.array) -> mx.array:
+    return mx.argmax(logprobs, axis=-1)
+
+
 def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
+    # Greedy sequences share one function so the batch samples them in a single call.
     if params.temperature == 0:
-        return lambda logprobs: mx.argmax(logprobs, axis=-1)
+        return greedy
     seed = params.seed if params.seed is not None else secrets.randbits(63)
     key = mx.random.key(seed + seed_offset)
     filters: list[Callable[[mx.array], mx.array]] = []
@@ -44,16 +49,17 @@ def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
 class OpenAIPenalties:
     """presence/frequency penalties over the tokens generated so far, as OpenAI defines them."""
 
-    def __init__(self, prompt_len: int, presence: float, frequency: float) -> None:
-        self.prompt_len = prompt_len
+    def __init__(self, presence: float, frequency: float) -> None:
         self.presence = presence
         self.frequency = frequency
         self.counts: dict[int, int] = {}
-        self.seen = prompt_len
+        self.seen: int | None = None
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
-        # Count only the tokens added since the last call (one per decode step).
-        if tokens.size > self.seen:
+        # The first call sees only the prompt; later calls add one generated token each.
+        if self.seen is None:
+            self.seen = tokens.size
+        elif tokens.size > self.seen:
             for tok in cast(list[int], tokens[self.seen :].tolist()):
                 self.counts[tok] = self.counts.get(tok, 0) + 1
             self.seen = tokens.size
@@ -65,14 +71,14 @@ class OpenAIPenalties:
         return logits.at[..., ids].subtract(penalty)
 
 
-def make_logits_processors(params: SamplingParams, prompt_len: int) -> list[LogitsProcessor]:
+def make_logits_processors(params: SamplingParams) -> list[LogitsProcessor]:
     processors: list[LogitsProcessor] = []
     if params.logit_bias:
         ids = mx.array(list(params.logit_bias))
         values = mx.array(list(params.logit_bias.values()))
         processors.append(lambda _tokens, logits: logits.at[..., ids].add(values.astype(logits.dtype)))
     if params.presence_penalty or params.frequency_penalty:
-        processors.append(OpenAIPenalties(prompt_len, params.presence_penalty, params.frequency_penalty))
+        processors.append(OpenAIPenalties(params.presence_penalty, params.frequency_penalty))
     if params.repetition_penalty != 1.0:
         processors.append(make_repetition_penalty(params.repetition_penalty, REPETITION_CONTEXT))
     return processors

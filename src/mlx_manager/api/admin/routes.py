@@ -15,6 +15,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 def _out(entry: PoolEntry) -> LoadedModelOut:
+    stats = entry.scheduler.stats if entry.scheduler else None
     return LoadedModelOut(
         id=entry.info.id,
         path=entry.info.path,
@@ -26,9 +27,11 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         load_seconds=entry.load_seconds,
         idle_seconds=time.monotonic() - entry.last_used if entry.active == 0 else 0.0,
         state="loaded" if entry.loaded else "loading",
-        requests_done=entry.requests_done,
-        requests_cancelled=entry.requests_cancelled,
-        tokens_generated=entry.tokens_generated,
+        requests_done=stats.requests_done if stats else 0,
+        requests_cancelled=stats.requests_cancelled if stats else 0,
+        tokens_generated=stats.tokens_generated if stats else 0,
+        running=stats.running if stats else 0,
+        waiting=stats.waiting if stats else 0,
     )
 
 

@@ -17,6 +17,8 @@ class LoadedModelOut(BaseModel):
     requests_done: int
     requests_cancelled: int
     tokens_generated: int
+    running: int
+    waiting: int
 
 
 class LoadedModels(BaseModel):

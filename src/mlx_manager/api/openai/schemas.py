@@ -55,6 +55,7 @@ class SamplingFields(Strict):
     repetition_penalty: float = Field(default=1.0, gt=0)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    priority: int = Field(default=0, description="Scheduling priority (vLLM extension): lower runs sooner.")
 
     @model_validator(mode="after")
     def _check_bias(self) -> SamplingFields:

@@ -24,6 +24,7 @@ from mlx_manager.api.openai.schemas import (
     CompletionLogprobs,
     CompletionRequest,
     Delta,
+    PromptTokensDetails,
     SamplingFields,
     TokenLogprobOut,
     TopLogprob,
@@ -112,6 +113,7 @@ def usage_out(usage: Usage) -> UsageOut:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
     )
 
 
@@ -164,7 +166,7 @@ class OpenAIServing:
         params = sampling_params(
             req, self.limits, max_tokens=max_tokens, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0
         )
-        return await self.engine.generate(req.model, chat_prompt(req), params, n=req.n)
+        return await self.engine.generate(req.model, chat_prompt(req), params, n=req.n, priority=req.priority)
 
     async def chat(self, req: ChatCompletionRequest, gen: Generation, is_disconnected: Disconnected) -> ChatCompletion:
         by_index = await collect(gen, is_disconnected)
@@ -244,7 +246,7 @@ class OpenAIServing:
         gens: list[Generation] = []
         try:
             for prompt in self._completion_prompts(req):
-                gens.append(await self.engine.generate(req.model, prompt, params, n=req.n))
+                gens.append(await self.engine.generate(req.model, prompt, params, n=req.n, priority=req.priority))
         except BaseException:
             for g in gens:
                 g.cancel()
@@ -260,6 +262,7 @@ class OpenAIServing:
             by_index = await collect(gen, is_disconnected)
             usage.prompt_tokens += gen.usage.prompt_tokens
             usage.completion_tokens += gen.usage.completion_tokens
+            usage.cached_tokens += gen.usage.cached_tokens
             prefix = self._echo_text(req, p_index) if req.echo else ""
             for index in range(req.n):
                 chunks = by_index.get(index, [])
@@ -308,6 +311,7 @@ class OpenAIServing:
                     yield body.model_dump_json(exclude_none=True)
                 usage.prompt_tokens += gen.usage.prompt_tokens
                 usage.completion_tokens += gen.usage.completion_tokens
+                usage.cached_tokens += gen.usage.cached_tokens
         finally:
             for gen in gens:
                 gen.cancel()

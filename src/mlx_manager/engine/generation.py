@@ -1,0 +1,63 @@
+"""The asyncio side of a request: chunks arrive from the model thread, the caller iterates them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+
+from mlx_manager.engine.types import GenerationChunk, Usage
+
+
+class Generation:
+    """Iterate for chunks; `cancel()` (or leaving the loop early) stops the model work."""
+
+    def __init__(self, prompt_tokens: int, n: int) -> None:
+        self.usage = Usage(prompt_tokens=prompt_tokens)
+        self.n = n
+        self.remaining = n
+        self.done = False
+        self._queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
+        self._cancel = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._on_done: list[Callable[[], None]] = []
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def add_done_callback(self, fn: Callable[[], None]) -> None:
+        self._on_done.append(fn)
+
+    def deliver(self, chunks: list[GenerationChunk], error: BaseException | None = None) -> None:
+        """Thread-safe: hand chunks (and, at the end, a failure) to the event loop in one call."""
+        self._loop.call_soon_threadsafe(self._receive, chunks, error)
+
+    def _receive(self, chunks: list[GenerationChunk], error: BaseException | None) -> None:
+        if self.done:
+            return
+        for chunk in chunks:
+            self._queue.put_nowait(chunk)
+            if chunk.finish_reason is not None:
+                self.remaining -= 1
+        if error is not None:
+            self._queue.put_nowait(error)
+        if error is not None or self.remaining <= 0:
+            self.done = True
+            self._queue.put_nowait(None)
+            for fn in self._on_done:
+                fn()
+
+    async def __aiter__(self) -> AsyncIterator[GenerationChunk]:
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.cancel()

@@ -1,0 +1,221 @@
+"""Continuous batching for one model on mlx-lm's BatchGenerator, with admission control and a prefix cache.
+
+Runs on the model's own thread. Requests join and leave the batch at every step; prompts are prefilled in
+chunks of `prefill_step_size` tokens between decode steps, so a long prompt does not stall decoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlx_lm.generate import BatchGenerator, StopSequences
+
+from mlx_manager.engine.errors import QueueFullError
+from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.loader import LoadedModel
+from mlx_manager.engine.prefix_cache import PrefixCache
+from mlx_manager.engine.sequence import Sequence
+from mlx_manager.engine.types import GenerationChunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_num_seqs: int = 32
+    prefill_batch_size: int = 8
+    prefill_step_size: int = 512
+    max_waiting: int = 256
+    aging_seconds: float = 2.0  # waiting this long raises a request by one priority level
+    prefix_cache_bytes: int = 1 << 30
+    prefix_block_size: int = 32
+
+
+@dataclass
+class SchedulerStats:
+    requests_done: int = 0
+    requests_cancelled: int = 0
+    tokens_generated: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    steps: int = 0
+    running: int = 0
+    waiting: int = 0
+    last_hits: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Scheduler:
+    def __init__(self, lm: LoadedModel, config: SchedulerConfig) -> None:
+        self.lm = lm
+        self.config = config
+        self.cache = PrefixCache(config.prefix_cache_bytes, config.prefix_block_size)
+        self.stats = SchedulerStats()
+        self._cond = threading.Condition()
+        self._inbox: list[Sequence] = []
+        self._waiting: list[Sequence] = []
+        self._running: dict[int, Sequence] = {}
+        self._stopping = False
+        self._stop_tokens = StopSequences([[t] for t in sorted(lm.stop_token_ids)])
+
+    # --- called from the event loop -----------------------------------------------------------
+
+    def submit(self, seqs: list[Sequence]) -> None:
+        with self._cond:
+            queued = len(self._inbox) + len(self._waiting)
+            if self._stopping:
+                raise QueueFullError("The model is being unloaded; retry shortly.", retry_after=1)
+            if queued + len(seqs) > self.config.max_waiting:
+                raise QueueFullError(
+                    f"The server is at capacity: {queued} requests are waiting for '{self.lm.info.id}'"
+                    f" (max_waiting={self.config.max_waiting}). Retry shortly.",
+                    retry_after=max(1, queued // max(self.config.max_num_seqs, 1)),
+                )
+            self._inbox.extend(seqs)
+            self.stats.waiting = queued + len(seqs)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Finish what was accepted, then end the loop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    # --- the model thread ---------------------------------------------------------------------
+
+    def _new_batch(self) -> BatchGenerator:
+        return BatchGenerator(
+            self.lm.model,
+            completion_batch_size=self.config.max_num_seqs,
+            prefill_batch_size=self.config.prefill_batch_size,
+            prefill_step_size=self.config.prefill_step_size,
+        )
+
+    def run(self) -> None:
+        batch = self._new_batch()
+        try:
+            while self._wait_for_work():
+                try:
+                    self._step(batch)
+                except Exception as exc:  # one bad step must not take the model down with it
+                    log.exception("Batch step failed on %s; failing its requests", self.lm.info.id)
+                    self._fail_all(exc)
+                    batch.close()
+                    batch = self._new_batch()
+        finally:
+            batch.close()
+            self.cache.clear()
+
+    def _fail_all(self, exc: Exception) -> None:
+        with self._cond:
+            failed = [*self._running.values(), *self._waiting, *self._inbox]
+            self._running.clear()
+            self._waiting.clear()
+            self._inbox.clear()
+        for gen in {s.gen for s in failed}:
+            gen.deliver([], error=exc)
+
+    def _wait_for_work(self) -> bool:
+        with self._cond:
+            while not (self._inbox or self._waiting or self._running):
+                if self._stopping:
+                    return False
+                self._cond.wait(timeout=1.0)
+            self._waiting.extend(self._inbox)
+            self._inbox.clear()
+        return True
+
+    def _step(self, batch: BatchGenerator) -> None:
+        out: dict[Generation, list[GenerationChunk]] = defaultdict(list)
+        self._drop_cancelled(batch, out)
+        self._admit(batch)
+        if self._running:
+            _, responses = batch.next()
+            self.stats.steps += 1
+            for r in responses:
+                seq = self._running.get(r.uid)
+                if seq is None:
+                    continue
+                stop_token = r.finish_reason == "stop"
+                chunks = seq.on_token(r.token, r.logprobs, stop_token)
+                if not seq.finished and r.finish_reason == "length":
+                    chunks += seq.finish("length")
+                if seq.finished:
+                    self._retire(batch, seq, r.prompt_cache, r.all_tokens)
+                out[seq.gen].extend(chunks)
+        self.stats.running = len(self._running)
+        self.stats.waiting = len(self._waiting) + len(self._inbox)
+        for gen, chunks in out.items():
+            gen.deliver(chunks)
+
+    def _admit(self, batch: BatchGenerator) -> None:
+        room = self.config.max_num_seqs - len(self._running)
+        if room <= 0 or not self._waiting:
+            return
+        now = time.monotonic()
+        aging = self.config.aging_seconds
+        # Lower is sooner; waiting time lowers the effective priority so batch jobs cannot starve.
+        self._waiting.sort(key=lambda s: (s.priority - (now - s.arrival) / aging, s.arrival))
+        admitted, self._waiting = self._waiting[:room], self._waiting[room:]
+        for seq in admitted:
+            self._insert(batch, seq)
+
+    def _insert(self, batch: BatchGenerator, seq: Sequence) -> None:
+        seq.start(self.lm.tokenizer)
+        match = self.cache.lookup(seq.prompt)
+        seq.cached_tokens = match.length
+        seq.gen.usage.cached_tokens = max(seq.gen.usage.cached_tokens, match.length)
+        self.stats.prompt_tokens += len(seq.prompt)
+        self.stats.cached_tokens += match.length
+        log.debug(
+            "prefix cache for %s: reused %d of %d prompt tokens%s",
+            self.lm.info.id,
+            match.length,
+            len(seq.prompt),
+            f" (diverged at token {match.diverged_at})" if match.diverged_at is not None else "",
+        )
+        (uid,) = batch.insert(
+            [seq.prompt[match.length :]],
+            max_tokens=[seq.max_tokens],
+            caches=[match.cache] if match.cache is not None else None,
+            all_tokens=[seq.prompt[: match.length]],
+            samplers=[seq.sampler()],
+            logits_processors=[seq.processors()],
+            stop_sequences=[self._stop_tokens],
+        )
+        seq.uid = uid
+        self._running[uid] = seq
+
+    def _drop_cancelled(self, batch: BatchGenerator, out: dict[Generation, list[GenerationChunk]]) -> None:
+        for seq in [s for s in self._waiting if s.gen.cancelled()]:
+            self._waiting.remove(seq)
+            seq.start(self.lm.tokenizer)
+            out[seq.gen].extend(seq.finish("cancelled"))
+            self._count_done(seq)
+        gone = [s for s in self._running.values() if s.gen.cancelled()]
+        if gone:
+            batch.remove([s.uid for s in gone])
+            for seq in gone:
+                del self._running[seq.uid]  # type: ignore[arg-type]
+                out[seq.gen].extend(seq.finish("cancelled"))
+                self._count_done(seq)
+
+    def _retire(self, batch: BatchGenerator, seq: Sequence, cache: Any, tokens: Any) -> None:
+        assert seq.uid is not None
+        self._running.pop(seq.uid, None)
+        if cache is None:  # ended by a stop string: the batch still holds it
+            extracted = batch.remove([seq.uid], return_prompt_caches=True).get(seq.uid)
+            cache, tokens = extracted if extracted else (None, None)
+        if cache is not None and tokens:
+            self.cache.insert(list(tokens), cache)
+        self._count_done(seq)
+
+    def _count_done(self, seq: Sequence) -> None:
+        seq.gen.usage.completion_tokens += seq.produced
+        self.stats.tokens_generated += seq.produced
+        self.stats.requests_done += 1
+        self.stats.requests_cancelled += seq.gen.cancelled()
