@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import mlx.core as mx
 from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,14 @@ class CacheStats:
     tokens_reused: int = 0
     evictions: int = 0
     recent: list[dict[str, int | None]] = field(default_factory=list)
+
+
+def compact(cache: KVCache) -> KVCache:
+    """Copy each layer's KV out of the batch buffers it was sliced from; a slice would pin the whole batch."""
+    for layer in cache:
+        layer.state = [mx.contiguous(x) if isinstance(x, mx.array) else x for x in layer.state]
+    mx.eval([x for layer in cache for x in layer.state if isinstance(x, mx.array)])
+    return cache
 
 
 def cache_nbytes(cache: KVCache) -> int:
@@ -128,8 +137,9 @@ class PrefixCache:
     def insert(self, tokens: list[int], cache: KVCache) -> None:
         """Keep the KV of a finished sequence. Entries whose blocks are all covered by longer ones are dropped."""
         hashes = block_hashes(tokens, self.block_size)
-        if not hashes:
+        if not hashes or self.max_bytes <= 0:
             return
+        cache = compact(cache)
         nbytes = cache_nbytes(cache)
         if nbytes > self.max_bytes:
             return

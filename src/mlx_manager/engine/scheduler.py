@@ -49,6 +49,12 @@ class SchedulerStats:
     last_hits: list[dict[str, Any]] = field(default_factory=list)
 
 
+def admission_order(waiting: list[Sequence], now: float, aging_seconds: float) -> list[Sequence]:
+    """Lower priority values go first; every `aging_seconds` waited lowers a request's value by one, so
+    background jobs cannot starve behind a stream of interactive ones."""
+    return sorted(waiting, key=lambda s: (s.priority - (now - s.arrival) / aging_seconds, s.arrival))
+
+
 class Scheduler:
     def __init__(self, lm: LoadedModel, config: SchedulerConfig) -> None:
         self.lm = lm
@@ -156,11 +162,8 @@ class Scheduler:
         room = self.config.max_num_seqs - len(self._running)
         if room <= 0 or not self._waiting:
             return
-        now = time.monotonic()
-        aging = self.config.aging_seconds
-        # Lower is sooner; waiting time lowers the effective priority so batch jobs cannot starve.
-        self._waiting.sort(key=lambda s: (s.priority - (now - s.arrival) / aging, s.arrival))
-        admitted, self._waiting = self._waiting[:room], self._waiting[room:]
+        ordered = admission_order(self._waiting, time.monotonic(), self.config.aging_seconds)
+        admitted, self._waiting = ordered[:room], ordered[room:]
         for seq in admitted:
             self._insert(batch, seq)
 
