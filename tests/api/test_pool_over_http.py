@@ -78,3 +78,18 @@ def test_local_models_lists_size_family_and_context(small_pool: ServerProcess) -
     assert models["tiny-llama-4bit"]["quantization_bits"] == 4
     assert models["tiny-llama"]["context_length"] == 2048
     assert models["tiny-llama-4bit"]["size_bytes"] < models["tiny-llama"]["size_bytes"]
+
+
+def test_concurrent_requests_for_more_models_than_fit_all_succeed(small_pool: ServerProcess) -> None:
+    async def main() -> list[str]:
+        client = openai.AsyncOpenAI(base_url=f"{small_pool.base_url}/v1", api_key="x", max_retries=0, timeout=120)
+        models = ["tiny-llama", "tiny-qwen3", "tiny-mistral", "tiny-gemma3"] * 2
+        outs = await asyncio.gather(
+            *(client.chat.completions.create(model=m, messages=MSG, max_tokens=30) for m in models)  # type: ignore[arg-type]
+        )
+        await client.close()
+        return [o.choices[0].finish_reason or "" for o in outs]
+
+    # max_models=2: later models wait for earlier ones to go idle instead of evicting them mid-request.
+    assert asyncio.run(main()) == ["length"] * 8
+    assert len(_loaded(small_pool)) <= 2

@@ -113,3 +113,33 @@ def test_failed_load_is_reported_and_can_be_retried(infos: dict[str, ModelInfo],
         assert pool.entries() == []
 
     asyncio.run(main())
+
+
+def test_a_busy_model_is_never_evicted_the_next_load_waits_for_it(infos: dict[str, ModelInfo]) -> None:
+    async def main() -> tuple[int, list[str]]:
+        pool = _pool(max_models=1)
+        busy = await pool.acquire(infos["tiny-llama"])
+        waiter = asyncio.create_task(pool.acquire(infos["tiny-qwen3"]))
+        await asyncio.sleep(0.3)
+        assert not waiter.done()  # tiny-llama is still serving: no second model, no eviction
+        assert [e.info.id for e in pool.entries()] == ["tiny-llama"]
+        pool.release(busy)
+        entry = await asyncio.wait_for(waiter, 10)
+        pool.release(entry)
+        ids = [e.info.id for e in pool.entries()]
+        await pool.close()
+        return pool.loads, ids
+
+    assert asyncio.run(main()) == (2, ["tiny-qwen3"])
+
+
+def test_waiting_for_room_gives_up_with_a_clear_error(infos: dict[str, ModelInfo]) -> None:
+    async def main() -> None:
+        pool = ModelPool(PoolConfig(1, GB, room_wait_seconds=0.3), load_model, release_memory)
+        busy = await pool.acquire(infos["tiny-llama"])
+        with pytest.raises(MemoryBudgetError, match="stayed busy"):
+            await pool.acquire(infos["tiny-qwen3"])
+        pool.release(busy)
+        await pool.close()
+
+    asyncio.run(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -33,7 +34,8 @@ class Generation:
 
     def deliver(self, chunks: list[GenerationChunk], error: BaseException | None = None) -> None:
         """Thread-safe: hand chunks (and, at the end, a failure) to the event loop in one call."""
-        self._loop.call_soon_threadsafe(self._receive, chunks, error)
+        with contextlib.suppress(RuntimeError):  # the loop is gone at shutdown: nobody is listening
+            self._loop.call_soon_threadsafe(self._receive, chunks, error)
 
     def _receive(self, chunks: list[GenerationChunk], error: BaseException | None) -> None:
         if self.done:

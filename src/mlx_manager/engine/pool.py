@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,9 +26,6 @@ class ModelRunner:
     def __init__(self, model_id: str) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"mlx-{model_id[-24:]}")
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
@@ -37,6 +34,9 @@ class ModelRunner:
         if final is not None:
             self._executor.submit(final)
         self._executor.shutdown(wait=False, cancel_futures=False)
+
+    def join(self) -> None:
+        self._executor.shutdown(wait=True)
 
 
 @dataclass
@@ -62,6 +62,8 @@ class PoolConfig:
     max_models: int
     memory_budget_bytes: int
     idle_ttl_seconds: float = 0.0
+    # How long a load waits for busy models to go idle before giving up.
+    room_wait_seconds: float = 120.0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
@@ -76,7 +78,8 @@ class ModelPool:
         self._release = release
         self._entries: dict[str, PoolEntry] = {}
         self._lock = asyncio.Lock()
-        self._loading: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Condition(self._lock)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.loads = 0  # how many loads actually ran, for tests and metrics
 
     def entries(self) -> list[PoolEntry]:
@@ -94,8 +97,7 @@ class ModelPool:
                 entry = PoolEntry(info=info, runner=ModelRunner(info.id), pinned=pin)
                 entry.ready = asyncio.get_running_loop().create_future()
                 self._entries[info.id] = entry
-                self._loading.add(task := asyncio.create_task(self._load(entry)))
-                task.add_done_callback(self._loading.discard)
+                self._spawn(self._load(entry))
             entry.pinned = entry.pinned or pin
             entry.active += 1
             entry.last_used = time.monotonic()
@@ -110,17 +112,29 @@ class ModelPool:
     def release(self, entry: PoolEntry) -> None:
         entry.active = max(entry.active - 1, 0)
         entry.last_used = time.monotonic()
+        if entry.active == 0:
+            self._spawn(self._notify())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     async def _load(self, entry: PoolEntry) -> None:
         assert entry.ready is not None
         start = time.monotonic()
         try:
-            loaded = await entry.runner.call(self._loader, entry.info)
+            loaded = await entry.runner.submit(self._loader, entry.info)
         except BaseException as exc:
             self._entries.pop(entry.info.id, None)
             entry.runner.shutdown()
             entry.ready.set_exception(exc)
             entry.ready.exception()  # mark retrieved: waiters may all have gone
+            await self._notify()
             return
         self.loads += 1
         entry.loaded = loaded
@@ -140,24 +154,32 @@ class ModelPool:
                 f" {budget / 1e9:.2f} GB. Raise memory_budget_fraction / memory_budget_bytes or use a"
                 " smaller (quantized) model."
             )
+        deadline = time.monotonic() + self.config.room_wait_seconds
         while True:
             used = sum(e.memory_bytes for e in self._entries.values())
             if len(self._entries) < self.config.max_models and used + info.size_bytes <= budget:
                 return
             victim = self._pick_victim()
-            if victim is None:
-                raise MemoryBudgetError(
-                    f"Cannot load '{info.id}': {len(self._entries)} pinned or loading models use"
-                    f" {used / 1e9:.2f} GB of the {budget / 1e9:.2f} GB budget (max_models="
-                    f"{self.config.max_models}). Unpin or unload a model first."
-                )
-            self._evict(victim, reason="to make room for " + info.id)
+            if victim is not None:
+                self._evict(victim, reason="to make room for " + info.id)
+                continue
+            problem = (
+                f"Cannot load '{info.id}': {len(self._entries)} models use {used / 1e9:.2f} GB of the"
+                f" {budget / 1e9:.2f} GB budget (max_models={self.config.max_models})"
+            )
+            if all(e.pinned for e in self._entries.values()):
+                raise MemoryBudgetError(f"{problem} and all are pinned. Unpin or unload a model first.")
+            # Busy or loading models are never evicted (that would hold two copies); wait for one to go idle.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MemoryBudgetError(f"{problem} and stayed busy for {self.config.room_wait_seconds:.0f}s.")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
 
     def _pick_victim(self) -> PoolEntry | None:
-        # Idle models go first; a busy one is dropped from the pool and freed when its requests end.
-        candidates = [e for e in self._entries.values() if not e.pinned and e.loaded is not None]
-        candidates.sort(key=lambda e: (e.active > 0, e.last_used))
-        return candidates[0] if candidates else None
+        """The least recently used model that is loaded, idle and not pinned."""
+        idle = [e for e in self._entries.values() if not e.pinned and e.loaded is not None and e.active == 0]
+        return min(idle, key=lambda e: e.last_used, default=None)
 
     def _evict(self, entry: PoolEntry, reason: str) -> None:
         self._entries.pop(entry.info.id, None)
@@ -196,6 +218,12 @@ class ModelPool:
                 await self.unload_idle()
 
     async def close(self) -> None:
+        """Cancel what is running, unload everything and wait for the model threads to end."""
         async with self._lock:
-            for entry in list(self._entries.values()):
+            entries = list(self._entries.values())
+            for entry in entries:
+                if entry.scheduler is not None:
+                    entry.scheduler.cancel_all()
                 self._evict(entry, reason="shutdown")
+        for entry in entries:
+            await asyncio.to_thread(entry.runner.join)

@@ -85,6 +85,11 @@ class Scheduler:
             self.stats.waiting = queued + len(seqs)
             self._cond.notify()
 
+    def cancel_all(self) -> None:
+        with self._cond:
+            for seq in [*self._inbox, *self._waiting, *self._running.values()]:
+                seq.gen.cancel()
+
     def stop(self) -> None:
         """Finish what was accepted, then end the loop."""
         with self._cond:
