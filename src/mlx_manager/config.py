@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     max_stop_sequences: int = Field(default=16, ge=1)
     use_openblas: bool = Field(default=True, description="On Linux, preload the system OpenBLAS for mlx.")
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        # An empty key must not pass the remote-bind check while turning auth off.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return value
+
     @field_validator("model_dirs", "preload", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:

@@ -113,3 +113,33 @@ def test_request_id_is_generated_or_echoed(server: ServerProcess) -> None:
     assert generated.headers["x-request-id"].startswith("req-")
     echoed = httpx.get(f"{server.base_url}/v1/models", headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"logit_bias": {"²": 1}}, "logit_bias"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stream": True, "stream_options": {"continuous_usage_stats": True}}, "stream_options.continuous_usage_stats"),
+    ],
+)
+def test_more_bad_values_are_400(server: ServerProcess, body: dict[str, object], param: str) -> None:
+    resp = _post(server, "/v1/chat/completions", {"model": "tiny-llama", "messages": MSG, **body})
+    _assert_openai_error(resp, 400)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"seed": -1}, {"seed": 2**70}, {"top_k": 100000}, {"temperature": None, "n": None, "top_p": None}],
+)
+def test_edge_values_are_served_not_500(server: ServerProcess, extra: dict[str, object]) -> None:
+    body = {"model": "tiny-llama", "messages": MSG, "max_tokens": 3, "temperature": 0.7, **extra}
+    resp = _post(server, "/v1/chat/completions", body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["usage"]["completion_tokens"] == 3
+
+
+def test_completion_overflow_names_the_prompt(server: ServerProcess) -> None:
+    body = {"model": "tiny-llama", "prompt": "hi", "max_tokens": 5000}
+    error = _assert_openai_error(_post(server, "/v1/completions", body), 400)
+    assert error["param"] == "prompt"

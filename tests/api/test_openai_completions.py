@@ -45,3 +45,14 @@ def test_logprobs_list_each_token(client: openai.OpenAI) -> None:
     assert lp is not None and lp.tokens is not None and len(lp.tokens) == 4
     assert "".join(lp.tokens) == out.choices[0].text
     assert lp.top_logprobs is not None and all(len(t) == 2 for t in lp.top_logprobs if t)
+
+
+def test_streamed_logprob_offsets_keep_counting(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.completions.create(model="tiny-llama", prompt="Hi", max_tokens=6, temperature=0, logprobs=1, stream=True)
+    )
+    offsets = [o for c in chunks for o in (c.choices[0].logprobs.text_offset or [])]  # type: ignore[union-attr]
+    tokens = [t for c in chunks for t in (c.choices[0].logprobs.tokens or [])]  # type: ignore[union-attr]
+    assert len(offsets) == 6
+    expected = [sum(len(t) for t in tokens[:i]) for i in range(6)]
+    assert offsets == expected

@@ -54,6 +54,8 @@ def test_start_status_stop_round_trip(tmp_path: Path, tiny_models_dir: Path) -> 
     new_pid = int((tmp_path / "state" / "server.pid").read_text())
     assert new_pid != pid and _gone(pid)
     assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    # The same serve arguments came back: the model dir is scanned and the preload is loaded again.
+    assert "tiny-llama" in cli(tmp_path, "status").stdout
     pid = new_pid
 
     stopped = cli(tmp_path, "stop")
@@ -107,3 +109,35 @@ def test_models_command_lists_local_models_with_family_and_size(tmp_path: Path, 
     for name in ("tiny-llama", "tiny-qwen3", "tiny-mistral", "tiny-gemma3", "tiny-llama-4bit"):
         assert name in out.stdout
     assert "llama3" in out.stdout and "MB" in out.stdout
+
+
+def test_api_key_never_appears_on_a_command_line_and_restart_needs_it_again(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    port = free_port()
+    started = cli(tmp_path, "start", "--port", str(port), "--model-dir", str(tiny_models_dir), "--api-key", "s3cret")
+    assert started.returncode == 0, started.stderr
+    pid = int((tmp_path / "state" / "server.pid").read_text())
+    try:
+        assert not any("s3cret" in part for part in psutil.Process(pid).cmdline())
+        assert "s3cret" not in (tmp_path / "state" / "server.json").read_text()
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
+        refused = cli(tmp_path, "restart")
+        assert refused.returncode == 1 and "MLX_MANAGER_API_KEY" in refused.stderr
+    finally:
+        cli(tmp_path, "stop")
+
+
+def test_empty_api_key_does_not_count_as_a_key_for_remote_binds(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**server_env(tmp_path), "MLX_MANAGER_API_KEY": ""}
+    out = subprocess.run(
+        [sys.executable, "-m", "mlx_manager", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "API key" in out.stderr

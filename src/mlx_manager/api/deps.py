@@ -14,9 +14,4 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_request_id(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
-
-
 EngineDep = Annotated[Engine, Depends(get_engine)]
-RequestIdDep = Annotated[str, Depends(get_request_id)]

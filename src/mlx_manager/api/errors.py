@@ -108,16 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        rid = request.scope.get("state", {}).get("request_id", "-")
-        log.exception("Unhandled error on %s %s (request %s)", request.method, request.url.path, rid)
-        return JSONResponse(
-            error_body(f"Internal server error (request id {rid}).", "server_error", code="internal_error"),
-            500,
-        )
-
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(EngineError, engine_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)

@@ -118,7 +118,10 @@ def serve(
 
     pid = os.getpid()
     if process.running() is None:
-        process.write_run_info(process.RunInfo(pid, settings.host, settings.port, time.time()))
+        args, _ = process.split_api_key(_forward_args(sys.argv, "serve"))
+        process.write_run_info(
+            process.RunInfo(pid, settings.host, settings.port, time.time(), args, settings.api_key is not None)
+        )
     try:
         uvicorn.run(
             create_app(settings),
@@ -155,9 +158,9 @@ def start(
     )
     settings = _settings(**overrides)
     _check_bind(settings)
-    args = _forward_args(sys.argv, "start")
+    args, key = process.split_api_key(_forward_args(sys.argv, "start"))
     try:
-        info = process.start_background(args, settings.host, settings.port, timeout)
+        info = process.start_background(args, settings.host, settings.port, timeout, key)
     except process.StartError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"started (pid {info.pid}) on {info.base_url}; logs: {process.log_file()}")
@@ -196,14 +199,20 @@ def stop(timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")]
 def restart(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 60.0,
 ) -> None:
-    """Stop, then start again with the same address (other options from config and environment)."""
+    """Stop, then start again with the same serve arguments."""
     info = process.running()
+    args = info.args if info else []
+    settings = _settings(host=info.host if info else None, port=info.port if info and info.port else None)
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    if info is not None and info.key_required and key is None:
+        raise _fail(
+            "the running server requires an API key, which is never stored; pass it again through"
+            " MLX_MANAGER_API_KEY (or the config file) to restart it."
+        )
     if info is not None:
         process.stop_process(info.pid, 15.0)
-    args = ["--host", info.host, "--port", str(info.port)] if info and info.port else []
-    settings = _settings(host=info.host if info else None, port=info.port if info and info.port else None)
     try:
-        new = process.start_background(args, settings.host, settings.port, timeout)
+        new = process.start_background(args, settings.host, settings.port, timeout, key)
     except process.StartError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"restarted (pid {new.pid}) on {new.base_url}")

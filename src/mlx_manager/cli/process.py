@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ class RunInfo:
     host: str
     port: int
     started_at: float
+    # The serve arguments, without any API key, so `restart` brings back the same server.
+    args: list[str] = field(default_factory=list)
+    key_required: bool = False
 
     @property
     def base_url(self) -> str:
@@ -54,7 +57,14 @@ def read_run_info() -> RunInfo | None:
         return None
     try:
         data = json.loads(paths.run_file().read_text())
-        return RunInfo(pid=pid, host=data["host"], port=int(data["port"]), started_at=float(data["started_at"]))
+        return RunInfo(
+            pid=pid,
+            host=data["host"],
+            port=int(data["port"]),
+            started_at=float(data["started_at"]),
+            args=[str(a) for a in data.get("args", [])],
+            key_required=bool(data.get("key_required", False)),
+        )
     except (OSError, ValueError, KeyError):
         return RunInfo(pid=pid, host="127.0.0.1", port=0, started_at=0.0)
 
@@ -114,8 +124,25 @@ class StartError(RuntimeError):
     pass
 
 
-def start_background(serve_args: list[str], host: str, port: int, timeout: float) -> RunInfo:
-    """Spawn `mlx-manager serve` detached, and return once /health answers."""
+def split_api_key(args: list[str]) -> tuple[list[str], str | None]:
+    """Remove `--api-key KEY` from arguments: a key on a command line is visible to every local user."""
+    out: list[str] = []
+    key = None
+    it = iter(args)
+    for arg in it:
+        if arg == "--api-key":
+            key = next(it, None)
+        elif arg.startswith("--api-key="):
+            key = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    return out, key
+
+
+def start_background(
+    serve_args: list[str], host: str, port: int, timeout: float, api_key: str | None = None
+) -> RunInfo:
+    """Spawn `mlx-manager serve` detached (any API key goes through the environment), return once /health answers."""
     log = log_file()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -127,6 +154,7 @@ def start_background(serve_args: list[str], host: str, port: int, timeout: float
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, "MLX_MANAGER_API_KEY": api_key} if api_key else None,
         )
     info = RunInfo(pid=proc.pid, host=host, port=port, started_at=time.time())
     deadline = time.monotonic() + timeout
@@ -148,10 +176,11 @@ def stop_process(pid: int, timeout: float) -> bool:
         os.kill(pid, signal.SIGTERM)
         proc.wait(timeout=timeout)
         return False
-    except psutil.NoSuchProcess:
+    except (psutil.NoSuchProcess, ProcessLookupError):
         return False
     except psutil.TimeoutExpired:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
             psutil.Process(pid).wait(timeout=10)
         return True

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlx_manager.engine.discovery import discover_models
@@ -16,7 +16,7 @@ from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import tokenize
 from mlx_manager.engine.sequence import Sequence
-from mlx_manager.engine.types import ModelInfo, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, ModelInfo, Prompt, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Engine:
         self.pool = ModelPool(config.pool, load_model, release_memory)
         self._models: dict[str, ModelInfo] = {}
         self._scanned_at = 0.0
+        self._scan_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -56,9 +57,12 @@ class Engine:
         await self.pool.close()
 
     async def refresh_models(self, force: bool = False) -> dict[str, ModelInfo]:
-        if force or time.monotonic() - self._scanned_at > self.config.rescan_seconds:
-            self._models = await asyncio.to_thread(discover_models, self.config.model_dirs, self.config.hf_cache)
-            self._scanned_at = time.monotonic()
+        """Rescan at most once per `rescan_seconds` (forced: once a second); concurrent callers share a scan."""
+        async with self._scan_lock:
+            age = time.monotonic() - self._scanned_at
+            if not self._scanned_at or age > self.config.rescan_seconds or (force and age > 1.0):
+                self._models = await asyncio.to_thread(discover_models, self.config.model_dirs, self.config.hf_cache)
+                self._scanned_at = time.monotonic()
         return self._models
 
     async def list_models(self) -> list[ModelInfo]:
@@ -91,7 +95,10 @@ class Engine:
             prompt_ids = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
             if not prompt_ids:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")
-            max_tokens = self._max_tokens(lm, len(prompt_ids), params.max_tokens)
+            param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
+            max_tokens = self._max_tokens(lm, len(prompt_ids), params.max_tokens, param)
+            if params.top_k >= lm.vocab_size:  # keeping every token is no filter at all
+                params = replace(params, top_k=0)
             bad = [t for t in params.logit_bias if t < 0 or t >= lm.vocab_size]
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
@@ -104,13 +111,13 @@ class Engine:
         gen.add_done_callback(lambda: self.pool.release(entry))
         return gen
 
-    def _max_tokens(self, lm: LoadedModel, prompt_len: int, requested: int | None) -> int:
+    def _max_tokens(self, lm: LoadedModel, prompt_len: int, requested: int | None, param: str) -> int:
         limit = lm.context_length
         if requested is None:
             room = (limit - prompt_len) if limit else self.config.default_max_tokens
             if room <= 0:
-                raise ContextLengthError(prompt_len, 1, limit or 0)
+                raise ContextLengthError(prompt_len, 1, limit or 0, param)
             return min(self.config.default_max_tokens, room)
         if limit and prompt_len + requested > limit:
-            raise ContextLengthError(prompt_len, requested, limit)
+            raise ContextLengthError(prompt_len, requested, limit, param)
         return requested

@@ -33,12 +33,12 @@ class MemoryBudgetError(EngineError):
 
 
 class ContextLengthError(EngineError):
-    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int, param: str = "messages") -> None:
         super().__init__(
             f"This model's maximum context length is {context_length} tokens. However, you requested"
             f" {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, {max_tokens} for the"
             " completion). Please reduce the prompt or max_tokens.",
-            param="messages",
+            param=param,
         )
         self.prompt_tokens = prompt_tokens
         self.max_tokens = max_tokens

@@ -26,7 +26,7 @@ def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
     if params.temperature == 0:
         return greedy
     seed = params.seed if params.seed is not None else secrets.randbits(63)
-    key = mx.random.key(seed + seed_offset)
+    key = mx.random.key((seed + seed_offset) % (1 << 63))
     filters: list[Callable[[mx.array], mx.array]] = []
     if 0 < params.top_p < 1:
         filters.append(lambda x: apply_top_p(x, params.top_p))
@@ -37,11 +37,14 @@ def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
     inv_temp = 1.0 / params.temperature
 
     def sample(logprobs: mx.array) -> mx.array:
+        # Temperature first, then the filters, as OpenAI and vLLM do (mlx-lm filters before scaling).
         nonlocal key
         key, sub = mx.random.split(key)
+        scaled = logprobs * inv_temp
+        scaled = scaled - mx.logsumexp(scaled, axis=-1, keepdims=True)
         for f in filters:
-            logprobs = f(logprobs)
-        return mx.random.categorical(logprobs * inv_temp, key=sub)
+            scaled = f(scaled)
+        return mx.random.categorical(scaled, key=sub)
 
     return sample
 

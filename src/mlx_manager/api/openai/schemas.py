@@ -13,7 +13,6 @@ class Strict(BaseModel):
 
 class StreamOptions(Strict):
     include_usage: bool = False
-    continuous_usage_stats: bool = False
 
 
 class ContentPart(BaseModel):
@@ -57,10 +56,20 @@ class SamplingFields(Strict):
     user: str | None = None
     priority: int = Field(default=0, description="Scheduling priority (vLLM extension): lower runs sooner.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_mean_defaults(cls, data: Any) -> Any:
+        # Clients such as LiteLLM send explicit nulls for unset fields; OpenAI treats them as absent.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
     @model_validator(mode="after")
     def _check_bias(self) -> SamplingFields:
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options is only allowed when stream is true")
         for key, value in (self.logit_bias or {}).items():
-            if not key.lstrip("-").isdigit():
+            if not (key.isascii() and key.lstrip("-").isdigit()):
                 raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
             if not -100 <= value <= 100:
                 raise ValueError(f"logit_bias values must be between -100 and 100, got {value}")

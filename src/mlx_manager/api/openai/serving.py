@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from mlx_manager.api.errors import APIError
+from mlx_manager.api.errors import APIError, error_body, from_engine_error
 from mlx_manager.api.openai.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -30,7 +32,9 @@ from mlx_manager.api.openai.schemas import (
     TopLogprob,
     UsageOut,
 )
-from mlx_manager.engine.engine import Engine, Generation
+from mlx_manager.engine.engine import Engine
+from mlx_manager.engine.errors import EngineError
+from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import (
     ChatPrompt,
     GenerationChunk,
@@ -40,6 +44,7 @@ from mlx_manager.engine.types import (
     Usage,
 )
 
+log = logging.getLogger(__name__)
 Disconnected = Callable[[], Awaitable[bool]]
 
 
@@ -200,17 +205,22 @@ class OpenAIServing:
 
         for index in range(req.n):
             yield chunk([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
-        async for piece in gen:
-            if piece.finish_reason == "cancelled":
-                continue
-            choice = ChunkChoice(
-                index=piece.index,
-                delta=Delta(content=piece.text) if piece.text else Delta(),
-                finish_reason=piece.finish_reason,
-                logprobs=_chat_logprobs(piece.logprobs) if req.logprobs and piece.logprobs else None,
-            )
-            if piece.text or piece.finish_reason or choice.logprobs:
-                yield chunk([choice])
+        try:
+            async for piece in gen:
+                if piece.finish_reason == "cancelled":
+                    continue
+                choice = ChunkChoice(
+                    index=piece.index,
+                    delta=Delta(content=piece.text) if piece.text else Delta(),
+                    finish_reason=piece.finish_reason,
+                    logprobs=_chat_logprobs(piece.logprobs) if req.logprobs and piece.logprobs else None,
+                )
+                if piece.text or piece.finish_reason or choice.logprobs:
+                    yield chunk([choice])
+        except Exception as exc:
+            yield stream_error(exc)
+            yield "[DONE]"
+            return
         if include_usage:
             yield chunk([], usage_out(gen.usage))
         yield "[DONE]"
@@ -236,6 +246,8 @@ class OpenAIServing:
             raise _unsupported("best_of", "only best_of == n is supported.")
         if req.echo and req.stream:
             raise _unsupported("echo", "echo is only supported without streaming.")
+        if req.echo and req.logprobs is not None:
+            raise _unsupported("echo", "echo with logprobs would need logprobs of the prompt tokens.")
         params = sampling_params(
             req,
             self.limits,
@@ -294,6 +306,7 @@ class OpenAIServing:
     async def completion_stream(self, req: CompletionRequest, gens: list[Generation]) -> AsyncIterator[str]:
         cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         usage = Usage()
+        offsets: dict[int, int] = {}
         try:
             for p_index, gen in enumerate(gens):
                 async for piece in gen:
@@ -301,17 +314,24 @@ class OpenAIServing:
                         continue
                     if not (piece.text or piece.finish_reason):
                         continue
+                    index = p_index * req.n + piece.index
+                    offset = offsets.get(index, 0)
+                    offsets[index] = offset + len(piece.text)
                     choice = CompletionChoice(
-                        index=p_index * req.n + piece.index,
+                        index=index,
                         text=piece.text,
                         finish_reason=piece.finish_reason,
-                        logprobs=_completion_logprobs(piece.logprobs, 0) if req.logprobs is not None else None,
+                        logprobs=_completion_logprobs(piece.logprobs, offset) if req.logprobs is not None else None,
                     )
                     body = Completion(id=cid, created=created, model=req.model, choices=[choice])
                     yield body.model_dump_json(exclude_none=True)
                 usage.prompt_tokens += gen.usage.prompt_tokens
                 usage.completion_tokens += gen.usage.completion_tokens
                 usage.cached_tokens += gen.usage.cached_tokens
+        except Exception as exc:
+            yield stream_error(exc)
+            yield "[DONE]"
+            return
         finally:
             for gen in gens:
                 gen.cancel()
@@ -319,6 +339,15 @@ class OpenAIServing:
             body = Completion(id=cid, created=created, model=req.model, choices=[], usage=usage_out(usage))
             yield body.model_dump_json()
         yield "[DONE]"
+
+
+def stream_error(exc: Exception) -> str:
+    """An error that happens after streaming began: OpenAI's error object as a final data event."""
+    log.error("Generation failed mid-stream: %s", exc)
+    err = from_engine_error(exc) if isinstance(exc, EngineError) else None
+    if err is None:
+        return json.dumps(error_body("The model failed while generating; see the server log.", "server_error"))
+    return json.dumps(error_body(err.message, err.type, err.param, err.code))
 
 
 def _finish(chunks: list[GenerationChunk]) -> str | None:
