@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openai
+
+from tests.conftest import token_id
 
 
 def test_text_completion_counts_tokens_and_defaults_to_16(client: openai.OpenAI) -> None:
@@ -56,3 +60,21 @@ def test_streamed_logprob_offsets_keep_counting(client: openai.OpenAI) -> None:
     assert len(offsets) == 6
     expected = [sum(len(t) for t in tokens[:i]) for i in range(6)]
     assert offsets == expected
+
+
+def test_ignore_eos_generates_past_the_end_of_turn_token(client: openai.OpenAI, tiny_models: dict[str, Path]) -> None:
+    eot = token_id(tiny_models["tiny-llama"], "<|eot_id|>")
+    stopped = client.completions.create(
+        model="tiny-llama", prompt="Hi", max_tokens=5, temperature=0, logit_bias={str(eot): 100}
+    )
+    assert stopped.choices[0].finish_reason == "stop"
+    kept = client.completions.create(
+        model="tiny-llama",
+        prompt="Hi",
+        max_tokens=5,
+        temperature=0,
+        logit_bias={str(eot): 100},
+        extra_body={"ignore_eos": True},
+    )
+    assert kept.choices[0].finish_reason == "length"
+    assert kept.usage is not None and kept.usage.completion_tokens == 5

@@ -251,6 +251,64 @@ def test_failure_while_writing_leaves_no_partial_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture(scope="session")
+def float32_dir(smollm_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return import_gguf(smollm_gguf, tmp_path_factory.mktemp("float32"), "smol-f32", dtype="float32")
+
+
+def test_float32_import_has_no_quantization_and_only_float32_weights(float32_dir: Path) -> None:
+    config = _read_json(float32_dir / "config.json")
+    assert "quantization" not in config and "quantization_config" not in config
+    assert config["torch_dtype"] == "float32"
+    assert config["tie_word_embeddings"] is True
+    weights = mx.load(str(float32_dir / "model.safetensors"))
+    assert isinstance(weights, dict)
+    assert {w.dtype for w in weights.values()} == {mx.float32}
+    assert not any(k.endswith((".scales", ".biases")) for k in weights)
+    assert weights["model.embed_tokens.weight"].shape == (49152, 576)
+    assert weights["model.layers.0.mlp.down_proj.weight"].shape == (576, 1536)
+
+
+def test_float32_import_runs_like_the_quantized_one(float32_dir: Path, loaded: tuple[Any, Any]) -> None:
+    import mlx.nn as nn
+    import mlx_lm
+
+    model, tokenizer = mlx_lm.load(str(float32_dir))
+    assert not any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
+    assert model.layers[0].self_attn.q_proj.weight.dtype == mx.float32
+    # Dequantizing is exact, so the logits match the quantized model's up to rounding.
+    ids = mx.array([tokenizer.encode("The capital of France is")])
+    assert mx.allclose(model(ids), loaded[0](ids), atol=0.1).item()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert "Paris" in mlx_lm.generate(model, tokenizer, prompt, max_tokens=20)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_import_casts_every_tensor(tmp_path: Path, dtype: str) -> None:
+    import mlx_lm
+
+    folder = import_gguf(_tiny_llama_gguf(tmp_path / "tiny.gguf"), tmp_path / "models", dtype=dtype)
+    config = _read_json(folder / "config.json")
+    assert "quantization" not in config and config["torch_dtype"] == dtype
+    weights = mx.load(str(folder / "model.safetensors"))
+    assert isinstance(weights, dict)
+    assert {w.dtype for w in weights.values()} == {getattr(mx, dtype)}
+    model, _ = mlx_lm.load(str(folder))
+    assert model(mx.array([[1, 2, 3]])).shape == (1, 3, 260)
+
+
+def test_default_import_writes_no_torch_dtype(model_dir: Path) -> None:
+    assert "torch_dtype" not in _read_json(model_dir / "config.json")
+
+
+def test_unknown_dtype_is_rejected_before_anything_is_written(tmp_path: Path) -> None:
+    gguf = _tiny_llama_gguf(tmp_path / "tiny.gguf")
+    with pytest.raises(ValueError, match="unsupported dtype 'int8'"):
+        import_gguf(gguf, tmp_path / "models", dtype="int8")
+    assert not (tmp_path / "models").exists()
+
+
 # --- synthetic GGUFs --------------------------------------------------------------------------
 
 

@@ -263,12 +263,23 @@ def import_cmd(
     gguf: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A llama-architecture .gguf file.")],
     name: Annotated[str | None, typer.Option(help="Model name (folder name in the models dir).")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[float32|float16|bfloat16]",
+            help="Dequantize and cast every weight to this float type (float32 is fastest on CPU). "
+            "Without it, quantized weights stay quantized.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Import a GGUF file (Q4_0, Q4_1, Q8_0, F16, F32) as an MLX model."""
-    from mlx_manager.manager.gguf_import import GGUFImportError, import_gguf
+    from mlx_manager.manager.gguf_import import FLOAT_DTYPES, GGUFImportError, import_gguf
 
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(FLOAT_DTYPES)}.", param_hint="'--dtype'")
     try:
-        folder = import_gguf(gguf, paths.models_dir(), name, overwrite=force)
+        folder = import_gguf(gguf, paths.models_dir(), name, overwrite=force, dtype=dtype)
     except FileExistsError as exc:
         raise _fail(f"a model named '{name or gguf.stem}' already exists; pass --force to replace it.") from exc
     except GGUFImportError as exc:
@@ -286,6 +297,50 @@ def setup() -> None:
     except Exception as exc:
         raise _fail(f"could not set up the default model: {exc}") from exc
     console.print(f"default model ready: [bold]{folder.name}[/bold] ({folder})")
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option(help="Model name as the server knows it.")],
+    url: Annotated[str | None, typer.Option(help="Server base URL. [default: this server's address]")] = None,
+    api_key: ApiKey = None,
+    concurrency: Annotated[str, typer.Option(help="Comma-separated concurrency levels.")] = "1,2,4,8,16,32",
+    prompt_tokens: Annotated[int, typer.Option(help="Prompt length of the random workload.")] = 128,
+    output_tokens: Annotated[int, typer.Option(help="Completion tokens per request.")] = 64,
+    requests: Annotated[int, typer.Option(help="Minimum requests per level (at least 2x concurrency).")] = 8,
+    workload: Annotated[str, typer.Option(help="random, shared-prefix or all.")] = "random",
+    prefix_tokens: Annotated[int, typer.Option(help="Shared prefix length of the shared-prefix workload.")] = 2000,
+    tokenizer: Annotated[Path | None, typer.Option(help="Local tokenizer folder for exact prompt lengths.")] = None,
+    ignore_eos: Annotated[bool, typer.Option(help="Send ignore_eos (vLLM extension) for fixed output length.")] = False,
+    label: Annotated[str, typer.Option(help="Name of this server in the table.")] = "server",
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and PNG results.")] = Path("bench-results"),
+) -> None:
+    """Benchmark any OpenAI-compatible server: TTFT, ITL, latency percentiles, output tok/s over a sweep."""
+    from mlx_manager.bench.client import Target
+    from mlx_manager.bench.report import table, write_json, write_plot
+    from mlx_manager.bench.sweep import run_sweep
+    from mlx_manager.bench.workloads import PromptMaker
+
+    if url is None:
+        settings = _settings()
+        url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
+    levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    maker = PromptMaker(tokenizer)
+    pool = max(levels) * 2
+    workloads = []
+    if workload in ("random", "all"):
+        workloads.append(maker.random(pool, prompt_tokens, output_tokens))
+    if workload in ("shared-prefix", "all"):
+        workloads.append(maker.shared_prefix(pool, prefix_tokens, 32, output_tokens))
+    if not workloads:
+        raise _fail(f"unknown workload {workload!r}; use random, shared-prefix or all")
+    target = Target(url.rstrip("/"), model, api_key, ignore_eos)
+    rows = run_sweep(target, label, workloads, levels, requests)
+    Console(width=max(console.width, 170)).print(table(rows, f"{label}: {model} at {url}"))
+    meta = {"url": url, "model": model, "prompt_tokens": prompt_tokens, "output_tokens": output_tokens}
+    write_json(rows, out / "bench.json", meta)
+    plotted = write_plot(rows, out / "bench.png")
+    console.print(f"wrote {out / 'bench.json'}" + (f" and {out / 'bench.png'}" if plotted else ""))
 
 
 @app.command()

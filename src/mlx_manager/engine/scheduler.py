@@ -67,6 +67,7 @@ class Scheduler:
         self._running: dict[int, Sequence] = {}
         self._stopping = False
         self._stop_tokens = StopSequences([[t] for t in sorted(lm.stop_token_ids)])
+        self._no_stop = StopSequences()
 
     # --- called from the event loop -----------------------------------------------------------
 
@@ -193,7 +194,7 @@ class Scheduler:
             all_tokens=[seq.prompt[: match.length]],
             samplers=[seq.sampler()],
             logits_processors=[seq.processors()],
-            stop_sequences=[self._stop_tokens],
+            stop_sequences=[self._no_stop if seq.params.ignore_eos else self._stop_tokens],
         )
         seq.uid = uid
         self._running[uid] = seq

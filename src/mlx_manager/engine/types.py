@@ -23,6 +23,7 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: bool = False
     top_logprobs: int = 0
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ _LLAMA3_REGEX = (
 # End-of-turn markers that chat templates use besides the GGUF's eos token.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|eom_id|>")
 _MAX_SHARD_BYTES = 5 << 30
+# Float dtypes a GGUF can be expanded to with import_gguf(dtype=...).
+FLOAT_DTYPES: dict[str, mx.Dtype] = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 
 
 class GGUFImportError(ValueError):
@@ -119,12 +121,21 @@ def import_gguf(
     name: str | None = None,
     *,
     overwrite: bool = False,
+    dtype: str | None = None,
 ) -> Path:
     """Convert a llama GGUF (F32/F16/Q4_0/Q4_1/Q8_0 tensors) into ``models_dir / name`` and return it.
 
+    By default quantized tensors stay quantized (config.json gets a ``quantization`` block) and float
+    tensors keep their type. With ``dtype`` ("float32", "float16" or "bfloat16") every quantized tensor
+    is dequantized and every tensor cast to that type, giving a plain float checkpoint: larger, but fast
+    on CPUs where the quantized kernels are slow.
+
     The folder appears atomically: it is written beside the target and renamed at the end.
-    Raises GGUFImportError for unsupported content and FileExistsError if the folder exists.
+    Raises GGUFImportError for unsupported content, FileExistsError if the folder exists and
+    ValueError for an unknown ``dtype``.
     """
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}; choose from {', '.join(FLOAT_DTYPES)}")
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise FileNotFoundError(f"GGUF file not found: {gguf_path}")
@@ -141,9 +152,13 @@ def import_gguf(
     raw, metadata = cast(tuple[dict[str, mx.array], dict[str, Any]], loaded)
     meta = {k: v.tolist() if isinstance(v, mx.array) else v for k, v in metadata.items()}
     weights, module_bits = _convert_weights(raw)
+    if dtype is not None:
+        weights, module_bits = _to_float(weights, module_bits, FLOAT_DTYPES[dtype])
     tokenizer, token_files = _build_tokenizer(meta)
     gen = token_files["generation_config.json"]
     config = _build_config(meta, weights, module_bits, raw.get("rope_freqs.weight"), gen)
+    if dtype is not None:
+        config["torch_dtype"] = dtype
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=target.parent))
@@ -215,6 +230,34 @@ def _convert_weights(raw: dict[str, mx.array]) -> tuple[dict[str, mx.array], dic
             # Packed uint32 width / number of groups = bits per weight when groups are 32 wide.
             module_bits[module] = None if scales is None else array.shape[-1] // scales.shape[-1]
     return weights, module_bits
+
+
+def _to_float(
+    weights: dict[str, mx.array], module_bits: dict[str, int | None], dtype: mx.Dtype
+) -> tuple[dict[str, mx.array], dict[str, int | None]]:
+    """Dequantize every quantized matrix and cast every tensor to ``dtype``; names are unchanged.
+
+    Dequantization runs in float32 (the float16 scales and biases are exact there), then casts once.
+    The arrays stay lazy, so each is computed only when its shard is saved.
+    """
+    floats: dict[str, mx.array] = {}
+    for key, array in weights.items():
+        module, _, suffix = key.rpartition(".")
+        bits = module_bits.get(module) if suffix == "weight" else None
+        if suffix in ("scales", "biases") and module_bits.get(module) is not None:
+            continue  # folded into the dequantized weight
+        if bits is not None:
+            scales = weights[f"{module}.scales"].astype(mx.float32)
+            biases = weights.get(f"{module}.biases")
+            array = mx.dequantize(
+                array,
+                scales,
+                None if biases is None else biases.astype(mx.float32),
+                group_size=GROUP_SIZE,
+                bits=bits,
+            )
+        floats[key] = array.astype(dtype)
+    return floats, dict.fromkeys(module_bits)
 
 
 def _quantization(module_bits: dict[str, int | None]) -> dict[str, Any] | None:

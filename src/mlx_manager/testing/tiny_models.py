@@ -5,7 +5,11 @@ model.safetensors, tokenizer.json, tokenizer_config.json with the family's chat 
 special_tokens_map.json, generation_config.json) but holds a ~0.6M-parameter float32 model and a
 byte-level BPE tokenizer trained on a small embedded corpus, so it loads and generates in milliseconds.
 
+``write_shaped_model`` writes the same family folder (tokenizer, templates, special tokens, suppressed
+special/padding ids, float32) with other dimensions, e.g. those of a real ~0.5B model for benchmarks.
+
     python -m mlx_manager.testing.tiny_models OUT_DIR [--family NAME ...] [--force]
+    python -m mlx_manager.testing.tiny_models OUT_DIR --shape qwen2.5-0.5b [--family NAME] [--force]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import mlx.core as mx
 import numpy as np
@@ -58,6 +62,49 @@ MODEL_VOCAB_SIZE = 1024  # padded above the tokenizer's ~990 ids, as real checkp
 BPE_VOCAB_SIZE = 960  # trained tokens (256 byte symbols + merges), before the family's added tokens
 QUANT_GROUP_SIZE = 64
 QUANT_BITS = 4
+SHAPED_CONTEXT_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Model dimensions; the defaults are the tiny models'."""
+
+    hidden_size: int = HIDDEN_SIZE
+    num_layers: int = NUM_LAYERS
+    num_heads: int = NUM_HEADS
+    num_kv_heads: int = NUM_KV_HEADS
+    intermediate_size: int = INTERMEDIATE_SIZE
+    vocab_size: int = MODEL_VOCAB_SIZE
+    context_length: int = CONTEXT_LENGTH
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+_TINY_SHAPE = _Shape()
+
+
+class ShapePreset(NamedTuple):
+    """Named dimensions for ``--shape``; the folder is ``shaped-<family>-<tag>``."""
+
+    tag: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+
+
+SHAPES: dict[str, ShapePreset] = {
+    # Qwen2.5-0.5B's transformer (head_dim 64) with the tiny 1024-id vocabulary and an untied lm_head:
+    # 359,681,472 parameters (~1.44 GB float32). The real model has 494,032,768, of which its tied
+    # 151,936 x 896 embedding/lm_head is 136,134,656 (and it has q/k/v biases), so per decoded token the
+    # shaped model skips the large lm_head matmul and runs somewhat faster than the real one would.
+    "qwen2.5-0.5b": ShapePreset(
+        tag="0.5b", hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864
+    ),
+}
 
 # Residual dimension 0 carries a constant so lm_head can give unwanted ids a logit of about -25 to -45:
 # never sampled (even at temperature 2), yet a +100 logit_bias still forces them.
@@ -322,14 +369,14 @@ def _build_tokenizer(spec: _Family) -> Tokenizer:
     return tokenizer
 
 
-def _suppressed_ids(tokenizer: Tokenizer, spec: _Family) -> list[int]:
+def _suppressed_ids(tokenizer: Tokenizer, spec: _Family, vocab_size: int = MODEL_VOCAB_SIZE) -> list[int]:
     """Ids the random model must never emit: added tokens, vocab padding, and tokens that are not clean text.
 
     Keeping them out means generation always runs to max_tokens and every token decodes on its own.
     """
     size = tokenizer.get_vocab_size(with_added_tokens=True)
     added = {_id(tokenizer, content) for content, _ in spec.added}
-    suppressed = set(range(size, MODEL_VOCAB_SIZE)) | added
+    suppressed = set(range(size, vocab_size)) | added
     for token_id in range(size):
         if token_id in added:
             continue
@@ -339,19 +386,19 @@ def _suppressed_ids(tokenizer: Tokenizer, spec: _Family) -> list[int]:
     return sorted(suppressed)
 
 
-def _model_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
+def _model_config(spec: _Family, tokenizer: Tokenizer, shape: _Shape = _TINY_SHAPE) -> dict[str, Any]:
     eos_ids = [_id(tokenizer, t) for t in spec.config_eos]
     config: dict[str, Any] = {
         "architectures": [spec.architecture],
         "model_type": spec.model_type,
-        "hidden_size": HIDDEN_SIZE,
-        "intermediate_size": INTERMEDIATE_SIZE,
-        "num_hidden_layers": NUM_LAYERS,
-        "num_attention_heads": NUM_HEADS,
-        "num_key_value_heads": NUM_KV_HEADS,
-        "head_dim": HEAD_DIM,
-        "max_position_embeddings": CONTEXT_LENGTH,
-        "vocab_size": MODEL_VOCAB_SIZE,
+        "hidden_size": shape.hidden_size,
+        "intermediate_size": shape.intermediate_size,
+        "num_hidden_layers": shape.num_layers,
+        "num_attention_heads": shape.num_heads,
+        "num_key_value_heads": shape.num_kv_heads,
+        "head_dim": shape.head_dim,
+        "max_position_embeddings": shape.context_length,
+        "vocab_size": shape.vocab_size,
         "tie_word_embeddings": False,
         "attention_dropout": 0.0,
         "initializer_range": 0.02,
@@ -364,6 +411,19 @@ def _model_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
     if spec.model_type == "gemma3_text" and spec.pad is not None:
         config["pad_token_id"] = _id(tokenizer, spec.pad)
     config.update(dict(spec.config))
+    # Family settings written for the tiny dimensions, scaled to the requested ones (no-ops for tiny).
+    rope_scaling = config.get("rope_scaling")
+    if isinstance(rope_scaling, dict) and "original_max_position_embeddings" in rope_scaling:
+        config["rope_scaling"] = {**rope_scaling, "original_max_position_embeddings": shape.context_length // 8}
+    if "max_window_layers" in config:
+        config["max_window_layers"] = shape.num_layers
+    if "query_pre_attn_scalar" in config:
+        config["query_pre_attn_scalar"] = shape.head_dim
+    if "layer_types" in config:
+        pattern = int(config["sliding_window_pattern"])
+        config["layer_types"] = [
+            "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(shape.num_layers)
+        ]
     return config
 
 
@@ -374,8 +434,18 @@ def _model_class(model_type: str) -> tuple[Any, Any]:
     return module.Model, module.ModelArgs
 
 
-def _build_model(spec: _Family, config: dict[str, Any], suppressed: Sequence[int]) -> Any:
-    """Instantiate the mlx-lm model and fill it with seeded random weights (numpy, so any platform agrees)."""
+def _build_model(
+    spec: _Family, config: dict[str, Any], suppressed: Sequence[int], shape: _Shape = _TINY_SHAPE
+) -> Any:
+    """Instantiate the mlx-lm model and fill it with seeded random weights (numpy, so any platform agrees).
+
+    Deeper models scale down what each layer adds to the residual stream, so the stream ends with the same
+    size as in the tiny models: the final norm then shrinks the anchor dimension as much, which keeps the
+    suppressed ids' logits as far below the rest, and activations stay well inside float32 at any depth.
+    """
+    # The tiny models keep their float64 draws so their bytes never change; other shapes draw float32 (faster).
+    draw = np.float64 if shape == _TINY_SHAPE else np.float32
+    residual_scale = math.sqrt(NUM_LAYERS / shape.num_layers)
     model_cls, args_cls = _model_class(spec.model_type)
     model = model_cls(args_cls.from_dict(config))
     weights: list[tuple[str, mx.array]] = []
@@ -389,17 +459,19 @@ def _build_model(spec: _Family, config: dict[str, Any], suppressed: Sequence[int
         rng = np.random.default_rng([spec.seed, zlib.crc32(name.encode())])
         rows, cols = param.shape
         if name.endswith("embed_tokens.weight"):
-            w = rng.standard_normal((rows, cols))
+            w = rng.standard_normal((rows, cols), dtype=draw)
             w[:, 0] = _ANCHOR_VALUE
         else:
-            w = rng.standard_normal((rows, cols)) / math.sqrt(cols)
+            w = rng.standard_normal((rows, cols), dtype=draw) / math.sqrt(cols)
         if name.endswith(("o_proj.weight", "down_proj.weight")):
+            if residual_scale != 1.0:
+                w *= residual_scale
             # Nothing writes to residual dimension 0, so it keeps the embedding's constant to the end.
             w[0, :] = 0.0
         if name == "lm_head.weight":
             # Same draw as the embedding (same seed and name), so each token's output row leans to its input row.
             embed = np.random.default_rng([spec.seed, zlib.crc32(b"model.embed_tokens.weight")])
-            w += spec.copy_weight * embed.standard_normal((rows, cols)) / math.sqrt(cols)
+            w += spec.copy_weight * embed.standard_normal((rows, cols), dtype=draw) / math.sqrt(cols)
             w[:, 0] = 0.0
             w[list(suppressed), :] = 0.0
             w[list(suppressed), 0] = -_SUPPRESSED_LOGIT_WEIGHT
@@ -420,7 +492,7 @@ def _added_token_json(content: str, special: bool) -> dict[str, Any]:
     }
 
 
-def _tokenizer_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
+def _tokenizer_config(spec: _Family, tokenizer: Tokenizer, context_length: int = CONTEXT_LENGTH) -> dict[str, Any]:
     decoder = {str(_id(tokenizer, content)): _added_token_json(content, special) for content, special in spec.added}
     config: dict[str, Any] = {
         "add_bos_token": spec.add_bos,
@@ -432,7 +504,7 @@ def _tokenizer_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
         "eos_token": spec.eos,
         "extra_special_tokens": {},
         "model_input_names": ["input_ids", "attention_mask"],
-        "model_max_length": CONTEXT_LENGTH,
+        "model_max_length": context_length,
         "pad_token": spec.pad,
         "split_special_tokens": False,
         "tokenizer_class": spec.tokenizer_class,

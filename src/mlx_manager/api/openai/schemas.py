@@ -54,6 +54,7 @@ class SamplingFields(Strict):
     repetition_penalty: float = Field(default=1.0, gt=0)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    ignore_eos: bool = Field(default=False, description="Keep generating past end-of-sequence (vLLM extension).")
     priority: int = Field(default=0, description="Scheduling priority (vLLM extension): lower runs sooner.")
 
     @model_validator(mode="before")

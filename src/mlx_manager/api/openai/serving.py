@@ -80,6 +80,7 @@ def sampling_params(
         logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
         logprobs=logprobs,
         top_logprobs=top_logprobs,
+        ignore_eos=req.ignore_eos,
     )
 
 

@@ -1,0 +1,1 @@
+"""A serving benchmark for any OpenAI-compatible server: concurrency sweep, TTFT/ITL/latency percentiles."""
