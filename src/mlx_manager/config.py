@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
     idle_ttl_seconds: float = Field(default=0, ge=0, description="Unload idle models after this long; 0 = never.")
 
+    max_num_seqs: int = Field(default=32, ge=1, description="Sequences decoded together per model.")
+    prefill_step_size: int = Field(default=512, ge=16, description="Prompt tokens per prefill chunk.")
+    max_waiting: int = Field(default=256, ge=0, description="Queued requests per model before 429.")
+    prefix_cache_bytes: int = Field(default=1 << 30, ge=0, description="KV bytes kept for prefix reuse per model.")
+    prefix_block_size: int = Field(default=32, ge=1)
+    room_wait_seconds: float = Field(default=120, ge=0, description="How long a load waits for busy models.")
+
     default_max_tokens: int = Field(default=4096, ge=1)
     max_n: int = Field(default=8, ge=1)
     max_stop_sequences: int = Field(default=16, ge=1)

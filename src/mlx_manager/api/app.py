@@ -20,6 +20,7 @@ from mlx_manager.config import Settings
 from mlx_manager.engine.discovery import hf_cache_dir
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
+from mlx_manager.engine.scheduler import SchedulerConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,15 @@ def engine_config(settings: Settings) -> EngineConfig:
             max_models=settings.max_models,
             memory_budget_bytes=budget,
             idle_ttl_seconds=settings.idle_ttl_seconds,
+            room_wait_seconds=settings.room_wait_seconds,
+            scheduler=SchedulerConfig(
+                max_num_seqs=settings.max_num_seqs,
+                prefill_batch_size=min(8, settings.max_num_seqs),
+                prefill_step_size=settings.prefill_step_size,
+                max_waiting=settings.max_waiting,
+                prefix_cache_bytes=settings.prefix_cache_bytes,
+                prefix_block_size=settings.prefix_block_size,
+            ),
         ),
         default_max_tokens=settings.default_max_tokens,
         preload=list(settings.preload),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlx.core as mx
+from mlx_lm.models.cache import KVCache as KVCacheLayer
 from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,11 @@ class CacheStats:
 def compact(cache: KVCache) -> KVCache:
     """Copy each layer's KV out of the batch buffers it was sliced from; a slice would pin the whole batch."""
     for layer in cache:
-        layer.state = [mx.contiguous(x) if isinstance(x, mx.array) else x for x in layer.state]
+        if isinstance(layer, KVCacheLayer) and layer.keys is not None:
+            keys, values = layer.keys_and_values()  # drops the preallocated room past `offset`
+            layer.keys, layer.values = mx.contiguous(keys), mx.contiguous(values)
+        else:
+            layer.state = [mx.contiguous(x) if isinstance(x, mx.array) else x for x in layer.state]
     mx.eval([x for layer in cache for x in layer.state if isinstance(x, mx.array)])
     return cache
 

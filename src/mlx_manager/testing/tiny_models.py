@@ -434,9 +434,7 @@ def _model_class(model_type: str) -> tuple[Any, Any]:
     return module.Model, module.ModelArgs
 
 
-def _build_model(
-    spec: _Family, config: dict[str, Any], suppressed: Sequence[int], shape: _Shape = _TINY_SHAPE
-) -> Any:
+def _build_model(spec: _Family, config: dict[str, Any], suppressed: Sequence[int], shape: _Shape = _TINY_SHAPE) -> Any:
     """Instantiate the mlx-lm model and fill it with seeded random weights (numpy, so any platform agrees).
 
     Deeper models scale down what each layer adds to the residual stream, so the stream ends with the same
@@ -551,7 +549,7 @@ def _source_version() -> str:
 
 _REQUIRED_FILES = (
     "config.json",
-    "model.safetensors",
+    "model.safetensors.index.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -559,60 +557,88 @@ _REQUIRED_FILES = (
 )
 
 
-def _is_complete(folder: Path) -> bool:
+def _marker(family: str, shape: _Shape) -> str:
+    """The marker text of a complete folder: the generator version, plus the dimensions for shaped models."""
+    if shape == _TINY_SHAPE:
+        return _source_version()
+    dims = " ".join(f"{key}={value}" for key, value in vars(shape).items())
+    return f"{_source_version()} {family} {dims}"
+
+
+def _is_complete(folder: Path, marker_text: str | None = None) -> bool:
     marker = folder / MARKER_FILE
-    if not marker.is_file() or marker.read_text(encoding="utf-8").strip() != _source_version():
+    expected = _source_version() if marker_text is None else marker_text
+    if not marker.is_file() or marker.read_text(encoding="utf-8").strip() != expected:
         return False
-    return all((folder / name).is_file() for name in _REQUIRED_FILES)
+    if not all((folder / name).is_file() for name in _REQUIRED_FILES):
+        return False
+    # mlx-lm writes model.safetensors, or numbered shards above its shard size; the index names them.
+    try:
+        index = json.loads((folder / "model.safetensors.index.json").read_text(encoding="utf-8"))
+        shards = set(index["weight_map"].values())
+    except (OSError, ValueError, KeyError, AttributeError):
+        return False
+    return bool(shards) and all((folder / shard).is_file() for shard in shards)
 
 
-def _write_folder(folder: Path, family: str) -> None:
+def _write_folder(folder: Path, family: str, shape: _Shape = _TINY_SHAPE) -> None:
     # Deferred so importing this module (e.g. for FAMILIES) stays cheap.
     from mlx_lm.utils import quantize_model, save_config, save_model
 
     base = family.removesuffix("-4bit")
     spec = _SPECS[base]
     tokenizer = _build_tokenizer(spec)
-    config = _model_config(spec, tokenizer)
-    model = _build_model(spec, config, _suppressed_ids(tokenizer, spec))
+    if shape.vocab_size < tokenizer.get_vocab_size(with_added_tokens=True):
+        raise ValueError(
+            f"vocab_size {shape.vocab_size} is smaller than the {family} tokenizer "
+            f"({tokenizer.get_vocab_size(with_added_tokens=True)} ids)"
+        )
+    config = _model_config(spec, tokenizer, shape)
+    model = _build_model(spec, config, _suppressed_ids(tokenizer, spec, shape.vocab_size), shape)
     if family.endswith("-4bit"):
         with contextlib.redirect_stdout(io.StringIO()):  # quantize_model prints a bits-per-weight line
             model, config = quantize_model(model, config, group_size=QUANT_GROUP_SIZE, bits=QUANT_BITS)
-    save_model(folder, model)
+    save_model(folder, model, donate_model=True)
     save_config(config, config_path=folder / "config.json")
     tokenizer.save(str(folder / "tokenizer.json"))
-    _write_json(folder / "tokenizer_config.json", _tokenizer_config(spec, tokenizer))
+    _write_json(folder / "tokenizer_config.json", _tokenizer_config(spec, tokenizer, shape.context_length))
     _write_json(folder / "special_tokens_map.json", _special_tokens_map(spec))
     _write_json(folder / "generation_config.json", _generation_config(spec, tokenizer))
     # Written last: its presence (with the current version) is what marks the folder as usable.
-    (folder / MARKER_FILE).write_text(_source_version() + "\n", encoding="utf-8")
+    (folder / MARKER_FILE).write_text(_marker(family, shape) + "\n", encoding="utf-8")
 
 
-def write_tiny_model(out_dir: Path, family: str, *, force: bool = False) -> Path:
-    """Write ``out_dir/tiny-<family>`` unless a complete folder from this generator version is there."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown tiny model family {family!r}; choose from {', '.join(FAMILIES)}")
+def _write_model(out_dir: Path, folder_name: str, family: str, shape: _Shape, force: bool) -> Path:
+    """Write ``out_dir/folder_name`` unless a complete folder with the same marker is there."""
     out_dir = Path(out_dir)
-    folder = out_dir / f"tiny-{family}"
-    if not force and _is_complete(folder):
+    folder = out_dir / folder_name
+    marker = _marker(family, shape)
+    if not force and _is_complete(folder, marker):
         return folder
     out_dir.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename, so a crash or a concurrent writer never leaves a half folder.
-    staging = out_dir / f".tiny-{family}.{uuid.uuid4().hex}"
+    staging = out_dir / f".{folder_name}.{uuid.uuid4().hex}"
     try:
-        _write_folder(staging, family)
-        if not force and _is_complete(folder):
+        _write_folder(staging, family, shape)
+        if not force and _is_complete(folder, marker):
             return folder  # a concurrent writer finished first
         if folder.exists():
             shutil.rmtree(folder)
         try:
             os.rename(staging, folder)
         except OSError:
-            if not _is_complete(folder):
+            if not _is_complete(folder, marker):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def write_tiny_model(out_dir: Path, family: str, *, force: bool = False) -> Path:
+    """Write ``out_dir/tiny-<family>`` unless a complete folder from this generator version is there."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown tiny model family {family!r}; choose from {', '.join(FAMILIES)}")
+    return _write_model(Path(out_dir), f"tiny-{family}", family, _TINY_SHAPE, force)
 
 
 def write_tiny_models(out_dir: Path, families: Iterable[str] | None = None) -> dict[str, Path]:
@@ -620,17 +646,76 @@ def write_tiny_models(out_dir: Path, families: Iterable[str] | None = None) -> d
     return {family: write_tiny_model(out_dir, family) for family in (FAMILIES if families is None else families)}
 
 
+def write_shaped_model(
+    out_dir: Path,
+    family: str,
+    name: str,
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    intermediate_size: int,
+    vocab_size: int | None = None,
+    context_length: int = SHAPED_CONTEXT_LENGTH,
+    force: bool = False,
+) -> Path:
+    """Write ``out_dir/name``: the family's tiny model (tokenizer, templates, special tokens, suppressed
+    special and padding ids so generation always runs to max_tokens, float32) with these dimensions.
+
+    ``vocab_size`` defaults to the tiny models' 1024 (it must cover the ~1000-id tokenizer), so at real
+    model dimensions the embedding and lm_head are far smaller than the real model's; see SHAPES.
+    head_dim is hidden_size / num_heads. A complete folder written with the same generator version,
+    family and dimensions is kept as it is unless ``force``.
+    """
+    if family not in _SPECS:
+        raise ValueError(f"unknown model family {family!r} for a shaped model; choose from {', '.join(_SPECS)}")
+    if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise ValueError(f"invalid model folder name {name!r}")
+    shape = _Shape(
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        intermediate_size=intermediate_size,
+        vocab_size=MODEL_VOCAB_SIZE if vocab_size is None else vocab_size,
+        context_length=context_length,
+    )
+    if min(vars(shape).values()) <= 0:
+        raise ValueError(f"model dimensions must be positive: {shape}")
+    if hidden_size % num_heads or num_heads % num_kv_heads or shape.head_dim % 2:
+        raise ValueError(
+            f"hidden_size ({hidden_size}) must split into num_heads ({num_heads}) heads of an even size, "
+            f"and num_heads must be a multiple of num_kv_heads ({num_kv_heads})"
+        )
+    return _write_model(Path(out_dir), name, family, shape, force)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mlx_manager.testing.tiny_models",
-        description="Write tiny random-weight model folders (OUT_DIR/tiny-<family>) for tests.",
+        description="Write tiny random-weight model folders (OUT_DIR/tiny-<family>) for tests, or with --shape "
+        "one family (default llama) at a named model's dimensions (OUT_DIR/shaped-<family>-<size>).",
     )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument(
         "--family", action="append", choices=FAMILIES, metavar="NAME", help=f"one of {', '.join(FAMILIES)}"
     )
+    parser.add_argument(
+        "--shape", choices=sorted(SHAPES), metavar="SHAPE", help=f"real model dimensions: {', '.join(SHAPES)}"
+    )
     parser.add_argument("--force", action="store_true", help="rewrite folders that are already complete")
     args = parser.parse_args(argv)
+    if args.shape is not None:
+        preset = SHAPES[args.shape]
+        dims = preset._asdict()
+        del dims["tag"]
+        for family in args.family or ["llama"]:
+            if family not in _SPECS:
+                parser.error(f"--shape needs a float family ({', '.join(_SPECS)}), not {family!r}")
+            name = f"shaped-{family}-{preset.tag}"
+            print(write_shaped_model(args.out_dir, family, name, force=args.force, **dims))
+        return 0
     for family in args.family or FAMILIES:
         print(write_tiny_model(args.out_dir, family, force=args.force))
     return 0

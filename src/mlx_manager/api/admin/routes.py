@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from mlx_manager.api.admin.schemas import LoadedModelOut, LoadedModels, LocalModelOut
+from mlx_manager.api.admin.schemas import LoadedModelOut, LoadedModels, LocalModelOut, PrefixCacheOut
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
 from mlx_manager.engine.pool import PoolEntry
@@ -49,6 +49,28 @@ async def loaded_models(engine: EngineDep) -> LoadedModels:
 @router.get("/models/local")
 async def local_models(engine: EngineDep) -> list[LocalModelOut]:
     return [LocalModelOut(**m.__dict__) for m in await engine.list_models()]
+
+
+@router.get("/models/{model_id:path}/cache")
+async def prefix_cache(model_id: str, engine: EngineDep) -> PrefixCacheOut:
+    """Prefix-cache reuse for a loaded model, with the last lookups: reused tokens and where prompts diverged."""
+    entry = engine.pool.get(model_id)
+    if entry is None or entry.scheduler is None:
+        raise APIError(404, f"The model '{model_id}' is not loaded.", param="model", code="model_not_loaded")
+    cache = entry.scheduler.cache
+    stats = cache.stats
+    return PrefixCacheOut(
+        entries=len(cache),
+        bytes=cache.bytes,
+        max_bytes=cache.max_bytes,
+        block_size=cache.block_size,
+        lookups=stats.lookups,
+        hits=stats.hits,
+        tokens_requested=stats.tokens_requested,
+        tokens_reused=stats.tokens_reused,
+        evictions=stats.evictions,
+        recent=list(stats.recent),
+    )
 
 
 @router.post("/models/{model_id:path}/load")

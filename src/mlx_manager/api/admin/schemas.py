@@ -37,3 +37,16 @@ class LocalModelOut(BaseModel):
     context_length: int | None
     quantization_bits: int | None
     source: str
+
+
+class PrefixCacheOut(BaseModel):
+    entries: int
+    bytes: int
+    max_bytes: int
+    block_size: int
+    lookups: int
+    hits: int
+    tokens_requested: int
+    tokens_reused: int
+    evictions: int
+    recent: list[dict[str, int | None]]

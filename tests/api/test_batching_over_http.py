@@ -1,0 +1,69 @@
+"""Batching and prefix caching as clients see them: cached_tokens, cache diagnostics, 429 with Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from mlx_manager.testing.server import ServerProcess, run_server
+
+SYSTEM = {"role": "system", "content": "You are a careful assistant. " * 20}
+
+
+def test_second_turn_reuses_the_first_turns_kv(server: ServerProcess, client: openai.OpenAI) -> None:
+    first_msgs = [SYSTEM, {"role": "user", "content": "Tell me about rivers and mountains."}]
+    first = client.chat.completions.create(model="tiny-qwen3", messages=first_msgs, max_tokens=20, temperature=0)  # type: ignore[arg-type]
+    assert first.usage is not None
+    second_msgs = [
+        *first_msgs,
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "And lakes?"},
+    ]
+    second = client.chat.completions.create(model="tiny-qwen3", messages=second_msgs, max_tokens=5, temperature=0)  # type: ignore[arg-type]
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens or 0
+    assert cached >= first.usage.prompt_tokens  # at least the whole first prompt came from the cache
+    stats = httpx.get(f"{server.base_url}/admin/models/tiny-qwen3/cache").json()
+    assert stats["hits"] >= 1 and stats["tokens_reused"] >= cached
+    assert stats["recent"][-1]["reused_tokens"] == cached
+
+
+def test_cache_diagnostics_show_where_a_volatile_head_diverged(server: ServerProcess, client: openai.OpenAI) -> None:
+    def ask(stamp: str) -> None:
+        client.completions.create(
+            model="tiny-mistral", prompt=f"session {stamp}. " + "Shared agent instructions. " * 30, max_tokens=2
+        )
+
+    ask("aaaa")
+    ask("bbbb")
+    recent = httpx.get(f"{server.base_url}/admin/models/tiny-mistral/cache").json()["recent"][-1]
+    assert recent["reused_tokens"] < 10
+    assert recent["diverged_at"] is not None and 0 < recent["diverged_at"] < 10
+
+
+@pytest.fixture(scope="module")
+def tiny_queue(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    args = ["--model-dir", str(tiny_models_dir)]
+    env = {"MLX_MANAGER_MAX_NUM_SEQS": "1", "MLX_MANAGER_MAX_WAITING": "1"}
+    with run_server(tmp_path_factory.mktemp("queue"), args, env=env) as srv:
+        yield srv
+
+
+def test_overload_gets_429_with_retry_after_while_others_complete(tiny_queue: ServerProcess) -> None:
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(base_url=tiny_queue.base_url, timeout=60) as http:
+            body = {"model": "tiny-llama", "prompt": "x", "max_tokens": 300, "temperature": 0}
+            responses = await asyncio.gather(*(http.post("/v1/completions", json=body) for _ in range(6)))
+        for r in responses:
+            if r.status_code == 429:
+                assert int(r.headers["retry-after"]) >= 1
+                assert r.json()["error"]["code"] == "queue_full"
+        return sorted(r.status_code for r in responses)
+
+    statuses = asyncio.run(main())
+    assert statuses.count(200) >= 2 and 429 in statuses and set(statuses) == {200, 429}
