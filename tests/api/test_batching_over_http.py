@@ -66,4 +66,7 @@ def test_overload_gets_429_with_retry_after_while_others_complete(tiny_queue: Se
         return sorted(r.status_code for r in responses)
 
     statuses = asyncio.run(main())
-    assert statuses.count(200) >= 2 and 429 in statuses and set(statuses) == {200, 429}
+    assert statuses.count(200) >= 1 and 429 in statuses and set(statuses) == {200, 429}
+    # Nothing was lost: once the burst is over the model takes work again.
+    again = httpx.post(f"{tiny_queue.base_url}/v1/completions", json={"model": "tiny-llama", "prompt": "y"}, timeout=60)
+    assert again.status_code == 200

@@ -273,7 +273,7 @@ def test_float32_import_runs_like_the_quantized_one(float32_dir: Path, loaded: t
     import mlx.nn as nn
     import mlx_lm
 
-    model, tokenizer = mlx_lm.load(str(float32_dir))
+    model, tokenizer, *_ = mlx_lm.load(str(float32_dir))
     assert not any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     assert model.layers[0].self_attn.q_proj.weight.dtype == mx.float32
     # Dequantizing is exact, so the logits match the quantized model's up to rounding.
@@ -294,7 +294,7 @@ def test_half_precision_import_casts_every_tensor(tmp_path: Path, dtype: str) ->
     weights = mx.load(str(folder / "model.safetensors"))
     assert isinstance(weights, dict)
     assert {w.dtype for w in weights.values()} == {getattr(mx, dtype)}
-    model, _ = mlx_lm.load(str(folder))
+    model, *_ = mlx_lm.load(str(folder))
     assert model(mx.array([[1, 2, 3]])).shape == (1, 3, 260)
 
 

@@ -7,6 +7,11 @@ byte-level BPE tokenizer trained on a small embedded corpus, so it loads and gen
 
 ``write_shaped_model`` writes the same family folder (tokenizer, templates, special tokens, suppressed
 special/padding ids, float32) with other dimensions, e.g. those of a real ~0.5B model for benchmarks.
+``--shape qwen2.5-0.5b`` writes OUT_DIR/shaped-llama-0.5b: Qwen2.5-0.5B's transformer (hidden 896, 24 layers,
+14 heads of 64, 2 KV heads, intermediate 4864) on the llama architecture. Its vocabulary stays small (1024
+ids), so its embedding and lm_head are far smaller than the real model's: 359,705,472 parameters (1.44 GB
+float32) instead of Qwen2.5-0.5B's 494,032,768, whose tied 151,936 x 896 embedding/lm_head alone is
+136,134,656. Decoding therefore skips most of the real model's lm_head work and runs somewhat faster.
 
     python -m mlx_manager.testing.tiny_models OUT_DIR [--family NAME ...] [--force]
     python -m mlx_manager.testing.tiny_models OUT_DIR --shape qwen2.5-0.5b [--family NAME] [--force]
@@ -98,9 +103,9 @@ class ShapePreset(NamedTuple):
 
 SHAPES: dict[str, ShapePreset] = {
     # Qwen2.5-0.5B's transformer (head_dim 64) with the tiny 1024-id vocabulary and an untied lm_head:
-    # 359,681,472 parameters (~1.44 GB float32). The real model has 494,032,768, of which its tied
-    # 151,936 x 896 embedding/lm_head is 136,134,656 (and it has q/k/v biases), so per decoded token the
-    # shaped model skips the large lm_head matmul and runs somewhat faster than the real one would.
+    # 359,705,472 parameters (~1.44 GB float32). The real model has 494,032,768: its tied 151,936 x 896
+    # embedding/lm_head is 136,134,656 of them (plus 27,648 q/k/v biases the llama layers lack), so per
+    # decoded token the shaped model skips the large lm_head matmul and runs somewhat faster.
     "qwen2.5-0.5b": ShapePreset(
         tag="0.5b", hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864
     ),
