@@ -92,8 +92,11 @@ def running(cmd: list[str], port: int, log: Path, env: dict[str, str]) -> Iterat
 
 
 def served_model_id(base: str, fallback: str) -> str:
-    data = httpx.get(f"{base}/v1/models", timeout=10).json().get("data", [])
-    ids = [m["id"] for m in data]
+    """The id the server lists, else the model path (mlx-lm's server answers /v1/models with an empty body)."""
+    try:
+        ids = [m["id"] for m in httpx.get(f"{base}/v1/models", timeout=10).json().get("data", [])]
+    except ValueError:
+        return fallback
     return fallback if fallback in ids or not ids else ids[0]
 
 

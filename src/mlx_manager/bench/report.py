@@ -115,7 +115,7 @@ def table(rows: list[LevelStats], title: str) -> Table:
 
 def write_json(rows: list[LevelStats], path: Path, meta: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in rows]}, indent=2))
+    path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in rows]}, indent=2, default=str))
 
 
 def write_plot(rows: list[LevelStats], path: Path) -> bool:
