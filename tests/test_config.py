@@ -52,3 +52,9 @@ def test_home_relocates_all_state(home: Path) -> None:
 def test_invalid_values_are_rejected(home: Path) -> None:
     with pytest.raises(ValueError, match="port"):
         load_settings(port=70000)
+
+
+def test_a_typo_in_the_toml_file_is_an_error_not_ignored(home: Path) -> None:
+    (home / "config.toml").write_text("max_model = 2\n")
+    with pytest.raises(ValueError, match="max_model"):
+        load_settings()

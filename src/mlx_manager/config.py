@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from mlx_manager import paths
+from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
 
 LOCAL_CONFIG_FILE = Path("mlx-manager.toml")
 
@@ -34,7 +35,8 @@ def _split_list(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLX_MANAGER_", extra="ignore", validate_default=True)
+    # Unknown keys in a TOML file are typos: say so instead of ignoring them.
+    model_config = SettingsConfigDict(env_prefix="MLX_MANAGER_", extra="forbid", validate_default=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -58,6 +60,12 @@ class Settings(BaseSettings):
     prefix_cache_bytes: int = Field(default=1 << 30, ge=0, description="KV bytes kept for prefix reuse per model.")
     prefix_block_size: int = Field(default=32, ge=1)
     room_wait_seconds: float = Field(default=120, ge=0, description="How long a load waits for busy models.")
+
+    volatile_prompt_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_VOLATILE_PATTERNS),
+        description="Regexes removed from system messages before templating, so per-request markers at the"
+        " head of agent prompts do not defeat the prefix cache.",
+    )
 
     default_max_tokens: int = Field(default=4096, ge=1)
     max_n: int = Field(default=8, ge=1)

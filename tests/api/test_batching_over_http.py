@@ -70,3 +70,18 @@ def test_overload_gets_429_with_retry_after_while_others_complete(tiny_queue: Se
     # Nothing was lost: once the burst is over the model takes work again.
     again = httpx.post(f"{tiny_queue.base_url}/v1/completions", json={"model": "tiny-llama", "prompt": "y"}, timeout=60)
     assert again.status_code == 200
+
+
+def test_a_volatile_billing_header_in_the_system_prompt_does_not_defeat_the_cache(client: openai.OpenAI) -> None:
+    def ask(stamp: str) -> int:
+        system = f"x-anthropic-billing-header: cc_version=1.0; cch={stamp};\n" + "You are an agent. " * 30
+        out = client.chat.completions.create(
+            model="tiny-gemma3",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": "List files."}],
+            max_tokens=3,
+        )
+        assert out.usage is not None and out.usage.prompt_tokens_details is not None
+        return out.usage.prompt_tokens_details.cached_tokens or 0
+
+    ask("a1b2c3")
+    assert ask("d4e5f6") > 30

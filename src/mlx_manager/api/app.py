@@ -45,6 +45,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             ),
         ),
         default_max_tokens=settings.default_max_tokens,
+        volatile_prompt_patterns=tuple(settings.volatile_prompt_patterns),
         preload=list(settings.preload),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, M
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
-from mlx_manager.engine.prompt import tokenize
+from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.types import ChatPrompt, ModelInfo, Prompt, SamplingParams
 
@@ -29,6 +30,7 @@ class EngineConfig:
     default_max_tokens: int = 4096
     preload: list[str] = field(default_factory=list)
     rescan_seconds: float = 2.0
+    volatile_prompt_patterns: tuple[str, ...] = DEFAULT_VOLATILE_PATTERNS
 
 
 class Engine:
@@ -38,6 +40,7 @@ class Engine:
         self._models: dict[str, ModelInfo] = {}
         self._scanned_at = 0.0
         self._scan_lock = asyncio.Lock()
+        self._volatile = [re.compile(p) for p in config.volatile_prompt_patterns]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -92,6 +95,8 @@ class Engine:
         try:
             assert entry.loaded is not None and entry.scheduler is not None
             lm = entry.loaded
+            if isinstance(prompt, ChatPrompt):
+                prompt = strip_volatile(prompt, self._volatile)
             prompt_ids = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
             if not prompt_ids:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")

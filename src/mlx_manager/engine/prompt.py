@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlx_manager.engine.errors import InvalidRequestError
+from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
 from mlx_manager.engine.types import ChatPrompt, Prompt, TextPrompt
+
+
+def strip_volatile(prompt: ChatPrompt, patterns: Sequence[re.Pattern[str]]) -> ChatPrompt:
+    """Remove volatile markers from system messages, so equal instructions give equal prompt heads."""
+    if not patterns:
+        return prompt
+    messages: list[dict[str, Any]] = []
+    for message in prompt.messages:
+        content = message.get("content")
+        if message.get("role") == "system" and isinstance(content, str):
+            for pattern in patterns:
+                content = pattern.sub("", content)
+            message = {**message, "content": content}
+        messages.append(message)
+    return replace(prompt, messages=messages)
 
 
 def render_chat(tokenizer: TokenizerWrapper, prompt: ChatPrompt) -> list[int]:
@@ -37,4 +58,4 @@ def tokenize(tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int) -> li
     return list(tokenizer.encode(prompt.text or "", add_special_tokens=True))
 
 
-__all__ = ["TextPrompt", "render_chat", "tokenize"]
+__all__ = ["DEFAULT_VOLATILE_PATTERNS", "TextPrompt", "render_chat", "strip_volatile", "tokenize"]
