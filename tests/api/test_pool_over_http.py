@@ -72,7 +72,7 @@ def test_admin_load_pin_and_unload(small_pool: ServerProcess) -> None:
 def test_local_models_lists_size_family_and_context(small_pool: ServerProcess) -> None:
     models = {m["id"]: m for m in httpx.get(f"{small_pool.base_url}/admin/models/local").json()}
     assert models["tiny-llama"]["family"] == "llama3"
-    assert models["tiny-qwen3"]["family"] == "chatml"
+    assert models["tiny-qwen3"]["family"] == "qwen3"
     assert models["tiny-gemma3"]["family"] == "gemma"
     assert models["tiny-mistral"]["family"] == "mistral"
     assert models["tiny-llama-4bit"]["quantization_bits"] == 4

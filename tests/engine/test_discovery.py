@@ -31,7 +31,7 @@ def test_hub_cache_models_are_listed_by_repo_id(tmp_path: Path, tiny_models: dic
     _hub_snapshot(tmp_path / "hub", "mlx-community/Tiny-Qwen3", tiny_models["tiny-qwen3"])
     found = discover_models([], tmp_path / "hub")
     info = found["mlx-community/Tiny-Qwen3"]
-    assert info.source == "hf-cache" and info.family == "chatml" and info.size_bytes > 0
+    assert info.source == "hf-cache" and info.family == "qwen3" and info.size_bytes > 0
 
 
 def test_folder_models_use_the_folder_name(tiny_models_dir: Path) -> None:
