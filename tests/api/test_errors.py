@@ -69,7 +69,8 @@ def test_invalid_json_is_400(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tools": [{"type": "function"}]}, "tools.0"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, "tool_choice"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"n": 99}, "n"),
         ({"stop": [str(i) for i in range(40)]}, "stop"),

@@ -14,6 +14,7 @@ from mlx_manager.engine.discovery import discover_models
 from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
+from mlx_manager.engine.output import output_parser_factory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.sequence import Sequence
@@ -97,7 +98,7 @@ class Engine:
             lm = entry.loaded
             if isinstance(prompt, ChatPrompt):
                 prompt = strip_volatile(prompt, self._volatile)
-            prompt_ids = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
+            prompt_ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
             if not prompt_ids:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")
             param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
@@ -108,7 +109,8 @@ class Engine:
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
             gen = Generation(len(prompt_ids), n)
-            seqs = [Sequence(gen, i, prompt_ids, params, max_tokens, priority) for i in range(n)]
+            parser = output_parser_factory(lm.family, prompt, rendered)
+            seqs = [Sequence(gen, i, prompt_ids, params, max_tokens, priority, make_parser=parser) for i in range(n)]
             entry.scheduler.submit(seqs)
         except BaseException:
             self.pool.release(entry)

@@ -15,7 +15,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlx_manager.engine.discovery import read_json
 from mlx_manager.engine.errors import ModelLoadError
-from mlx_manager.engine.families import detect_family
+from mlx_manager.engine.families import DEFAULT, Family, detect_family
 from mlx_manager.engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class LoadedModel:
     context_length: int | None
     memory_bytes: int
     vocab_size: int
+    family: Family = DEFAULT
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:
@@ -70,6 +71,7 @@ def load_model(info: ModelInfo) -> LoadedModel:
         context_length=info.context_length,
         memory_bytes=memory or info.size_bytes,
         vocab_size=max(len(vocab), int(config.get("vocab_size") or 0)),
+        family=family,
     )
 
 

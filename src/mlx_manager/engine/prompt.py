@@ -9,6 +9,7 @@ from typing import Any
 
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
+from mlx_manager.engine import tool_prompt
 from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
 from mlx_manager.engine.types import ChatPrompt, Prompt, TextPrompt
@@ -29,22 +30,25 @@ def strip_volatile(prompt: ChatPrompt, patterns: Sequence[re.Pattern[str]]) -> C
     return replace(prompt, messages=messages)
 
 
-def render_chat(tokenizer: TokenizerWrapper, prompt: ChatPrompt) -> list[int]:
+def render_chat(tokenizer: TokenizerWrapper, prompt: ChatPrompt) -> tuple[list[int], str]:
+    """Token ids and the rendered text (the text tells whether the template opened a reasoning block)."""
     if not tokenizer.has_chat_template:
         raise InvalidRequestError(
             "This model has no chat template, so it cannot serve chat completions. Use /v1/completions.",
             param="model",
         )
+    messages, tool_kwargs = tool_prompt.prepare(prompt.messages, prompt.tools, tokenizer.chat_template)
     try:
         text = tokenizer.apply_chat_template(
-            prompt.messages, add_generation_prompt=True, tokenize=False, **prompt.template_kwargs
+            messages, add_generation_prompt=True, tokenize=False, **tool_kwargs, **prompt.template_kwargs
         )
     except Exception as exc:  # jinja raise_exception() and template errors
         raise InvalidRequestError(f"The model's chat template rejected the messages: {exc}") from exc
-    return list(tokenizer.encode(text, add_special_tokens=False))
+    return list(tokenizer.encode(text, add_special_tokens=False)), str(text)
 
 
-def tokenize(tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int) -> list[int]:
+def tokenize(tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int) -> tuple[list[int], str | None]:
+    """Prompt token ids, plus the rendered text for chat prompts."""
     if isinstance(prompt, ChatPrompt):
         return render_chat(tokenizer, prompt)
     if prompt.token_ids is not None:
@@ -54,8 +58,8 @@ def tokenize(tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int) -> li
                 f"Token ids out of range for this model's vocabulary of {vocab_size}: {bad[:5]}",
                 param="prompt",
             )
-        return list(prompt.token_ids)
-    return list(tokenizer.encode(prompt.text or "", add_special_tokens=True))
+        return list(prompt.token_ids), None
+    return list(tokenizer.encode(prompt.text or "", add_special_tokens=True)), None
 
 
 __all__ = ["DEFAULT_VOLATILE_PATTERNS", "TextPrompt", "render_chat", "strip_volatile", "tokenize"]

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import mlx.core as mx
 
 from mlx_manager.engine.detokenizer import IncrementalDetokenizer
+from mlx_manager.engine.parsers.base import (
+    OutputParser,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgsDelta,
+    ToolCallStart,
+)
 from mlx_manager.engine.sampling import LogitsProcessor, Sampler, make_logits_processors, make_sampler
 from mlx_manager.engine.stopping import StopMatcher
-from mlx_manager.engine.types import FinishReason, GenerationChunk, SamplingParams, TokenLogprob
+from mlx_manager.engine.types import FinishReason, GenerationChunk, SamplingParams, TokenLogprob, ToolCallDelta
 
 if TYPE_CHECKING:
     from mlx_manager.engine.generation import Generation
@@ -45,9 +53,12 @@ class Sequence:
     cached_tokens: int = 0
     produced: int = 0
     finished: bool = False
+    make_parser: Callable[[], OutputParser] | None = None
 
     def start(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
+        self._parser = self.make_parser() if self.make_parser else None
+        self._called_tools = False
         self._detok = IncrementalDetokenizer(tokenizer, self.prompt)
         self._matcher = StopMatcher(self.params.stop)
         self._pending_ids: list[int] = []
@@ -70,9 +81,13 @@ class Sequence:
             self._pending_lp.append(token_logprob(self._tokenizer, token, logprobs, self.params.top_logprobs))
         text, hit = self._matcher.feed(self._detok.add(token))
         if hit:
-            chunks = [self._chunk(text)] if text or self._pending_ids else []
+            chunk = self._chunk(text)
+            chunks = [chunk] if _has_output(chunk) or chunk.token_ids else []
             return chunks + self.finish("stop", flush=False)
-        return [self._chunk(text)] if text else []
+        if not text:
+            return []
+        chunk = self._chunk(text)
+        return [chunk] if _has_output(chunk) else []
 
     def finish(self, reason: FinishReason, flush: bool = True) -> list[GenerationChunk]:
         self.finished = True
@@ -83,11 +98,37 @@ class Sequence:
                 reason = "stop"
             else:
                 tail += self._matcher.flush()
-        chunk = self._chunk(tail)
+        chunk = self._chunk(tail, final=reason != "cancelled")
+        if reason == "stop" and self._called_tools:
+            reason = "tool_calls"
         chunk.finish_reason = reason
         return [chunk]
 
-    def _chunk(self, text: str) -> GenerationChunk:
-        chunk = GenerationChunk(self.index, text, self._pending_ids, self._pending_lp)
+    def _chunk(self, text: str, final: bool = False) -> GenerationChunk:
+        """Route text through the output parser (content, reasoning, tool calls) into one chunk."""
+        chunk = GenerationChunk(self.index, "", self._pending_ids, self._pending_lp)
         self._pending_ids, self._pending_lp = [], []
+        if self._parser is None:
+            chunk.text = text
+            return chunk
+        events = self._parser.feed(text) if text else []
+        if final:
+            events += self._parser.finish()
+        content: list[str] = []
+        reasoning: list[str] = []
+        for event in events:
+            if isinstance(event, TextDelta):
+                content.append(event.text)
+            elif isinstance(event, ReasoningDelta):
+                reasoning.append(event.text)
+            elif isinstance(event, ToolCallStart):
+                self._called_tools = True
+                chunk.tool_calls.append(ToolCallDelta(event.index, id=event.id, name=event.name))
+            elif isinstance(event, ToolCallArgsDelta):
+                chunk.tool_calls.append(ToolCallDelta(event.index, arguments=event.fragment))
+        chunk.text, chunk.reasoning = "".join(content), "".join(reasoning)
         return chunk
+
+
+def _has_output(chunk: GenerationChunk) -> bool:
+    return bool(chunk.text or chunk.reasoning or chunk.tool_calls or chunk.logprobs)

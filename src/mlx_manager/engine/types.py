@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,13 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class ChatPrompt:
-    """A conversation to render through the model's chat template."""
+    """A conversation to render through the model's chat template; `tools` are OpenAI function tools."""
 
     messages: list[dict[str, Any]]
     template_kwargs: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    parse_tool_calls: bool = False
+    parallel_tool_calls: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,27 @@ class TokenLogprob:
     top: list[tuple[str, int, float]]
 
 
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """Part of a tool call: the first delta of a call carries id and name, later ones argument fragments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
 @dataclass
 class GenerationChunk:
-    """Text produced by one step; finish_reason is set on the last chunk of a sequence."""
+    """Output of one step; finish_reason is set on the last chunk of a sequence."""
 
     index: int
     text: str
     token_ids: list[int]
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: FinishReason | None = None
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 @dataclass

@@ -26,9 +26,13 @@ from mlx_manager.api.openai.schemas import (
     CompletionLogprobs,
     CompletionRequest,
     Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    FunctionCall,
     PromptTokensDetails,
     SamplingFields,
     TokenLogprobOut,
+    ToolCall,
     TopLogprob,
     UsageOut,
 )
@@ -103,15 +107,29 @@ def _message_dict(msg: ChatMessage) -> dict[str, Any]:
 
 
 def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
-    if req.tools:
-        raise _unsupported("tools", "tool calling arrives with the model-family adapters.")
     if req.tool_choice not in (None, "none", "auto"):
-        raise _unsupported("tool_choice", "tool calling arrives with the model-family adapters.")
+        raise _unsupported("tool_choice", "enforcing a tool call needs grammar-constrained decoding.")
+    tools = [] if req.tool_choice == "none" else list(req.tools or [])
+    for i, tool in enumerate(tools):
+        if (
+            tool.get("type") != "function"
+            or not isinstance(tool.get("function"), dict)
+            or "name" not in tool["function"]
+        ):
+            raise APIError(
+                400, "Each tool must be {'type': 'function', 'function': {'name': ...}}.", param=f"tools.{i}"
+            )
     if req.response_format is not None and req.response_format.type != "text":
         raise _unsupported("response_format", "structured output arrives with grammar-constrained decoding.")
     if req.store:
         raise _unsupported("store", "completions are not stored.")
-    return ChatPrompt(messages=[_message_dict(m) for m in req.messages], template_kwargs=req.chat_template_kwargs or {})
+    return ChatPrompt(
+        messages=[_message_dict(m) for m in req.messages],
+        template_kwargs=req.chat_template_kwargs or {},
+        tools=tools or None,
+        parse_tool_calls=bool(tools),
+        parallel_tool_calls=req.parallel_tool_calls is not False,
+    )
 
 
 def usage_out(usage: Usage) -> UsageOut:
@@ -183,7 +201,7 @@ class OpenAIServing:
             choices.append(
                 ChatChoice(
                     index=index,
-                    message=AssistantMessage(content="".join(c.text for c in chunks)),
+                    message=assistant_message(chunks, req.parallel_tool_calls is not False),
                     finish_reason=_finish(chunks),
                     logprobs=_chat_logprobs(logprobs) if req.logprobs else None,
                 )
@@ -210,13 +228,20 @@ class OpenAIServing:
             async for piece in gen:
                 if piece.finish_reason == "cancelled":
                     continue
+                delta = stream_delta(piece, req.parallel_tool_calls is not False)
                 choice = ChunkChoice(
                     index=piece.index,
-                    delta=Delta(content=piece.text) if piece.text else Delta(),
+                    delta=delta,
                     finish_reason=piece.finish_reason,
                     logprobs=_chat_logprobs(piece.logprobs) if req.logprobs and piece.logprobs else None,
                 )
-                if piece.text or piece.finish_reason or choice.logprobs:
+                if (
+                    delta.content
+                    or delta.reasoning_content
+                    or delta.tool_calls
+                    or piece.finish_reason
+                    or choice.logprobs
+                ):
                     yield chunk([choice])
         except Exception as exc:
             yield stream_error(exc)
@@ -340,6 +365,44 @@ class OpenAIServing:
             body = Completion(id=cid, created=created, model=req.model, choices=[], usage=usage_out(usage))
             yield body.model_dump_json()
         yield "[DONE]"
+
+
+def assistant_message(chunks: list[GenerationChunk], parallel: bool) -> AssistantMessage:
+    """The whole reply: content without markup, reasoning apart, tool calls assembled from their deltas."""
+    calls: dict[int, dict[str, str]] = {}
+    for c in chunks:
+        for d in c.tool_calls:
+            if d.index > 0 and not parallel:
+                continue
+            call = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = d.id or call["id"]
+            call["name"] = d.name or call["name"]
+            call["arguments"] += d.arguments
+    content = "".join(c.text for c in chunks)
+    reasoning = "".join(c.reasoning for c in chunks)
+    tool_calls = [
+        ToolCall(id=v["id"], function=FunctionCall(name=v["name"], arguments=v["arguments"] or "{}"))
+        for _, v in sorted(calls.items())
+    ]
+    return AssistantMessage(
+        content=content if content or not tool_calls else None,
+        reasoning_content=reasoning or None,
+        tool_calls=tool_calls or None,
+    )
+
+
+def stream_delta(piece: GenerationChunk, parallel: bool) -> Delta:
+    calls = [
+        DeltaToolCall(
+            index=d.index,
+            id=d.id,
+            type="function" if d.id else None,
+            function=DeltaFunction(name=d.name, arguments=d.arguments if d.id is None else ""),
+        )
+        for d in piece.tool_calls
+        if parallel or d.index == 0
+    ]
+    return Delta(content=piece.text or None, reasoning_content=piece.reasoning or None, tool_calls=calls or None)
 
 
 def stream_error(exc: Exception) -> str:

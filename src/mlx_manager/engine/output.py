@@ -1,0 +1,38 @@
+"""Which output parser a chat request gets: its family's tool-call format and reasoning tags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from mlx_manager.engine.families import Family
+from mlx_manager.engine.parsers import make_parser
+from mlx_manager.engine.parsers.base import OutputParser
+from mlx_manager.engine.types import ChatPrompt, Prompt
+
+HARMONY = "harmony"  # gpt-oss: its channels carry reasoning as well as tool calls
+
+
+def reasoning_opened(rendered: str, tags: tuple[str, str]) -> bool:
+    """True when the template left a reasoning block open, so generation starts inside it."""
+    start, end = tags
+    return rendered.rfind(start) > rendered.rfind(end)
+
+
+def output_parser_factory(family: Family, prompt: Prompt, rendered: str | None) -> Callable[[], OutputParser] | None:
+    """A factory of per-sequence parsers, or None when raw text is the answer (completions, plain families)."""
+    if not isinstance(prompt, ChatPrompt):
+        return None
+    tools = prompt.parse_tool_calls and family.tool_format is not None
+    if family.tool_format == HARMONY:
+        return partial(make_parser, HARMONY, reasoning=None, reasoning_started=False, tools=tools)
+    if not tools and family.reasoning is None:
+        return None
+    started = family.reasoning is not None and rendered is not None and reasoning_opened(rendered, family.reasoning)
+    return partial(
+        make_parser,
+        family.tool_format or "hermes",
+        reasoning="think" if family.reasoning else None,
+        reasoning_started=started,
+        tools=tools,
+    )

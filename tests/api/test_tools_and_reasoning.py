@@ -1,0 +1,84 @@
+"""Tools reach every family's prompt, tool results are fed back, and reasoning never leaks into content."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import token_id
+
+FAMILIES = ["tiny-llama", "tiny-qwen3", "tiny-mistral", "tiny-gemma3"]
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_tools_are_rendered_into_the_prompt(client: openai.OpenAI, model: str) -> None:
+    plain = client.chat.completions.create(model=model, messages=ASK, max_tokens=1)  # type: ignore[arg-type]
+    with_tools = client.chat.completions.create(model=model, messages=ASK, max_tokens=1, tools=[WEATHER])  # type: ignore[arg-type, list-item]
+    assert plain.usage is not None and with_tools.usage is not None
+    assert with_tools.usage.prompt_tokens > plain.usage.prompt_tokens + 10
+    none = client.chat.completions.create(
+        model=model,
+        messages=ASK,  # type: ignore[arg-type]
+        max_tokens=1,
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="none",
+    )
+    assert none.usage is not None and none.usage.prompt_tokens == plain.usage.prompt_tokens
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_a_tool_result_is_fed_back_in_every_family(client: openai.OpenAI, model: str) -> None:
+    messages: list[dict[str, Any]] = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C and sunny"},
+    ]
+    out = client.chat.completions.create(model=model, messages=messages, max_tokens=3, tools=[WEATHER])  # type: ignore[arg-type, list-item]
+    assert out.choices[0].finish_reason in ("length", "stop")
+    assert out.usage is not None and out.usage.prompt_tokens > 20
+
+
+def test_reasoning_goes_to_reasoning_content_not_content(client: openai.OpenAI, tiny_models: dict[str, Path]) -> None:
+    think = token_id(tiny_models["tiny-qwen3"], "<think>")
+    kwargs: dict[str, Any] = {"model": "tiny-qwen3", "messages": ASK, "max_tokens": 6, "temperature": 0}
+    out = client.chat.completions.create(**kwargs, logit_bias={str(think): 100})
+    message = out.choices[0].message
+    assert not message.content
+    assert getattr(message, "reasoning_content", None)
+    stream = client.chat.completions.create(**kwargs, logit_bias={str(think): 100}, stream=True)
+    content, reasoning = "", ""
+    for chunk in stream:
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            content += delta.content or ""
+            reasoning += getattr(delta, "reasoning_content", None) or ""
+    assert content == "" and reasoning == message.reasoning_content  # type: ignore[attr-defined]
+
+
+def test_without_reasoning_tags_everything_is_content(client: openai.OpenAI) -> None:
+    out = client.chat.completions.create(model="tiny-qwen3", messages=ASK, max_tokens=8, temperature=0)  # type: ignore[arg-type]
+    assert out.choices[0].message.content
+    assert getattr(out.choices[0].message, "reasoning_content", None) is None
