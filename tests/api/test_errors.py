@@ -70,8 +70,9 @@ def test_invalid_json_is_400(server: ServerProcess) -> None:
     ("extra", "param"),
     [
         ({"tools": [{"type": "function"}]}, "tools.0"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, "tool_choice"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "x"}}, "tool_choice"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
         ({"n": 99}, "n"),
         ({"stop": [str(i) for i in range(40)]}, "stop"),
         ({"logit_bias": {"999999": 5}}, "logit_bias"),

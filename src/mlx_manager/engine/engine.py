@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mlx_manager.engine.constraints import ConstraintFactory, ConstraintSpec, Grammar, JsonObjectSpec, JsonSchemaSpec
 from mlx_manager.engine.discovery import discover_models
 from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
+from mlx_manager.engine.forced_tools import forced_tool_spec
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
 from mlx_manager.engine.output import output_parser_factory
@@ -110,13 +112,43 @@ class Engine:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
             gen = Generation(len(prompt_ids), n)
             parser = output_parser_factory(lm.family, prompt, rendered)
-            seqs = [Sequence(gen, i, prompt_ids, params, max_tokens, priority, make_parser=parser) for i in range(n)]
+            grammar = await self._grammar(lm, prompt, params)
+            seqs = [
+                Sequence(
+                    gen,
+                    i,
+                    prompt_ids,
+                    params,
+                    max_tokens,
+                    priority,
+                    make_parser=parser,
+                    extra_processors=[lm.constraints.processor(grammar)] if grammar is not None else [],
+                )
+                for i in range(n)
+            ]
             entry.scheduler.submit(seqs)
         except BaseException:
             self.pool.release(entry)
             raise
         gen.add_done_callback(lambda: self.pool.release(entry))
         return gen
+
+    @staticmethod
+    async def _grammar(lm: LoadedModel, prompt: Prompt, params: SamplingParams) -> Grammar | None:
+        """Compile the request's constraint (a response format or a forced tool call), or None for free text."""
+        spec: ConstraintSpec | None = None
+        if params.response_format is not None:
+            schema = params.response_format.get("schema")
+            spec = JsonSchemaSpec(schema) if schema is not None else JsonObjectSpec()
+        if isinstance(prompt, ChatPrompt) and prompt.force_tool is not None:
+            only = None if prompt.force_tool == "required" else prompt.force_tool
+            spec = forced_tool_spec(lm.family, prompt.tools or [], only, prompt.parallel_tool_calls)
+        if spec is None:
+            return None
+        if lm.constraints is None:
+            lm.constraints = await asyncio.to_thread(ConstraintFactory.for_model, lm)
+        grammar: Grammar = await asyncio.to_thread(lm.constraints.compile, spec)
+        return grammar
 
     def _max_tokens(self, lm: LoadedModel, prompt_len: int, requested: int | None, param: str) -> int:
         limit = lm.context_length

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -31,6 +32,8 @@ class LoadedModel:
     memory_bytes: int
     vocab_size: int
     family: Family = DEFAULT
+    # The grammar factory, built on the first constrained request (wrapping a real vocabulary takes ~1 s).
+    constraints: Any = None
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:

@@ -54,6 +54,8 @@ class Sequence:
     produced: int = 0
     finished: bool = False
     make_parser: Callable[[], OutputParser] | None = None
+    # Per-sequence logits processors beyond the sampling ones, e.g. a grammar.
+    extra_processors: list[LogitsProcessor] = field(default_factory=list)
 
     def start(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
@@ -69,7 +71,7 @@ class Sequence:
         return make_sampler(self.params, seed_offset=self.index)
 
     def processors(self) -> list[LogitsProcessor]:
-        return make_logits_processors(self.params)
+        return make_logits_processors(self.params) + self.extra_processors
 
     def on_token(self, token: int, logprobs: mx.array, stop_token: bool) -> list[GenerationChunk]:
         """Chunks to emit for one sampled token; sets `finished` when a stop token or stop string ends it."""

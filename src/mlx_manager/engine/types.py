@@ -24,6 +24,8 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     ignore_eos: bool = False
+    # Structured output as plain data: {"type": "json_object"} or {"type": "json_schema", "schema": {...}}.
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class ChatPrompt:
     tools: list[dict[str, Any]] | None = None
     parse_tool_calls: bool = False
     parallel_tool_calls: bool = True
+    # "required" or a function name: the call is enforced with a grammar.
+    force_tool: str | None = None
 
 
 @dataclass(frozen=True)

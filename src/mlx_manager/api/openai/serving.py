@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from mlx_manager.api.errors import APIError, error_body, from_engine_error
@@ -106,9 +107,40 @@ def _message_dict(msg: ChatMessage) -> dict[str, Any]:
     return data
 
 
+def _forced_tool(req: ChatCompletionRequest) -> str | None:
+    """None for auto/none, "required", or the name of the function that must be called."""
+    choice = req.tool_choice
+    if choice in (None, "none", "auto"):
+        return None
+    if not req.tools:
+        raise APIError(400, "tool_choice requires tools.", param="tool_choice")
+    if choice == "required":
+        return "required"
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict) and choice["function"].get("name"):
+        return str(choice["function"]["name"])
+    raise APIError(
+        400,
+        "tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}.",
+        param="tool_choice",
+    )
+
+
+def response_format(req: ChatCompletionRequest) -> dict[str, Any] | None:
+    fmt = req.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "json_object"}
+    schema = (fmt.json_schema or {}).get("schema")
+    if not isinstance(schema, dict):
+        raise APIError(
+            400, "response_format json_schema needs json_schema.schema (an object).", param="response_format"
+        )
+    return {"type": "json_schema", "schema": schema}
+
+
 def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
-    if req.tool_choice not in (None, "none", "auto"):
-        raise _unsupported("tool_choice", "enforcing a tool call needs grammar-constrained decoding.")
+    force_tool = _forced_tool(req)
     tools = [] if req.tool_choice == "none" else list(req.tools or [])
     for i, tool in enumerate(tools):
         if (
@@ -119,8 +151,8 @@ def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
             raise APIError(
                 400, "Each tool must be {'type': 'function', 'function': {'name': ...}}.", param=f"tools.{i}"
             )
-    if req.response_format is not None and req.response_format.type != "text":
-        raise _unsupported("response_format", "structured output arrives with grammar-constrained decoding.")
+    if force_tool is not None and response_format(req) is not None:
+        raise APIError(400, "Use either a forced tool_choice or response_format, not both.", param="response_format")
     if req.store:
         raise _unsupported("store", "completions are not stored.")
     return ChatPrompt(
@@ -129,6 +161,7 @@ def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
         tools=tools or None,
         parse_tool_calls=bool(tools),
         parallel_tool_calls=req.parallel_tool_calls is not False,
+        force_tool=force_tool,
     )
 
 
@@ -187,8 +220,11 @@ class OpenAIServing:
 
     async def start_chat(self, req: ChatCompletionRequest) -> Generation:
         max_tokens = req.max_completion_tokens or req.max_tokens
-        params = sampling_params(
-            req, self.limits, max_tokens=max_tokens, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0
+        params = replace(
+            sampling_params(
+                req, self.limits, max_tokens=max_tokens, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0
+            ),
+            response_format=response_format(req),
         )
         return await self.engine.generate(req.model, chat_prompt(req), params, n=req.n, priority=req.priority)
 
