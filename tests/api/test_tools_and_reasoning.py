@@ -82,3 +82,22 @@ def test_without_reasoning_tags_everything_is_content(client: openai.OpenAI) -> 
     out = client.chat.completions.create(model="tiny-qwen3", messages=ASK, max_tokens=8, temperature=0)  # type: ignore[arg-type]
     assert out.choices[0].message.content
     assert getattr(out.choices[0].message, "reasoning_content", None) is None
+
+
+def test_reasoning_effort_none_switches_qwen3_thinking_off(client: openai.OpenAI) -> None:
+    on = client.chat.completions.create(model="tiny-qwen3", messages=ASK, max_tokens=1)  # type: ignore[arg-type]
+    off = client.chat.completions.create(
+        model="tiny-qwen3",
+        messages=ASK,  # type: ignore[arg-type]
+        max_tokens=1,
+        reasoning_effort="none",  # type: ignore[arg-type]
+    )
+    explicit = client.chat.completions.create(
+        model="tiny-qwen3",
+        messages=ASK,  # type: ignore[arg-type]
+        max_tokens=1,
+        extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+    )
+    assert on.usage is not None and off.usage is not None and explicit.usage is not None
+    # The template adds an empty <think></think> block when thinking is off.
+    assert off.usage.prompt_tokens == explicit.usage.prompt_tokens > on.usage.prompt_tokens

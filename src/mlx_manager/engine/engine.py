@@ -145,6 +145,8 @@ class Engine:
             spec = forced_tool_spec(lm.family, prompt.tools or [], only, prompt.parallel_tool_calls)
         if spec is None:
             return None
+        if params.ignore_eos:
+            raise InvalidRequestError("ignore_eos cannot be combined with structured output.", param="ignore_eos")
         if lm.constraints is None:
             lm.constraints = await asyncio.to_thread(ConstraintFactory.for_model, lm)
         grammar: Grammar = await asyncio.to_thread(lm.constraints.compile, spec)

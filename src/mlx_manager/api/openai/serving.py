@@ -139,6 +139,17 @@ def response_format(req: ChatCompletionRequest) -> dict[str, Any] | None:
     return {"type": "json_schema", "schema": schema}
 
 
+def template_kwargs(req: ChatCompletionRequest) -> dict[str, Any]:
+    """chat_template_kwargs, plus reasoning_effort: templates that know it (gpt-oss) read it; "none"/"minimal"
+    switch thinking off in templates with an enable_thinking flag (Qwen3, GLM-4.5) unless the client set it."""
+    kwargs = dict(req.chat_template_kwargs or {})
+    if req.reasoning_effort is not None:
+        kwargs.setdefault("reasoning_effort", req.reasoning_effort)
+        if req.reasoning_effort in ("none", "minimal"):
+            kwargs.setdefault("enable_thinking", False)
+    return kwargs
+
+
 def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
     force_tool = _forced_tool(req)
     tools = [] if req.tool_choice == "none" else list(req.tools or [])
@@ -157,7 +168,7 @@ def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
         raise _unsupported("store", "completions are not stored.")
     return ChatPrompt(
         messages=[_message_dict(m) for m in req.messages],
-        template_kwargs=req.chat_template_kwargs or {},
+        template_kwargs=template_kwargs(req),
         tools=tools or None,
         parse_tool_calls=bool(tools),
         parallel_tool_calls=req.parallel_tool_calls is not False,
