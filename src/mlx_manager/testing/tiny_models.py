@@ -49,10 +49,26 @@ from mlx_manager.testing.chat_templates import (
     QWEN3_CHAT_TEMPLATE,
     TRAINING_CORPUS,
 )
+from mlx_manager.testing.chat_templates_more import (
+    DEEPSEEK_R1_CHAT_TEMPLATE,
+    GLM4_CHAT_TEMPLATE,
+    GPT_OSS_CHAT_TEMPLATE,
+    PHI4_CHAT_TEMPLATE,
+)
 
 # Bump when the output changes in a way the source hash would not show (e.g. a dependency's format).
 GENERATOR_VERSION = "1"
-FAMILIES: tuple[str, ...] = ("llama", "qwen3", "mistral", "gemma3", "llama-4bit")
+FAMILIES: tuple[str, ...] = (
+    "llama",
+    "qwen3",
+    "mistral",
+    "gemma3",
+    "llama-4bit",
+    "glm4",
+    "deepseek-r1",
+    "phi4",
+    "gpt-oss",
+)
 MARKER_FILE = ".complete"
 
 # Dimensions are multiples of 64 so every linear layer and the embedding quantize with group size 64.
@@ -303,6 +319,148 @@ _SPECS: dict[str, _Family] = {
         seed=11,
         copy_weight=0.0,
     ),
+    # GLM-4.5-style tokens and template on mlx-lm's dense glm4 (GLM-4-0414) architecture: sandwich norms,
+    # fused gate_up_proj, partial rotary embeddings, q/k/v biases.
+    "glm4": _Family(
+        model_type="glm4",
+        architecture="Glm4ForCausalLM",
+        added=_tokens(
+            "<|endoftext|> [MASK] [gMASK] [sMASK] <sop> <eop> <|system|> <|user|> <|assistant|> <|observation|>"
+        )
+        + _tokens(
+            "<think> </think> <tool_call> </tool_call> <tool_response> </tool_response> <arg_key> </arg_key> "
+            "<arg_value> </arg_value>",
+            special=False,
+        ),
+        added_first=False,
+        bos=None,
+        eos="<|endoftext|>",
+        pad="<|endoftext|>",
+        unk=None,
+        add_bos=False,
+        stop_tokens=("<|endoftext|>", "<|user|>", "<|observation|>"),
+        config_eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
+        chat_template=GLM4_CHAT_TEMPLATE,
+        tokenizer_class="PreTrainedTokenizerFast",
+        config=(
+            ("rms_norm_eps", 1e-5),
+            ("rope_theta", 10000.0),
+            ("partial_rotary_factor", 0.5),
+            ("attention_bias", True),
+            ("hidden_act", "silu"),
+        ),
+        generation=(("do_sample", True), ("temperature", 0.6), ("top_p", 0.95)),
+        seed=13,
+    ),
+    # DeepSeek-R1-Distill-Qwen: Qwen2 weights with DeepSeek's full-width-bar tokens and the R1 template.
+    "deepseek-r1": _Family(
+        model_type="qwen2",
+        architecture="Qwen2ForCausalLM",
+        added=_tokens("<｜end▁of▁sentence｜> <｜User｜> <｜Assistant｜> <｜begin▁of▁sentence｜> <|EOT|>")
+        + _tokens(
+            "<think> </think> <｜tool▁calls▁begin｜> <｜tool▁calls▁end｜> <｜tool▁call▁begin｜> <｜tool▁call▁end｜> "
+            "<｜tool▁sep｜> <｜tool▁outputs▁begin｜> <｜tool▁outputs▁end｜> <｜tool▁output▁begin｜> "
+            "<｜tool▁output▁end｜>",
+            special=False,
+        ),
+        added_first=False,
+        bos="<｜begin▁of▁sentence｜>",
+        eos="<｜end▁of▁sentence｜>",
+        pad="<｜end▁of▁sentence｜>",
+        unk=None,
+        add_bos=True,
+        stop_tokens=("<｜end▁of▁sentence｜>",),
+        config_eos=("<｜end▁of▁sentence｜>",),
+        chat_template=DEEPSEEK_R1_CHAT_TEMPLATE,
+        tokenizer_class="PreTrainedTokenizerFast",
+        config=(
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 10000.0),
+            ("rope_scaling", None),
+            ("hidden_act", "silu"),
+            ("sliding_window", None),
+            ("use_sliding_window", False),
+            ("max_window_layers", NUM_LAYERS),
+        ),
+        generation=(("do_sample", True), ("temperature", 0.6), ("top_p", 0.95)),
+        seed=17,
+        split_pattern=_QWEN_SPLIT_PATTERN,
+    ),
+    # Phi-4-mini-instruct: mlx-lm's phi3 architecture (fused qkv_proj and gate_up_proj, partial rotary).
+    "phi4": _Family(
+        model_type="phi3",
+        architecture="Phi3ForCausalLM",
+        added=_tokens(
+            "<|endoftext|> <|endofprompt|> <|assistant|> <|end|> <|user|> <|system|> <|tool|> <|/tool|> "
+            "<|tool_call|> <|/tool_call|> <|tool_response|> <|tag|>"
+        ),
+        added_first=False,
+        bos="<|endoftext|>",
+        eos="<|endoftext|>",
+        pad="<|endoftext|>",
+        unk=None,
+        add_bos=False,
+        stop_tokens=("<|end|>", "<|endoftext|>"),
+        config_eos=("<|endoftext|>",),
+        chat_template=PHI4_CHAT_TEMPLATE,
+        tokenizer_class="PreTrainedTokenizerFast",
+        config=(
+            ("rms_norm_eps", 1e-5),
+            ("rope_theta", 10000.0),
+            ("rope_scaling", None),
+            ("partial_rotary_factor", 0.75),
+            ("original_max_position_embeddings", CONTEXT_LENGTH),
+            ("hidden_act", "silu"),
+            ("sliding_window", CONTEXT_LENGTH),
+        ),
+        generation=(),
+        seed=19,
+    ),
+    # gpt-oss: a 4-expert top-2 MoE with attention sinks, alternating sliding/full attention, harmony tokens.
+    "gpt-oss": _Family(
+        model_type="gpt_oss",
+        architecture="GptOssForCausalLM",
+        added=_tokens(
+            "<|startoftext|> <|endoftext|> <|return|> <|constrain|> <|channel|> <|start|> <|end|> <|message|> <|call|>"
+        ),
+        added_first=False,
+        bos="<|startoftext|>",
+        eos="<|return|>",
+        pad="<|endoftext|>",
+        unk=None,
+        add_bos=False,
+        stop_tokens=("<|return|>", "<|call|>"),
+        config_eos=("<|return|>",),
+        chat_template=GPT_OSS_CHAT_TEMPLATE,
+        tokenizer_class="PreTrainedTokenizerFast",
+        config=(
+            ("rms_norm_eps", 1e-5),
+            ("rope_theta", 150000.0),
+            # gpt-oss's YaRN (32x over 4096), stretched from 256 to the 2048-token context.
+            (
+                "rope_scaling",
+                {
+                    "beta_fast": 32.0,
+                    "beta_slow": 1.0,
+                    "factor": 8.0,
+                    "original_max_position_embeddings": CONTEXT_LENGTH // 8,
+                    "rope_type": "yarn",
+                    "truncate": False,
+                },
+            ),
+            ("attention_bias", True),
+            ("hidden_act", "silu"),
+            ("num_local_experts", 4),
+            ("num_experts_per_tok", 2),
+            ("experts_per_token", 2),
+            ("router_aux_loss_coef", 0.9),
+            ("swiglu_limit", 7.0),
+            ("sliding_window", 128),
+            ("layer_types", ["sliding_attention", "full_attention"]),
+        ),
+        generation=(("do_sample", True),),
+        seed=23,
+    ),
 }
 
 
@@ -413,7 +571,8 @@ def _model_config(spec: _Family, tokenizer: Tokenizer, shape: _Shape = _TINY_SHA
         "bos_token_id": _id(tokenizer, spec.bos or spec.pad or spec.eos),
         "eos_token_id": eos_ids[0] if len(eos_ids) == 1 else eos_ids,
     }
-    if spec.model_type == "gemma3_text" and spec.pad is not None:
+    # transformers' Gemma 3, GLM-4, Phi-3 and gpt-oss configs default pad_token_id to an id outside the tiny vocab.
+    if spec.model_type in ("gemma3_text", "glm4", "phi3", "gpt_oss") and spec.pad is not None:
         config["pad_token_id"] = _id(tokenizer, spec.pad)
     config.update(dict(spec.config))
     # Family settings written for the tiny dimensions, scaled to the requested ones (no-ops for tiny).
@@ -425,7 +584,7 @@ def _model_config(spec: _Family, tokenizer: Tokenizer, shape: _Shape = _TINY_SHA
     if "query_pre_attn_scalar" in config:
         config["query_pre_attn_scalar"] = shape.head_dim
     if "layer_types" in config:
-        pattern = int(config["sliding_window_pattern"])
+        pattern = int(config.get("sliding_window_pattern", 2))
         config["layer_types"] = [
             "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(shape.num_layers)
         ]
@@ -454,23 +613,28 @@ def _build_model(spec: _Family, config: dict[str, Any], suppressed: Sequence[int
     weights: list[tuple[str, mx.array]] = []
     params = cast("list[tuple[str, mx.array]]", tree_flatten(model.parameters()))
     for name, param in params:
-        if param.ndim != 2:
+        if name.endswith((".bias", ".sinks")):
+            # Biases (Qwen2, GLM-4, gpt-oss) and gpt-oss attention sinks start at zero; no tiny family has them.
+            weights.append((name, mx.zeros_like(param).astype(mx.float32)))
+            continue
+        if param.ndim == 1:
             # Norm scales: Gemma stores offsets from 1 (HF initialises them to 0), the others plain ones.
             norm = mx.zeros_like(param) if spec.model_type == "gemma3_text" else mx.ones_like(param)
             weights.append((name, norm.astype(mx.float32)))
             continue
         rng = np.random.default_rng([spec.seed, zlib.crc32(name.encode())])
-        rows, cols = param.shape
+        # 2-D for linear layers and embeddings; gpt-oss stacks its experts as (experts, rows, cols).
+        rows, cols = param.shape[-2:]
         if name.endswith("embed_tokens.weight"):
             w = rng.standard_normal((rows, cols), dtype=draw)
             w[:, 0] = _ANCHOR_VALUE
         else:
-            w = rng.standard_normal((rows, cols), dtype=draw) / math.sqrt(cols)
+            w = rng.standard_normal(tuple(param.shape), dtype=draw) / math.sqrt(cols)
         if name.endswith(("o_proj.weight", "down_proj.weight")):
             if residual_scale != 1.0:
                 w *= residual_scale
             # Nothing writes to residual dimension 0, so it keeps the embedding's constant to the end.
-            w[0, :] = 0.0
+            w[..., 0, :] = 0.0
         if name == "lm_head.weight":
             # Same draw as the embedding (same seed and name), so each token's output row leans to its input row.
             embed = np.random.default_rng([spec.seed, zlib.crc32(b"model.embed_tokens.weight")])
@@ -545,7 +709,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def _source_version() -> str:
     """Version string for the marker: any edit to this generator or its templates invalidates old folders."""
     digest = hashlib.sha256(GENERATOR_VERSION.encode())
-    for module in (__name__, "mlx_manager.testing.chat_templates"):
+    for module in (__name__, "mlx_manager.testing.chat_templates", "mlx_manager.testing.chat_templates_more"):
         source = getattr(sys.modules.get(module), "__file__", None)
         if source:
             digest.update(Path(source).read_bytes())
