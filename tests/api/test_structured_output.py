@@ -91,7 +91,7 @@ def test_json_object_output_is_an_object(client: openai.OpenAI) -> None:
         assert out.choices[0].finish_reason == "length"
 
 
-@pytest.mark.parametrize("model", FAMILIES)
+@pytest.mark.parametrize("model", [*FAMILIES, "tiny-glm4", "tiny-phi4"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_required_tool_call_is_valid_for_every_family(client: openai.OpenAI, model: str, stream: bool) -> None:
     kwargs: dict[str, Any] = {
@@ -184,3 +184,18 @@ def test_eight_concurrent_requests_mix_constrained_and_free_in_one_batch(server:
                 assert message.content and out.choices[0].finish_reason == "length"
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("model", ["tiny-deepseek-r1", "tiny-gpt-oss"])
+def test_forcing_a_call_where_the_name_sits_outside_json_is_a_clear_400(server: ServerProcess, model: str) -> None:
+    import httpx
+
+    body = {"model": model, "messages": ASK, "tools": TOOLS, "tool_choice": "required"}
+    resp = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=60)
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "tool_choice"
+
+
+@pytest.mark.parametrize("model", ["tiny-glm4", "tiny-deepseek-r1", "tiny-phi4", "tiny-gpt-oss"])
+def test_json_schema_output_validates_for_the_other_families(client: openai.OpenAI, model: str) -> None:
+    out = client.chat.completions.create(model=model, messages=ASK, max_tokens=120, response_format=JSON_SCHEMA_FORMAT)  # type: ignore[arg-type]
+    jsonschema.validate(json.loads(out.choices[0].message.content or ""), SCHEMA)

@@ -11,7 +11,16 @@ import pytest
 
 from tests.conftest import token_id
 
-FAMILIES = ["tiny-llama", "tiny-qwen3", "tiny-mistral", "tiny-gemma3"]
+FAMILIES = [
+    "tiny-llama",
+    "tiny-qwen3",
+    "tiny-mistral",
+    "tiny-gemma3",
+    "tiny-glm4",
+    "tiny-deepseek-r1",
+    "tiny-phi4",
+    "tiny-gpt-oss",
+]
 WEATHER = {
     "type": "function",
     "function": {
@@ -101,3 +110,11 @@ def test_reasoning_effort_none_switches_qwen3_thinking_off(client: openai.OpenAI
     assert on.usage is not None and off.usage is not None and explicit.usage is not None
     # The template adds an empty <think></think> block when thinking is off.
     assert off.usage.prompt_tokens == explicit.usage.prompt_tokens > on.usage.prompt_tokens
+
+
+def test_a_template_that_opens_think_sends_generation_to_reasoning(client: openai.OpenAI) -> None:
+    # DeepSeek-R1's generation prompt ends with "<think>\n": until </think> everything is reasoning.
+    out = client.chat.completions.create(model="tiny-deepseek-r1", messages=ASK, max_tokens=8, temperature=0)  # type: ignore[arg-type]
+    message = out.choices[0].message
+    assert not message.content
+    assert getattr(message, "reasoning_content", None)

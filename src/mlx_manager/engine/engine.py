@@ -111,8 +111,8 @@ class Engine:
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
             gen = Generation(len(prompt_ids), n)
-            parser = output_parser_factory(lm.family, prompt, rendered)
             grammar = await self._grammar(lm, prompt, params)
+            parser = output_parser_factory(lm.family, prompt, rendered, constrained=grammar is not None)
             seqs = [
                 Sequence(
                     gen,

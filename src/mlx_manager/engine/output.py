@@ -19,16 +19,27 @@ def reasoning_opened(rendered: str, tags: tuple[str, str]) -> bool:
     return rendered.rfind(start) > rendered.rfind(end)
 
 
-def output_parser_factory(family: Family, prompt: Prompt, rendered: str | None) -> Callable[[], OutputParser] | None:
-    """A factory of per-sequence parsers, or None when raw text is the answer (completions, plain families)."""
-    if not isinstance(prompt, ChatPrompt):
+def output_parser_factory(
+    family: Family, prompt: Prompt, rendered: str | None, constrained: bool = False
+) -> Callable[[], OutputParser] | None:
+    """A factory of per-sequence parsers, or None when raw text is the answer (completions, plain families).
+
+    A grammar starts at the first generated token, so constrained output never begins inside reasoning, even when
+    the template opened a <think> block; structured output (no forced tool) is the JSON itself.
+    """
+    if not isinstance(prompt, ChatPrompt) or (constrained and prompt.force_tool is None):
         return None
     tools = prompt.parse_tool_calls and family.tool_format is not None
     if family.tool_format == HARMONY:
         return partial(make_parser, HARMONY, reasoning=None, reasoning_started=False, tools=tools)
     if not tools and family.reasoning is None:
         return None
-    started = family.reasoning is not None and rendered is not None and reasoning_opened(rendered, family.reasoning)
+    started = (
+        not constrained
+        and family.reasoning is not None
+        and rendered is not None
+        and reasoning_opened(rendered, family.reasoning)
+    )
     return partial(
         make_parser,
         family.tool_format or "hermes",
