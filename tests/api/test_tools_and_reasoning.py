@@ -118,3 +118,23 @@ def test_a_template_that_opens_think_sends_generation_to_reasoning(client: opena
     message = out.choices[0].message
     assert not message.content
     assert getattr(message, "reasoning_content", None)
+
+
+def test_a_reasoning_budget_forces_the_end_tag_and_leaves_room_for_the_answer(client: openai.OpenAI) -> None:
+    kwargs: dict[str, Any] = {"model": "tiny-deepseek-r1", "messages": ASK, "max_tokens": 12, "temperature": 0}
+    unlimited = client.chat.completions.create(**kwargs)
+    assert not unlimited.choices[0].message.content  # this random model never closes </think> by itself
+    budgeted = client.chat.completions.create(**kwargs, extra_body={"max_reasoning_tokens": 3})
+    message = budgeted.choices[0].message
+    assert getattr(message, "reasoning_content", None)
+    assert message.content  # after 3 reasoning tokens and the forced </think>, the answer follows
+    reasoning = getattr(unlimited.choices[0].message, "reasoning_content", "")
+    assert reasoning.startswith(message.reasoning_content)  # type: ignore[attr-defined]
+
+
+def test_a_reasoning_budget_for_a_model_without_reasoning_is_a_400(server: Any) -> None:
+    import httpx
+
+    body = {"model": "tiny-llama", "messages": ASK, "max_reasoning_tokens": 5}
+    resp = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=60)
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "max_reasoning_tokens"

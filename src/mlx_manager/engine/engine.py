@@ -16,7 +16,7 @@ from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, M
 from mlx_manager.engine.forced_tools import forced_tool_spec
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
-from mlx_manager.engine.output import output_parser_factory
+from mlx_manager.engine.output import output_parser_factory, reasoning_budget_factory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.sequence import Sequence
@@ -113,6 +113,7 @@ class Engine:
             gen = Generation(len(prompt_ids), n)
             grammar = await self._grammar(lm, prompt, params)
             parser = output_parser_factory(lm.family, prompt, rendered, constrained=grammar is not None)
+            budget = reasoning_budget_factory(lm, prompt, rendered, params.max_reasoning_tokens)
             seqs = [
                 Sequence(
                     gen,
@@ -122,7 +123,10 @@ class Engine:
                     max_tokens,
                     priority,
                     make_parser=parser,
-                    extra_processors=[lm.constraints.processor(grammar)] if grammar is not None else [],
+                    extra_processors=[
+                        *([budget()] if budget is not None else []),
+                        *([lm.constraints.processor(grammar)] if grammar is not None else []),
+                    ],
                 )
                 for i in range(n)
             ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.families import Family
+from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.parsers import make_parser
 from mlx_manager.engine.parsers.base import OutputParser
+from mlx_manager.engine.reasoning_budget import ReasoningBudget
 from mlx_manager.engine.types import ChatPrompt, Prompt
 
 HARMONY = "harmony"  # gpt-oss: its channels carry reasoning as well as tool calls
@@ -47,3 +50,21 @@ def output_parser_factory(
         reasoning_started=started,
         tools=tools,
     )
+
+
+def reasoning_budget_factory(
+    lm: LoadedModel, prompt: Prompt, rendered: str | None, budget: int | None
+) -> Callable[[], ReasoningBudget] | None:
+    """Per-sequence budget processors, when a budget is asked for; a 400 when the family cannot honour it."""
+    if budget is None:
+        return None
+    tags = lm.family.reasoning
+    vocab = lm.tokenizer.get_vocab()
+    if not isinstance(prompt, ChatPrompt) or tags is None or tags[0] not in vocab or tags[1] not in vocab:
+        raise InvalidRequestError(
+            f"max_reasoning_tokens needs a chat request to a model that reasons in single-token tags; "
+            f"'{lm.info.id}' ({lm.family.name} family) does not.",
+            param="max_reasoning_tokens",
+        )
+    started = rendered is not None and reasoning_opened(rendered, tags)
+    return partial(ReasoningBudget, vocab[tags[0]], vocab[tags[1]], budget, started)

@@ -24,6 +24,8 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     ignore_eos: bool = False
+    # Reasoning tokens allowed before the end tag is forced; None = no limit.
+    max_reasoning_tokens: int | None = None
     # Structured output as plain data: {"type": "json_object"} or {"type": "json_schema", "schema": {...}}.
     response_format: dict[str, Any] | None = None
 

@@ -94,6 +94,7 @@ class ChatCompletionRequest(SamplingFields):
     parallel_tool_calls: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    max_reasoning_tokens: int | None = Field(default=None, ge=0, description="Reasoning budget (extension).")
     metadata: dict[str, str] | None = None
     store: bool | None = None
 

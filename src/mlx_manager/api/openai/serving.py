@@ -236,6 +236,7 @@ class OpenAIServing:
                 req, self.limits, max_tokens=max_tokens, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0
             ),
             response_format=response_format(req),
+            max_reasoning_tokens=req.max_reasoning_tokens,
         )
         return await self.engine.generate(req.model, chat_prompt(req), params, n=req.n, priority=req.priority)
 
