@@ -15,8 +15,7 @@ class Generation:
 
     def __init__(self, prompt_tokens: int, n: int) -> None:
         self.usage = Usage(prompt_tokens=prompt_tokens)
-        self.n = n
-        self.remaining = n
+        self.remaining = n  # sequences still running; the generation is done at zero
         self.done = False
         self._queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
         self._cancel = threading.Event()

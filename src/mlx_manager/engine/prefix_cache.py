@@ -51,7 +51,6 @@ class Match:
     length: int = 0
     cache: KVCache | None = None
     diverged_at: int | None = None  # first prompt position that differs from the best entry
-    entry_tokens: int = 0
 
 
 @dataclass
@@ -122,11 +121,11 @@ class PrefixCache:
         with self._lock:
             if cache is None:
                 self._record(len(prompt), 0, diverged)
-                return Match(diverged_at=diverged, entry_tokens=len(entry.tokens))
+                return Match(diverged_at=diverged)
             self.stats.hits += 1
             self.stats.tokens_reused += length
             self._record(len(prompt), length, diverged)
-        return Match(length=length, cache=cache, diverged_at=diverged, entry_tokens=len(entry.tokens))
+        return Match(length=length, cache=cache, diverged_at=diverged)
 
     def _fork(self, entry: Entry, length: int) -> KVCache | None:
         # The batch writes into the caches it is given, so a hit gets its own copy trimmed to the match.

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mlx_lm.generate import BatchGenerator, StopSequences
@@ -41,12 +41,9 @@ class SchedulerStats:
     requests_done: int = 0
     requests_cancelled: int = 0
     tokens_generated: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
     steps: int = 0
     running: int = 0
     waiting: int = 0
-    last_hits: list[dict[str, Any]] = field(default_factory=list)
 
 
 def admission_order(waiting: list[Sequence], now: float, aging_seconds: float) -> list[Sequence]:
@@ -176,10 +173,7 @@ class Scheduler:
     def _insert(self, batch: BatchGenerator, seq: Sequence) -> None:
         seq.start(self.lm.tokenizer)
         match = self.cache.lookup(seq.prompt)
-        seq.cached_tokens = match.length
         seq.gen.usage.cached_tokens = max(seq.gen.usage.cached_tokens, match.length)
-        self.stats.prompt_tokens += len(seq.prompt)
-        self.stats.cached_tokens += match.length
         log.debug(
             "prefix cache for %s: reused %d of %d prompt tokens%s",
             self.lm.info.id,

@@ -50,7 +50,6 @@ class Sequence:
     priority: int = 0
     arrival: float = field(default_factory=time.monotonic)
     uid: int | None = None
-    cached_tokens: int = 0
     produced: int = 0
     finished: bool = False
     make_parser: Callable[[], OutputParser] | None = None
