@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from mlx_manager.bench.client import Target, one_request
 from mlx_manager.bench.report import LevelStats, table, write_json, write_plot
 from mlx_manager.bench.sweep import run_sweep
 from mlx_manager.bench.workloads import PromptMaker
-from mlx_manager.testing.server import free_port, server_env
+from mlx_manager.testing.server import ServerProcess, free_port, server_env, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / ".cache" / "bench-venvs"
@@ -67,28 +66,15 @@ def peer_command(name: str, model: Path, port: int) -> list[str]:
 
 @contextmanager
 def running(cmd: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[str]:
-    base = f"http://127.0.0.1:{port}"
+    """Any OpenAI-compatible server command; yields its base URL once /v1/models answers."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        server = ServerProcess(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), port, log)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        yield base
+        wait_until_ready(server, "/v1/models", timeout=300, interval=0.5)
+        yield server.base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop(30)
 
 
 def served_model_id(base: str, fallback: str) -> str:

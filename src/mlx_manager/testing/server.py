@@ -66,18 +66,23 @@ def run_server(
         )
     server = ServerProcess(proc, port, log_path)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()[-3000:]}")
-            try:
-                if httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become healthy:\n{server.log()[-3000:]}")
-            time.sleep(0.1)
+        wait_until_ready(server, "/health", timeout)
         yield server
     finally:
         server.stop()
+
+
+def wait_until_ready(server: ServerProcess, path: str, timeout: float, interval: float = 0.1) -> None:
+    """Poll `path` until it answers 200; raise with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
+        try:
+            if httpx.get(f"{server.base_url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not become ready:\n{server.log()[-3000:]}")
+        time.sleep(interval)
