@@ -10,16 +10,16 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mlx_manager.engine.constraints import ConstraintFactory, ConstraintSpec, Grammar, JsonObjectSpec, JsonSchemaSpec
+from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.discovery import discover_models
 from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
-from mlx_manager.engine.forced_tools import forced_tool_spec
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
 from mlx_manager.engine.output import output_parser_factory, reasoning_budget_factory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.sequence import Sequence
+from mlx_manager.engine.structured import Constraint, request_constraint
 from mlx_manager.engine.types import ChatPrompt, ModelInfo, Prompt, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,13 @@ class Engine:
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
             gen = Generation(len(prompt_ids), n)
-            grammar = await self._grammar(lm, prompt, params)
-            parser = output_parser_factory(lm.family, prompt, rendered, constrained=grammar is not None)
-            budget = reasoning_budget_factory(lm, prompt, rendered, params.max_reasoning_tokens)
+            constraint = request_constraint(lm.family, prompt, params, rendered)
+            grammar = await self._grammar(lm, constraint, params)
+            parser = output_parser_factory(lm.family, prompt, rendered, constraint)
+            # A grammar that allows reasoning bounds it itself; otherwise a processor forces the end tag.
+            in_grammar = constraint is not None and constraint.spec.preamble is not None
+            budget_tokens = None if in_grammar else params.max_reasoning_tokens
+            budget = reasoning_budget_factory(lm, prompt, rendered, budget_tokens)
             seqs = [
                 Sequence(
                     gen,
@@ -138,22 +142,15 @@ class Engine:
         return gen
 
     @staticmethod
-    async def _grammar(lm: LoadedModel, prompt: Prompt, params: SamplingParams) -> Grammar | None:
+    async def _grammar(lm: LoadedModel, constraint: Constraint | None, params: SamplingParams) -> Grammar | None:
         """Compile the request's constraint (a response format or a forced tool call), or None for free text."""
-        spec: ConstraintSpec | None = None
-        if params.response_format is not None:
-            schema = params.response_format.get("schema")
-            spec = JsonSchemaSpec(schema) if schema is not None else JsonObjectSpec()
-        if isinstance(prompt, ChatPrompt) and prompt.force_tool is not None:
-            only = None if prompt.force_tool == "required" else prompt.force_tool
-            spec = forced_tool_spec(lm.family, prompt.tools or [], only, prompt.parallel_tool_calls)
-        if spec is None:
+        if constraint is None:
             return None
         if params.ignore_eos:
             raise InvalidRequestError("ignore_eos cannot be combined with structured output.", param="ignore_eos")
         if lm.constraints is None:
             lm.constraints = await asyncio.to_thread(ConstraintFactory.for_model, lm)
-        grammar: Grammar = await asyncio.to_thread(lm.constraints.compile, spec)
+        grammar: Grammar = await asyncio.to_thread(lm.constraints.compile, constraint.spec)
         return grammar
 
     def _max_tokens(self, lm: LoadedModel, prompt_len: int, requested: int | None, param: str) -> int:

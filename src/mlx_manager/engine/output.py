@@ -11,43 +11,30 @@ from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.parsers import make_parser
 from mlx_manager.engine.parsers.base import OutputParser
 from mlx_manager.engine.reasoning_budget import ReasoningBudget
+from mlx_manager.engine.structured import HARMONY, Constraint, reasoning_opened
 from mlx_manager.engine.types import ChatPrompt, Prompt
-
-HARMONY = "harmony"  # gpt-oss: its channels carry reasoning as well as tool calls
-
-
-def reasoning_opened(rendered: str, tags: tuple[str, str]) -> bool:
-    """True when the template left a reasoning block open, so generation starts inside it."""
-    start, end = tags
-    return rendered.rfind(start) > rendered.rfind(end)
 
 
 def output_parser_factory(
-    family: Family, prompt: Prompt, rendered: str | None, constrained: bool = False
+    family: Family, prompt: Prompt, rendered: str | None, constraint: Constraint | None = None
 ) -> Callable[[], OutputParser] | None:
     """A factory of per-sequence parsers, or None when raw text is the answer (completions, plain families).
 
-    A grammar starts at the first generated token, so constrained output never begins inside reasoning, even when
-    the template opened a <think> block; structured output (no forced tool) is the JSON itself.
+    Structured output (no forced tool) is the JSON itself, after any reasoning the grammar allowed before it.
     """
-    if not isinstance(prompt, ChatPrompt) or (constrained and prompt.force_tool is None):
+    if not isinstance(prompt, ChatPrompt):
         return None
-    tools = prompt.parse_tool_calls and family.tool_format is not None
+    json_answer = constraint is not None and prompt.force_tool is None
+    tools = not json_answer and prompt.parse_tool_calls and family.tool_format is not None
     if family.tool_format == HARMONY:
         return partial(make_parser, HARMONY, reasoning=None, reasoning_started=False, tools=tools)
-    if not tools and family.reasoning is None:
-        return None
-    started = (
-        not constrained
-        and family.reasoning is not None
-        and rendered is not None
-        and reasoning_opened(rendered, family.reasoning)
-    )
+    if family.reasoning is None or (constraint is not None and constraint.reasoning == "none"):
+        return partial(make_parser, family.tool_format or "hermes", reasoning=None, tools=tools) if tools else None
     return partial(
         make_parser,
         family.tool_format or "hermes",
-        reasoning="think" if family.reasoning else None,
-        reasoning_started=started,
+        reasoning="think",
+        reasoning_started=rendered is not None and reasoning_opened(rendered, family.reasoning),
         tools=tools,
     )
 

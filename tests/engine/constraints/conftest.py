@@ -18,3 +18,9 @@ def qwen(tiny_models: dict[str, Path]) -> TinyLM:
 @pytest.fixture(scope="session")
 def llama(tiny_models: dict[str, Path]) -> TinyLM:
     return load_tiny(tiny_models["tiny-llama"])
+
+
+@pytest.fixture(scope="session")
+def gpt_oss(tiny_models: dict[str, Path]) -> TinyLM:
+    """tiny-gpt-oss: harmony's channel tokens are special tokens."""
+    return load_tiny(tiny_models["tiny-gpt-oss"])

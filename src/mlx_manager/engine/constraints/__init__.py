@@ -10,10 +10,12 @@ from mlx_manager.engine.constraints.processor import GrammarProcessor
 from mlx_manager.engine.constraints.specs import (
     ConstraintError,
     ConstraintSpec,
+    FramedSpec,
     JsonObjectSpec,
     JsonOptions,
     JsonSchemaSpec,
     LarkSpec,
+    Preamble,
     ToolCallSpec,
     ToolFunction,
 )
@@ -22,12 +24,14 @@ __all__ = [
     "ConstraintError",
     "ConstraintFactory",
     "ConstraintSpec",
+    "FramedSpec",
     "Grammar",
     "GrammarProcessor",
     "JsonObjectSpec",
     "JsonOptions",
     "JsonSchemaSpec",
     "LarkSpec",
+    "Preamble",
     "ToolCallSpec",
     "ToolFunction",
 ]

@@ -19,11 +19,13 @@ from mlx_manager.engine.constraints.specs import (
     ANY_OBJECT,
     ConstraintError,
     ConstraintSpec,
+    FramedSpec,
     JsonObjectSpec,
     JsonOptions,
     JsonSchemaSpec,
-    LarkSpec,
+    Normalized,
     ToolCallSpec,
+    framed_lark,
     lark_literal,
     normalize,
     spec_key,
@@ -116,8 +118,12 @@ class ConstraintFactory:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _compile(self, spec: JsonObjectSpec | JsonSchemaSpec | ToolCallSpec | LarkSpec, key: str) -> Grammar:
+    def _compile(self, spec: Normalized, key: str) -> Grammar:
         opts = self.json_options.as_dict()
+
+        def literal(text: str) -> str:
+            return lark_literal(text, self.special_tokens)
+
         try:
             if isinstance(spec, JsonObjectSpec):
                 source = llguidance.LLMatcher.grammar_from_json_schema(dict(ANY_OBJECT), overrides=opts)  # type: ignore[arg-type]
@@ -125,8 +131,9 @@ class ConstraintFactory:
                 schema = copy.deepcopy(dict(spec.schema))
                 source = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=opts)  # type: ignore[arg-type]
             elif isinstance(spec, ToolCallSpec):
-                lark = tool_call_lark(spec, self.json_options, lambda text: lark_literal(text, self.special_tokens))
-                source = llguidance.LLMatcher.grammar_from_lark(lark)
+                source = llguidance.LLMatcher.grammar_from_lark(tool_call_lark(spec, self.json_options, literal))
+            elif isinstance(spec, FramedSpec):
+                source = llguidance.LLMatcher.grammar_from_lark(framed_lark(spec, self.json_options, literal))
             else:
                 source = llguidance.LLMatcher.grammar_from_lark(spec.grammar)
         except (TypeError, ValueError) as exc:  # llguidance: the schema is not a JSON object
@@ -152,6 +159,8 @@ class ConstraintFactory:
 
 
 def _compile_error(message: str, spec: object) -> ConstraintError:
+    if isinstance(spec, FramedSpec):
+        spec = spec.inner
     what = "JSON schema" if isinstance(spec, JsonSchemaSpec | JsonObjectSpec) else "grammar"
     param = "tools" if isinstance(spec, ToolCallSpec) else "response_format"
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
