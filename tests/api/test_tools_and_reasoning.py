@@ -20,6 +20,7 @@ FAMILIES = [
     "tiny-deepseek-r1",
     "tiny-phi4",
     "tiny-gpt-oss",
+    "tiny-qwen2.5",
 ]
 WEATHER = {
     "type": "function",

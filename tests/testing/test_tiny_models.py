@@ -20,7 +20,7 @@ from tests.testing.helpers import read_json as _json
 
 BASE_FAMILIES = ("llama", "qwen3", "mistral", "gemma3")
 # Families added later; the shaped-model tests stay on the base ones to keep the suite fast.
-MORE_FAMILIES = ("glm4", "deepseek-r1", "phi4", "gpt-oss")
+MORE_FAMILIES = ("glm4", "deepseek-r1", "phi4", "gpt-oss", "qwen2.5")
 FLOAT_FAMILIES = BASE_FAMILIES + MORE_FAMILIES
 
 # Tokens each family's real tokenizer has as single added tokens.
@@ -107,6 +107,7 @@ SPECIAL_TOKENS = {
         "<|/tool_call|>",
         "<|tool_response|>",
     ],
+    "qwen2.5": ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>", "</tool_call>"],
     "gpt-oss": [
         "<|start|>",
         "<|end|>",
@@ -128,6 +129,7 @@ END_TOKENS = {
     "deepseek-r1": {"<｜end▁of▁sentence｜>"},
     "phi4": {"<|end|>", "<|endoftext|>"},
     "gpt-oss": {"<|return|>", "<|call|>"},
+    "qwen2.5": {"<|im_end|>", "<|endoftext|>"},
 }
 # The BOS token the tokenizer adds to every encoding (None: it adds none).
 BOS = {
@@ -139,11 +141,18 @@ BOS = {
     "deepseek-r1": "<｜begin▁of▁sentence｜>",
     "phi4": None,
     "gpt-oss": None,
+    "qwen2.5": None,
 }
 # tokenizer_config.json bos_token: Phi-4-mini and gpt-oss name one but never add it.
 BOS_TOKEN = {**BOS, "phi4": "<|endoftext|>", "gpt-oss": "<|startoftext|>"}
 # The engine family detect_family picks for each folder.
-ENGINE_FAMILY = {"glm4": "glm4", "deepseek-r1": "deepseek-r1", "phi4": "phi4", "gpt-oss": "gpt-oss"}
+ENGINE_FAMILY = {
+    "glm4": "glm4",
+    "deepseek-r1": "deepseek-r1",
+    "phi4": "phi4",
+    "gpt-oss": "gpt-oss",
+    "qwen2.5": "qwen2.5",
+}
 
 SYSTEM_AND_USER = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi!"}]
 RENDERED_SYSTEM_AND_USER = {
@@ -162,6 +171,7 @@ RENDERED_SYSTEM_AND_USER = {
     "Knowledge cutoff: 2024-06\n\nReasoning: medium\n\n# Valid channels: analysis, commentary, final. "
     "Channel must be included for every message.<|end|><|start|>developer<|message|># Instructions\n\n"
     "You are terse.<|end|><|start|>user<|message|>Hi!<|end|><|start|>assistant",
+    "qwen2.5": "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
 }
 MULTI_TURN = [
     *SYSTEM_AND_USER,
@@ -177,6 +187,7 @@ ASSISTANT_TURN = {
     "deepseek-r1": "<｜Assistant｜>Hello!<｜end▁of▁sentence｜><｜User｜>Bye.<｜Assistant｜><think>\n",
     "phi4": "<|assistant|>Hello!<|end|><|user|>Bye.<|end|><|assistant|>",
     "gpt-oss": "<|start|>assistant<|channel|>final<|message|>Hello!<|end|><|start|>user<|message|>Bye.<|end|>",
+    "qwen2.5": "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye.<|im_end|>\n",
 }
 TOOLS = [
     {
@@ -235,6 +246,11 @@ TOOL_MARKERS = {
         "}}]<|/tool|><|end|>",
         '<|assistant|><|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}]<|/tool_call|><|end|>',
         "<|tool_response|>22 degrees<|end|><|assistant|>",
+    ],
+    "qwen2.5": [
+        '<tools>\n{"type": "function", "function": {"name": "get_weather"',
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>',
+        "<|im_start|>user\n<tool_response>\n22 degrees\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
     ],
     "gpt-oss": [
         "Calls to these tools must go to the commentary channel: 'functions'.<|end|>",

@@ -16,6 +16,7 @@ from mlx_manager.testing.chat_templates_more import (
     GLM4_CHAT_TEMPLATE,
     GPT_OSS_CHAT_TEMPLATE,
     PHI4_CHAT_TEMPLATE,
+    QWEN25_CHAT_TEMPLATE,
 )
 
 # The tiny shape, which some family configs refer to (the generator reads it from here).
@@ -141,6 +142,44 @@ SPECS: dict[str, FamilySpec] = {
         ),
         generation=(("do_sample", True), ("temperature", 0.6), ("top_k", 20), ("top_p", 0.95)),
         seed=5,
+        nfc=True,
+        split_pattern=_QWEN_SPLIT_PATTERN,
+    ),
+    # Qwen2.5-7B-Instruct: qwen2 weights (q/k/v biases), ChatML and Hermes tool calls, no <think>.
+    "qwen2.5": FamilySpec(
+        model_type="qwen2",
+        architecture="Qwen2ForCausalLM",
+        added=tokens_of(
+            "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|> <|box_start|> "
+            "<|box_end|> <|quad_start|> <|quad_end|> <|vision_start|> <|vision_end|> <|vision_pad|> "
+            "<|image_pad|> <|video_pad|>"
+        )
+        + tokens_of(
+            "<tool_call> </tool_call> <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> "
+            "<|repo_name|> <|file_sep|>",
+            special=False,
+        ),
+        added_first=False,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk=None,
+        add_bos=False,
+        stop_tokens=("<|im_end|>", "<|endoftext|>"),
+        config_eos=("<|im_end|>",),
+        chat_template=QWEN25_CHAT_TEMPLATE,
+        tokenizer_class="Qwen2Tokenizer",
+        config=(
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 1000000.0),
+            ("rope_scaling", None),
+            ("hidden_act", "silu"),
+            ("sliding_window", None),
+            ("use_sliding_window", False),
+            ("max_window_layers", NUM_LAYERS),
+        ),
+        generation=(("do_sample", True), ("temperature", 0.7), ("top_k", 20), ("top_p", 0.8)),
+        seed=23,
         nfc=True,
         split_pattern=_QWEN_SPLIT_PATTERN,
     ),

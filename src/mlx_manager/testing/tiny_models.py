@@ -59,6 +59,7 @@ FAMILIES: tuple[str, ...] = (
     "deepseek-r1",
     "phi4",
     "gpt-oss",
+    "qwen2.5",
 )
 MARKER_FILE = ".complete"
 
@@ -334,7 +335,7 @@ def _tokenizer_config(spec: _Family, tokenizer: Tokenizer, context_length: int =
         "tokenizer_class": spec.tokenizer_class,
         "unk_token": spec.unk,
     }
-    if spec.model_type == "qwen3":
+    if spec.tokenizer_class == "Qwen2Tokenizer":
         config["errors"] = "replace"
         config["add_prefix_space"] = False
     return config
@@ -352,7 +353,7 @@ def _generation_config(spec: _Family, tokenizer: Tokenizer) -> dict[str, Any]:
     eos = [_id(tokenizer, t) for t in spec.stop_tokens]
     config: dict[str, Any] = {"bos_token_id": _id(tokenizer, spec.bos or spec.pad or spec.eos)}
     config["eos_token_id"] = eos[0] if len(eos) == 1 else eos
-    if spec.pad is not None and spec.model_type in ("qwen3", "gemma3_text"):
+    if spec.pad is not None and (spec.tokenizer_class == "Qwen2Tokenizer" or spec.model_type == "gemma3_text"):
         config["pad_token_id"] = _id(tokenizer, spec.pad)
     config.update(dict(spec.generation))
     return config
