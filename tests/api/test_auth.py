@@ -38,3 +38,22 @@ def test_right_key_works_with_the_sdk(keyed: ServerProcess) -> None:
 
 def test_health_needs_no_key(keyed: ServerProcess) -> None:
     assert httpx.get(f"{keyed.base_url}/health").json()["status"] == "ok"
+
+
+def test_anthropic_routes_take_x_api_key_or_bearer_and_answer_401_in_anthropic_shape(keyed: ServerProcess) -> None:
+    import anthropic
+
+    body = {"model": "tiny-llama", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]}
+    for path in ("/v1/messages", "/anthropic/v1/messages"):
+        resp = httpx.post(f"{keyed.base_url}{path}", json=body, headers={"x-api-key": "wrong"})
+        assert resp.status_code == 401
+        assert resp.json() == {
+            "type": "error",
+            "error": {"type": "authentication_error", "message": resp.json()["error"]["message"]},
+        }
+        ok = httpx.post(f"{keyed.base_url}{path}", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+        assert ok.status_code == 200, ok.text
+    out = anthropic.Anthropic(base_url=keyed.base_url, api_key=KEY, max_retries=0).messages.create(**body)  # type: ignore[arg-type]
+    assert out.usage.output_tokens == 2
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=keyed.base_url, api_key="nope", max_retries=0).messages.create(**body)  # type: ignore[arg-type]

@@ -9,14 +9,21 @@ from contextlib import asynccontextmanager
 import psutil
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from mlx_manager import __version__
+from mlx_manager import __version__, paths
 from mlx_manager.api.admin.routes import router as admin_router
+from mlx_manager.api.anthropic.routes import router as anthropic_router
+from mlx_manager.api.anthropic.serving import AnthropicServing
 from mlx_manager.api.errors import install_error_handlers
 from mlx_manager.api.middleware import RequestIdMiddleware
 from mlx_manager.api.openai.routes import router as openai_router
 from mlx_manager.api.openai.serving import Limits, OpenAIServing
+from mlx_manager.api.rerank import router as rerank_router
+from mlx_manager.api.responses.routes import router as responses_router
+from mlx_manager.api.responses.serving import ResponsesServing
 from mlx_manager.api.security import require_api_key
 from mlx_manager.config import Settings
+from mlx_manager.db.responses import ResponseStore
+from mlx_manager.db.session import open_database
 from mlx_manager.engine.discovery import hf_cache_dir
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
@@ -75,10 +82,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.api_key = settings.api_key.get_secret_value() if settings.api_key else None
     app.state.openai_serving = OpenAIServing(engine, Limits(settings.max_n, settings.max_stop_sequences))
+    app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences)
+    app.state.responses_serving = ResponsesServing(engine, ResponseStore(open_database(paths.database_file())))
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     guarded = [Depends(require_api_key)]
     app.include_router(openai_router, dependencies=guarded)
+    app.include_router(anthropic_router, dependencies=guarded)
+    app.include_router(responses_router, dependencies=guarded)
+    app.include_router(rerank_router, dependencies=guarded)
     app.include_router(admin_router, dependencies=guarded)
     app.include_router(health_router)
     return app

@@ -1,4 +1,5 @@
-"""Errors in the OpenAI shape, with the right status; validation failures are 400, never 422."""
+"""Errors with the right status in each API's own shape (OpenAI's, or Anthropic's on its routes); validation
+failures are 400, never 422."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlx_manager.api.anthropic.errors import anthropic_error_body, is_anthropic_path
 from mlx_manager.engine.errors import (
     ContextLengthError,
     EngineError,
@@ -66,7 +68,8 @@ def from_engine_error(exc: EngineError) -> APIError:
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    # Only the leading location is dropped: a body field may itself be called "query" (rerank).
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)]
     return ".".join(parts) or None
 
 
@@ -84,29 +87,35 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"Invalid value for '{param}': {msg}" if param else msg), param
 
 
+def error_response(request: Request, exc: APIError) -> JSONResponse:
+    if is_anthropic_path(request.url.path):
+        body = anthropic_error_body(exc.status, exc.message)
+    else:
+        body = error_body(exc.message, exc.type, exc.param, exc.code)
+    return JSONResponse(body, exc.status, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def api_error(_: Request, exc: Exception) -> JSONResponse:
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, APIError)
-        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), exc.status, headers=exc.headers)
+        return error_response(request, exc)
 
     async def engine_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, EngineError)
         return await api_error(request, from_engine_error(exc))
 
-    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message, param = validation_message(exc)
-        return JSONResponse(error_body(message, "invalid_request_error", param), 400)
+        return error_response(request, APIError(400, message, param=param))
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(
-            error_body(str(exc.detail), kind, code=code),
-            exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = getattr(exc, "headers", None)
+        error = APIError(exc.status_code, str(exc.detail), type=kind, code=code, headers=headers)
+        return error_response(request, error)
 
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(EngineError, engine_error)

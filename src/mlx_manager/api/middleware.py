@@ -9,6 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlx_manager.api.anthropic.errors import anthropic_error_body, is_anthropic_path
 from mlx_manager.api.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,13 @@ class RequestIdMiddleware:
             log.exception("Unhandled error on %s %s (request %s)", scope["method"], scope["path"], request_id)
             if started:
                 raise
-            body = json.dumps(
-                error_body(f"Internal server error (request id {request_id}).", "server_error", None, "internal")
-            ).encode()
+            message = f"Internal server error (request id {request_id})."
+            shaped = (
+                anthropic_error_body(500, message)
+                if is_anthropic_path(scope["path"])
+                else error_body(message, "server_error", None, "internal")
+            )
+            body = json.dumps(shaped).encode()
             await send_with_id(
                 {
                     "type": "http.response.start",

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
 from mlx_manager.engine.types import ModelInfo
 
@@ -81,7 +82,12 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
     if not config_path.is_file():
         raise NotLoadableError("no config.json")
     config = read_json(config_path)
-    if not _mlx_lm_supports(config):
+    try:
+        spec = embedding_spec(folder, config)
+    except ValueError as exc:
+        raise NotLoadableError(str(exc)) from exc
+    encoder = config.get("model_type") in ENCODER_TYPES  # run by engine/embeddings, not mlx-lm
+    if not encoder and not _mlx_lm_supports(config):
         raise NotLoadableError(f"model_type {config.get('model_type')!r} is not supported by mlx-lm")
     weights = [p for p in folder.glob("*.safetensors")]
     if not weights:
@@ -92,17 +98,18 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
     if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
         raise NotLoadableError("no tokenizer files")
     quant = config.get("quantization") or config.get("quantization_config") or {}
-    family = detect_family(config, special_tokens(folder))
+    family = str(config["model_type"]) if encoder else detect_family(config, special_tokens(folder)).name
     return ModelInfo(
         id=model_id,
         path=str(folder),
-        family=family.name,
+        family=family,
         model_type=str(config.get("model_type")),
         size_bytes=sum(p.stat().st_size for p in weights),
-        context_length=context_length(config),
+        context_length=spec.max_length if spec.task != "generate" else context_length(config),
         quantization_bits=quant.get("bits") if isinstance(quant, dict) else None,
         source="hf-cache" if source == "hf-cache" else "folder",
         created=int(config_path.stat().st_mtime),
+        task=spec.task,
     )
 
 

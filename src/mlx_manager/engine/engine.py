@@ -12,6 +12,8 @@ from pathlib import Path
 
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.discovery import discover_models
+from mlx_manager.engine.embeddings import service as embeddings
+from mlx_manager.engine.embeddings.model import EmbeddingModel, load_embedding_model
 from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
@@ -20,9 +22,20 @@ from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.structured import Constraint, request_constraint
-from mlx_manager.engine.types import ChatPrompt, ModelInfo, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, ModelInfo, ModelTask, Prompt, SamplingParams
 
 log = logging.getLogger(__name__)
+
+# Why a model cannot serve a request of another task; said before anything is loaded.
+_WRONG_TASK: dict[ModelTask, str] = {
+    "generate": "is a text-generation model; it cannot produce embeddings or rerank documents",
+    "embed": "is an embedding model; it cannot generate text (use it for embeddings or reranking)",
+    "score": "is a reranker (cross-encoder); it can only score documents against a query (rerank)",
+}
+
+
+def load_any(info: ModelInfo) -> LoadedModel | EmbeddingModel:
+    return load_model(info) if info.task == "generate" else load_embedding_model(info)
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,7 @@ class EngineConfig:
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.pool = ModelPool(config.pool, load_model, release_memory)
+        self.pool = ModelPool(config.pool, load_any, release_memory)
         self._models: dict[str, ModelInfo] = {}
         self._scanned_at = 0.0
         self._scan_lock = asyncio.Lock()
@@ -90,13 +103,33 @@ class Engine:
         self.pool.release(entry)
         return entry
 
+    async def resolve_for(self, model_id: str, *tasks: ModelTask) -> ModelInfo:
+        """`resolve`, then a 400 naming the model when it is not for one of these tasks."""
+        info = await self.resolve(model_id)
+        if info.task not in tasks:
+            raise InvalidRequestError(f"The model '{model_id}' {_WRONG_TASK[info.task]}.", param="model")
+        return info
+
+    async def count_tokens(self, model_id: str, prompt: Prompt) -> int:
+        """Prompt tokens as `generate` would count them (loads the model: the tokenizer and template live there)."""
+        entry = await self.pool.acquire(await self.resolve_for(model_id, "generate"))
+        try:
+            assert isinstance(entry.loaded, LoadedModel)
+            lm = entry.loaded
+            if isinstance(prompt, ChatPrompt):
+                prompt = strip_volatile(prompt, self._volatile)
+            ids, _ = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
+            return len(ids)
+        finally:
+            self.pool.release(entry)
+
     async def generate(
         self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
     ) -> Generation:
         """Validate and queue a generation; request errors are raised here, before any output."""
-        entry = await self.pool.acquire(await self.resolve(model_id))
+        entry = await self.pool.acquire(await self.resolve_for(model_id, "generate"))
         try:
-            assert entry.loaded is not None and entry.scheduler is not None
+            assert isinstance(entry.loaded, LoadedModel) and entry.scheduler is not None
             lm = entry.loaded
             if isinstance(prompt, ChatPrompt):
                 prompt = strip_volatile(prompt, self._volatile)
@@ -117,7 +150,7 @@ class Engine:
             # A grammar that allows reasoning bounds it itself; otherwise a processor forces the end tag.
             in_grammar = constraint is not None and constraint.spec.preamble is not None
             budget_tokens = None if in_grammar else params.max_reasoning_tokens
-            budget = reasoning_budget_factory(lm, prompt, rendered, budget_tokens)
+            budget = reasoning_budget_factory(lm, prompt, rendered, budget_tokens, params.strict_reasoning_budget)
             seqs = [
                 Sequence(
                     gen,
@@ -140,6 +173,26 @@ class Engine:
             raise
         gen.add_done_callback(lambda: self.pool.release(entry))
         return gen
+
+    async def embed(
+        self, model_id: str, inputs: embeddings.EmbedInputs, dimensions: int | None = None
+    ) -> embeddings.Embeddings:
+        """One vector per input, batched in one request on the model's thread."""
+        entry = await self.pool.acquire(await self.resolve_for(model_id, "embed"))
+        try:
+            assert isinstance(entry.loaded, EmbeddingModel)
+            return await embeddings.embed(entry.runner, entry.loaded, inputs, dimensions)
+        finally:
+            self.pool.release(entry)
+
+    async def rerank(self, model_id: str, query: str, documents: list[str]) -> embeddings.Ranking:
+        """Relevance of each document to the query: a cross-encoder's score, or a bi-encoder's cosine."""
+        entry = await self.pool.acquire(await self.resolve_for(model_id, "embed", "score"))
+        try:
+            assert isinstance(entry.loaded, EmbeddingModel)
+            return await embeddings.rerank(entry.runner, entry.loaded, query, documents)
+        finally:
+            self.pool.release(entry)
 
     @staticmethod
     async def _grammar(lm: LoadedModel, constraint: Constraint | None, params: SamplingParams) -> Grammar | None:

@@ -40,14 +40,17 @@ def output_parser_factory(
 
 
 def reasoning_budget_factory(
-    lm: LoadedModel, prompt: Prompt, rendered: str | None, budget: int | None
+    lm: LoadedModel, prompt: Prompt, rendered: str | None, budget: int | None, strict: bool = True
 ) -> Callable[[], ReasoningBudget] | None:
-    """Per-sequence budget processors, when a budget is asked for; a 400 when the family cannot honour it."""
+    """Per-sequence budget processors, when a budget is asked for; a 400 when the family cannot honour it
+    (unless not `strict`: then there is simply no reasoning to bound)."""
     if budget is None:
         return None
     tags = lm.family.reasoning
     vocab = lm.tokenizer.get_vocab()
     if not isinstance(prompt, ChatPrompt) or tags is None or tags[0] not in vocab or tags[1] not in vocab:
+        if not strict:
+            return None
         raise InvalidRequestError(
             f"max_reasoning_tokens needs a chat request to a model that reasons in single-token tags; "
             f"'{lm.info.id}' ({lm.family.name} family) does not.",

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mlx_manager.engine.embeddings.model import EmbeddingModel
 from mlx_manager.engine.errors import MemoryBudgetError
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
@@ -43,8 +44,9 @@ class ModelRunner:
 class PoolEntry:
     info: ModelInfo
     runner: ModelRunner
-    loaded: LoadedModel | None = None
-    ready: asyncio.Future[LoadedModel] | None = None
+    # An embedding model has no scheduler: its requests run one by one on the runner, each batched.
+    loaded: LoadedModel | EmbeddingModel | None = None
+    ready: asyncio.Future[LoadedModel | EmbeddingModel] | None = None
     pinned: bool = False
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -67,7 +69,7 @@ class PoolConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
-Loader = Callable[[ModelInfo], LoadedModel]
+Loader = Callable[[ModelInfo], LoadedModel | EmbeddingModel]
 Releaser = Callable[[], None]
 
 
@@ -138,9 +140,10 @@ class ModelPool:
             return
         self.loads += 1
         entry.loaded = loaded
-        # The batch loop then owns the model's thread until the model is evicted.
-        entry.scheduler = Scheduler(loaded, self.config.scheduler)
-        entry.runner.submit(entry.scheduler.run)
+        if isinstance(loaded, LoadedModel):
+            # The batch loop then owns the model's thread until the model is evicted.
+            entry.scheduler = Scheduler(loaded, self.config.scheduler)
+            entry.runner.submit(entry.scheduler.run)
         entry.loaded_at = time.time()
         entry.load_seconds = time.monotonic() - start
         entry.ready.set_result(loaded)

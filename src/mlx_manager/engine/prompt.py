@@ -38,10 +38,10 @@ def render_chat(tokenizer: TokenizerWrapper, prompt: ChatPrompt) -> tuple[list[i
             param="model",
         )
     messages, tool_kwargs = tool_prompt.prepare(prompt.messages, prompt.tools, tokenizer.chat_template)
+    # A prefilled reply is continued where it stops instead of opening a new assistant turn.
+    turn = {"continue_final_message": True} if prompt.continue_final else {"add_generation_prompt": True}
     try:
-        text = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, **tool_kwargs, **prompt.template_kwargs
-        )
+        text = tokenizer.apply_chat_template(messages, tokenize=False, **turn, **tool_kwargs, **prompt.template_kwargs)
     except Exception as exc:  # jinja raise_exception() and template errors
         raise InvalidRequestError(f"The model's chat template rejected the messages: {exc}") from exc
     return list(tokenizer.encode(text, add_special_tokens=False)), str(text)

@@ -103,6 +103,7 @@ class Sequence:
         if reason == "stop" and self._called_tools:
             reason = "tool_calls"
         chunk.finish_reason = reason
+        chunk.stop_sequence = self._matcher.matched if reason == "stop" else None
         return [chunk]
 
     def _chunk(self, text: str, final: bool = False) -> GenerationChunk:

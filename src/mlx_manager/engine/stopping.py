@@ -8,6 +8,7 @@ class StopMatcher:
 
     def __init__(self, stops: tuple[str, ...] | list[str]) -> None:
         self.stops = tuple(s for s in stops if s)
+        self.matched: str | None = None  # the stop string that ended the text, once one has
         self._pending = ""
 
     def feed(self, text: str) -> tuple[str, bool]:
@@ -15,8 +16,9 @@ class StopMatcher:
         if not self.stops:
             return text, False
         buffer = self._pending + text
-        hit = min((i for s in self.stops if (i := buffer.find(s)) >= 0), default=-1)
-        if hit >= 0:
+        found = [(i, -len(s), s) for s in self.stops if (i := buffer.find(s)) >= 0]
+        if found:
+            hit, _, self.matched = min(found)  # the earliest; of those starting together, the longest
             self._pending = ""
             return buffer[:hit], True
         hold = self._partial_suffix(buffer)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+# What a model is for: text generation, embeddings (bi-encoder), or scoring pairs (cross-encoder reranker).
+ModelTask = Literal["generate", "embed", "score"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class SamplingParams:
     ignore_eos: bool = False
     # Reasoning tokens allowed before the end tag is forced; None = no limit.
     max_reasoning_tokens: int | None = None
+    # False: a model that cannot reason ignores the budget instead of refusing the request (Anthropic's thinking).
+    strict_reasoning_budget: bool = True
     # Structured output as plain data: {"type": "json_object"} or {"type": "json_schema", "schema": {...}}.
     response_format: dict[str, Any] | None = None
 
@@ -41,6 +45,8 @@ class ChatPrompt:
     parallel_tool_calls: bool = True
     # "required" or a function name: the call is enforced with a grammar.
     force_tool: str | None = None
+    # The last message is the start of the assistant's reply, to be continued (Anthropic prefill).
+    continue_final: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class GenerationChunk:
     finish_reason: FinishReason | None = None
     reasoning: str = ""
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    # The stop string that ended the sequence (finish_reason "stop"), for APIs that report it.
+    stop_sequence: str | None = None
 
 
 @dataclass
@@ -110,3 +118,4 @@ class ModelInfo:
     quantization_bits: int | None
     source: Literal["hf-cache", "folder"]
     created: int
+    task: ModelTask = "generate"

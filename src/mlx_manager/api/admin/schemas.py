@@ -37,6 +37,7 @@ class LocalModelOut(BaseModel):
     context_length: int | None
     quantization_bits: int | None
     source: str
+    task: str = "generate"  # generate, embed or score (reranker)
 
 
 class PrefixCacheOut(BaseModel):

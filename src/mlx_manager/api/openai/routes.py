@@ -7,8 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
+from mlx_manager.api.anthropic.routes import list_models as anthropic_models
+from mlx_manager.api.anthropic.schemas import ModelList as AnthropicModelList
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.openai.embedding_schemas import EmbeddingList, EmbeddingRequest
+from mlx_manager.api.openai.embedding_serving import create_embeddings
 from mlx_manager.api.openai.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -50,8 +54,15 @@ async def completions(body: CompletionRequest, request: Request) -> Completion |
     return await serving.completion(body, gens, request.is_disconnected)
 
 
-@router.get("/models")
-async def list_models(engine: EngineDep) -> ModelList:
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, engine: EngineDep) -> EmbeddingList:
+    return await create_embeddings(engine, body)
+
+
+@router.get("/models", response_model=None)
+async def list_models(engine: EngineDep, request: Request) -> ModelList | AnthropicModelList:
+    if "anthropic-version" in request.headers:  # the Anthropic SDK's models.list() asks here too
+        return await anthropic_models(engine)
     models = await engine.list_models()
     return ModelList(data=[ModelCard(id=m.id, created=m.created) for m in sorted(models, key=lambda m: m.id)])
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -37,6 +35,7 @@ from mlx_manager.api.openai.schemas import (
     TopLogprob,
     UsageOut,
 )
+from mlx_manager.api.replies import Disconnected, assemble, collect
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import EngineError
 from mlx_manager.engine.generation import Generation
@@ -50,7 +49,6 @@ from mlx_manager.engine.types import (
 )
 
 log = logging.getLogger(__name__)
-Disconnected = Callable[[], Awaitable[bool]]
 
 
 class Limits:
@@ -197,29 +195,6 @@ def _chat_logprobs(items: list[TokenLogprob]) -> ChoiceLogprobs:
             for lp in items
         ]
     )
-
-
-async def collect(gen: Generation, is_disconnected: Disconnected) -> dict[int, list[GenerationChunk]]:
-    """Gather all chunks of a non-streaming request; a client that leaves cancels the generation."""
-    by_index: dict[int, list[GenerationChunk]] = {}
-
-    async def consume() -> None:
-        async for chunk in gen:
-            by_index.setdefault(chunk.index, []).append(chunk)
-
-    task = asyncio.create_task(consume())
-    try:
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.5)
-            if not task.done() and await is_disconnected():
-                gen.cancel()
-        task.result()
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    return by_index
 
 
 class OpenAIServing:
@@ -416,25 +391,13 @@ class OpenAIServing:
 
 
 def assistant_message(chunks: list[GenerationChunk], parallel: bool) -> AssistantMessage:
-    """The whole reply: content without markup, reasoning apart, tool calls assembled from their deltas."""
-    calls: dict[int, dict[str, str]] = {}
-    for c in chunks:
-        for d in c.tool_calls:
-            if d.index > 0 and not parallel:
-                continue
-            call = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
-            call["id"] = d.id or call["id"]
-            call["name"] = d.name or call["name"]
-            call["arguments"] += d.arguments
-    content = "".join(c.text for c in chunks)
-    reasoning = "".join(c.reasoning for c in chunks)
+    reply = assemble(chunks, parallel)
     tool_calls = [
-        ToolCall(id=v["id"], function=FunctionCall(name=v["name"], arguments=v["arguments"] or "{}"))
-        for _, v in sorted(calls.items())
+        ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments or "{}")) for c in reply.tool_calls
     ]
     return AssistantMessage(
-        content=content if content or not tool_calls else None,
-        reasoning_content=reasoning or None,
+        content=reply.content if reply.content or not tool_calls else None,
+        reasoning_content=reply.reasoning or None,
         tool_calls=tool_calls or None,
     )
 
@@ -463,8 +426,7 @@ def stream_error(exc: Exception) -> str:
 
 
 def _finish(chunks: list[GenerationChunk]) -> str | None:
-    reason = chunks[-1].finish_reason if chunks else None
-    return "stop" if reason == "cancelled" else reason
+    return assemble(chunks).finish_reason
 
 
 def _completion_logprobs(items: list[TokenLogprob], offset: int) -> CompletionLogprobs:

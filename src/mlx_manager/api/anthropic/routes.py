@@ -1,0 +1,66 @@
+"""Thin Anthropic routes: /v1/messages (also under /anthropic), count_tokens, and the Anthropic model list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+
+from mlx_manager.api.anthropic.schemas import (
+    CountTokensRequest,
+    Message,
+    MessagesRequest,
+    ModelInfo,
+    ModelList,
+    TokenCount,
+)
+from mlx_manager.api.anthropic.serving import AnthropicServing
+from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.errors import APIError
+from mlx_manager.engine.errors import ModelNotFoundError
+from mlx_manager.engine.types import ModelInfo as EngineModel
+
+router = APIRouter(tags=["anthropic"])
+
+
+def _serving(request: Request) -> AnthropicServing:
+    serving: AnthropicServing = request.app.state.anthropic_serving
+    return serving
+
+
+async def create_message(body: MessagesRequest, request: Request) -> Message | EventSourceResponse:
+    serving = _serving(request)
+    gen = await serving.start(body)
+    if body.stream:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return EventSourceResponse(serving.stream(body, gen), sep="\n", headers=headers)
+    return await serving.message(body, gen, request.is_disconnected)
+
+
+async def count_tokens(body: CountTokensRequest, request: Request) -> TokenCount:
+    return await _serving(request).count_tokens(body)
+
+
+def model_info(info: EngineModel) -> ModelInfo:
+    created = datetime.fromtimestamp(info.created, UTC).isoformat().replace("+00:00", "Z")
+    return ModelInfo(id=info.id, display_name=info.id, created_at=created)
+
+
+async def list_models(engine: EngineDep) -> ModelList:
+    data = [model_info(m) for m in sorted(await engine.list_models(), key=lambda m: m.id)]
+    return ModelList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None)
+
+
+async def get_model(model_id: str, engine: EngineDep) -> ModelInfo:
+    try:
+        return model_info(await engine.resolve(model_id))
+    except ModelNotFoundError as exc:
+        raise APIError(404, f"model: {model_id}", param="model") from exc
+
+
+for prefix in ("", "/anthropic"):
+    router.add_api_route(f"{prefix}/v1/messages", create_message, methods=["POST"], response_model=None)
+    router.add_api_route(f"{prefix}/v1/messages/count_tokens", count_tokens, methods=["POST"])
+router.add_api_route("/anthropic/v1/models", list_models, methods=["GET"])
+router.add_api_route("/anthropic/v1/models/{model_id:path}", get_model, methods=["GET"])

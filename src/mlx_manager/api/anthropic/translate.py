@@ -1,0 +1,228 @@
+"""Anthropic requests to the engine's own request (the one the OpenAI API builds too), and replies back."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mlx_manager.api.anthropic.schemas import (
+    ContentBlock,
+    MessageParam,
+    MessagesRequest,
+    MessagesRequestBase,
+    StopReason,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlockParam,
+    ToolUseBlock,
+    Usage,
+)
+from mlx_manager.api.errors import APIError
+from mlx_manager.api.replies import Reply
+from mlx_manager.engine.types import ChatPrompt, SamplingParams
+from mlx_manager.engine.types import Usage as EngineUsage
+
+log = logging.getLogger(__name__)
+
+_STOP_REASONS: dict[str | None, StopReason] = {"length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def _bad(message: str, param: str) -> APIError:
+    return APIError(400, message, param=param)
+
+
+def _text(blocks: Any, param: str) -> str:
+    """Text of a string or a list of text blocks; images and documents are refused (text models only)."""
+    if isinstance(blocks, str):
+        return blocks
+    texts = []
+    for block in blocks or []:
+        if block.type != "text":
+            raise _bad(f"Content blocks of type '{block.type}' are not supported by this server; send text.", param)
+        texts.append(block.text)
+    return "\n".join(texts)
+
+
+def _tool_result(block: ToolResultBlockParam, param: str) -> dict[str, Any]:
+    content = _text(block.content or "", param)
+    if block.is_error:
+        content = f"Error: {content}"
+    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
+
+
+def _messages(req: MessagesRequestBase) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if req.system:
+        out.append({"role": "system", "content": _text(req.system, "system")})
+    for i, msg in enumerate(req.messages):
+        out.extend(_message(msg, f"messages.{i}.content"))
+    return out
+
+
+def _message(msg: MessageParam, param: str) -> list[dict[str, Any]]:
+    if isinstance(msg.content, str):
+        return [{"role": msg.role, "content": msg.content}]
+    texts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for j, block in enumerate(msg.content):
+        where = f"{param}.{j}"
+        kind = block.type
+        if kind == "text":
+            texts.append(block.text)  # type: ignore[union-attr]
+        elif kind == "tool_result" and msg.role == "user":
+            results.append(_tool_result(block, where))  # type: ignore[arg-type]
+        elif kind == "tool_use" and msg.role == "assistant":
+            calls.append(
+                {
+                    "id": block.id,  # type: ignore[union-attr]
+                    "type": "function",
+                    "function": {"name": block.name, "arguments": json.dumps(block.input)},  # type: ignore[union-attr]
+                }
+            )
+        elif kind == "thinking" and msg.role == "assistant":
+            reasoning.append(block.thinking)  # type: ignore[union-attr]
+        elif kind == "redacted_thinking" and msg.role == "assistant":
+            continue  # encrypted by another provider: nothing a local model can read
+        else:
+            raise _bad(f"Content blocks of type '{kind}' are not supported in {msg.role} messages here.", where)
+    if msg.role == "user":
+        # Tool results answer the previous assistant turn, so they come before the user's new text.
+        return results + ([{"role": "user", "content": "\n".join(texts)}] if texts or not results else [])
+    message: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts)}
+    if reasoning:
+        message["reasoning_content"] = "\n".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    return [message]
+
+
+def _tools(req: MessagesRequestBase) -> tuple[list[dict[str, Any]], str | None, bool]:
+    """OpenAI-style function tools, the forced call ("required", a name or None), and parallel calls allowed."""
+    choice = req.tool_choice
+    if not req.tools or (choice is not None and choice.type == "none"):
+        if choice is not None and choice.type in ("any", "tool"):
+            raise _bad("tool_choice requires tools.", "tool_choice")
+        return [], None, True
+    tools = []
+    for i, tool in enumerate(req.tools):
+        if tool.type not in (None, "custom"):
+            raise _bad(
+                f"Tool type '{tool.type}' is a server tool Anthropic hosts; this server runs client tools only.",
+                f"tools.{i}.type",
+            )
+        if tool.input_schema is None:
+            raise _bad("Each tool needs an input_schema.", f"tools.{i}.input_schema")
+        function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema}
+        if tool.description:
+            function["description"] = tool.description
+        tools.append({"type": "function", "function": function})
+    force: str | None = None
+    if choice is not None and choice.type == "any":
+        force = "required"
+    elif choice is not None and choice.type == "tool":
+        if not choice.name or choice.name not in {t.name for t in req.tools}:
+            raise _bad(f"tool_choice names '{choice.name}', which is not in tools.", "tool_choice.name")
+        force = choice.name
+    parallel = not (choice is not None and choice.disable_parallel_tool_use)
+    return tools, force, parallel
+
+
+def chat_prompt(req: MessagesRequestBase) -> ChatPrompt:
+    tools, force, parallel = _tools(req)
+    messages = _messages(req)
+    kwargs: dict[str, Any] = {}
+    if req.thinking is not None:
+        # Without `thinking` the model's own default holds; reasoning it writes still comes back as thinking blocks.
+        kwargs["enable_thinking"] = req.thinking.type != "disabled"
+    if req.output_config is not None and req.output_config.effort is not None:
+        # Templates that take an effort (gpt-oss) know low/medium/high; the higher levels read as high.
+        effort = req.output_config.effort
+        kwargs["reasoning_effort"] = effort if effort in ("low", "medium") else "high"
+    last = req.messages[-1]
+    return ChatPrompt(
+        messages=messages,
+        template_kwargs=kwargs,
+        tools=tools or None,
+        parse_tool_calls=bool(tools),
+        parallel_tool_calls=parallel,
+        force_tool=force,
+        continue_final=last.role == "assistant",  # a prefilled reply: continue it
+    )
+
+
+def sampling_params(req: MessagesRequest, max_stop: int) -> SamplingParams:
+    stops = [s for s in req.stop_sequences or [] if s]
+    if len(stops) > max_stop:
+        raise _bad(f"At most {max_stop} stop sequences are allowed.", "stop_sequences")
+    budget = None
+    if req.thinking is not None and req.thinking.type == "enabled" and req.thinking.budget_tokens is not None:
+        if req.thinking.budget_tokens >= req.max_tokens:
+            raise _bad("thinking.budget_tokens must be less than max_tokens.", "thinking.budget_tokens")
+        budget = req.thinking.budget_tokens
+    fmt = req.output_config.format if req.output_config is not None else None
+    if fmt is not None and req.tool_choice is not None and req.tool_choice.type in ("any", "tool"):
+        raise _bad("Use either a forced tool_choice or output_config.format, not both.", "output_config.format")
+    return SamplingParams(
+        max_tokens=req.max_tokens,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        top_k=req.top_k or 0,
+        stop=tuple(stops),
+        max_reasoning_tokens=budget,
+        strict_reasoning_budget=False,  # clients send thinking to every model; ones that cannot reason ignore it
+        response_format={"type": "json_schema", "schema": fmt.schema_} if fmt is not None else None,
+    )
+
+
+def shows_thinking(req: MessagesRequest) -> bool:
+    """`display: "omitted"` keeps the thinking blocks but not their text."""
+    return req.thinking is None or req.thinking.display != "omitted"
+
+
+def stop_reason(reply_reason: str | None, stop_sequence: str | None) -> StopReason:
+    if stop_sequence:
+        return "stop_sequence"
+    return _STOP_REASONS.get(reply_reason, "end_turn")
+
+
+def usage(engine_usage: EngineUsage) -> Usage:
+    return Usage(
+        input_tokens=engine_usage.prompt_tokens - engine_usage.cached_tokens,
+        output_tokens=engine_usage.completion_tokens,
+        cache_read_input_tokens=engine_usage.cached_tokens,
+    )
+
+
+def tool_input(arguments: str) -> dict[str, Any] | None:
+    """A call's arguments as the object Anthropic's tool_use.input must be, or None if they are not one."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def content_blocks(reply: Reply, show_thinking: bool = True) -> list[ContentBlock]:
+    blocks: list[ContentBlock] = []
+    if reply.reasoning:
+        blocks.append(ThinkingBlock(thinking=reply.reasoning if show_thinking else ""))
+    text = reply.content.lstrip()
+    uses: list[ContentBlock] = []
+    for call in reply.tool_calls:
+        args = tool_input(call.arguments)
+        if args is None:  # never drop what the model wrote: unparseable arguments go back as text
+            log.warning("tool call %s has arguments that are not a JSON object; returned as text", call.name)
+            text += f"\n{call.name}({call.arguments})"
+            continue
+        uses.append(ToolUseBlock(id=to_tool_use_id(call.id), name=call.name, input=args))
+    if text.strip() or not (blocks or uses):
+        blocks.append(TextBlock(text=text))
+    return blocks + uses
+
+
+def to_tool_use_id(call_id: str) -> str:
+    """Anthropic's ids look like toolu_...; the engine's call_... ids get that prefix instead."""
+    return "toolu_" + call_id.removeprefix("call_") if call_id else call_id

@@ -1,0 +1,38 @@
+"""Thin Responses routes: create (JSON or SSE), retrieve and delete stored responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+
+from mlx_manager.api.responses.schemas import ResponsesRequest
+from mlx_manager.api.responses.serving import ResponsesServing
+
+router = APIRouter(prefix="/v1", tags=["responses"])
+
+
+def _serving(request: Request) -> ResponsesServing:
+    serving: ResponsesServing = request.app.state.responses_serving
+    return serving
+
+
+@router.post("/responses", response_model=None)
+async def create_response(body: ResponsesRequest, request: Request) -> dict[str, Any] | EventSourceResponse:
+    serving = _serving(request)
+    run = await serving.start(body)
+    if body.stream:
+        stream = serving.stream(body, run)
+        return EventSourceResponse(stream, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return await serving.respond(body, run, request.is_disconnected)
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, request: Request) -> dict[str, Any]:
+    return await _serving(request).get(response_id)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
+    return await _serving(request).delete(response_id)

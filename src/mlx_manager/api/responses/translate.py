@@ -1,0 +1,226 @@
+"""Responses input items to the engine's chat prompt, and an engine reply to Responses output items."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from mlx_manager.api.errors import APIError
+from mlx_manager.api.replies import Reply
+from mlx_manager.api.responses.schemas import ResponsesRequest
+from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams
+from mlx_manager.engine.types import Usage as EngineUsage
+
+_TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
+
+
+def _bad(message: str, param: str) -> APIError:
+    return APIError(400, message, param=param)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
+    if isinstance(req.input, str):
+        return [{"type": "message", "role": "user", "content": req.input}]
+    return list(req.input)
+
+
+def _text(content: Any, param: str) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    for j, part in enumerate(content or []):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in _TEXT_PARTS:
+            raise _bad(f"Content parts of type '{kind}' are not supported by this server; send text.", f"{param}.{j}")
+        texts.append(str(part.get("text") or part.get("refusal") or ""))
+    return "".join(texts)
+
+
+def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
+    """Chat-template messages: function calls join the assistant turn they belong to, reasoning rides along."""
+    out: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
+    reasoning: list[str] = []
+
+    def assistant() -> dict[str, Any]:
+        if not out or out[-1]["role"] != "assistant":
+            out.append({"role": "assistant", "content": ""})
+        if reasoning:
+            out[-1]["reasoning_content"] = "\n".join(reasoning)
+            reasoning.clear()
+        return out[-1]
+
+    for i, item in enumerate(items):
+        param = f"input.{i}"
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "system", "developer", "assistant"):
+                raise _bad(f"Unknown message role '{role}'.", f"{param}.role")
+            text = _text(item.get("content"), f"{param}.content")
+            if role == "assistant":
+                message = assistant()
+                message["content"] = (message["content"] + text) if message["content"] else text
+            else:
+                out.append({"role": "system" if role == "developer" else role, "content": text})
+        elif kind == "function_call":
+            call = {"id": item.get("call_id"), "type": "function"}
+            call["function"] = {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}
+            assistant().setdefault("tool_calls", []).append(call)
+        elif kind == "function_call_output":
+            output = item.get("output")
+            content = output if isinstance(output, str) else _text(output, f"{param}.output")
+            out.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": content})
+        elif kind == "reasoning":
+            parts = item.get("content") or item.get("summary") or []
+            reasoning.append("".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)))
+        else:
+            raise _bad(f"Input items of type '{kind}' are not supported by this server.", f"{param}.type")
+    return out
+
+
+def _tools(req: ResponsesRequest) -> tuple[list[dict[str, Any]], str | None]:
+    tools = []
+    for i, tool in enumerate(req.tools or []):
+        if tool.get("type") != "function" or not tool.get("name"):
+            raise _bad(
+                f"Tool type '{tool.get('type')}' is not supported; this server runs function tools only.",
+                f"tools.{i}",
+            )
+        function = {k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None}
+        tools.append({"type": "function", "function": function})
+    choice = req.tool_choice
+    if choice in (None, "auto"):
+        return tools, None
+    if choice == "none":
+        return [], None
+    if not tools:
+        raise _bad("tool_choice requires tools.", "tool_choice")
+    if choice == "required":
+        return tools, "required"
+    if isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
+        return tools, str(choice["name"])
+    raise _bad("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}.", "tool_choice")
+
+
+def chat_prompt(req: ResponsesRequest, history: list[dict[str, Any]]) -> ChatPrompt:
+    tools, force = _tools(req)
+    kwargs: dict[str, Any] = {}
+    effort = req.reasoning.effort if req.reasoning else None
+    if effort is not None:
+        kwargs["reasoning_effort"] = "high" if effort == "xhigh" else effort
+        if effort in ("none", "minimal"):
+            kwargs["enable_thinking"] = False
+    return ChatPrompt(
+        messages=chat_messages(history, req.instructions),
+        template_kwargs=kwargs,
+        tools=tools or None,
+        parse_tool_calls=bool(tools),
+        parallel_tool_calls=req.parallel_tool_calls is not False,
+        force_tool=force,
+    )
+
+
+def sampling_params(req: ResponsesRequest) -> SamplingParams:
+    fmt = req.text.format if req.text else None
+    response_format: dict[str, Any] | None = None
+    if fmt is not None and fmt.type == "json_object":
+        response_format = {"type": "json_object"}
+    elif fmt is not None and fmt.type == "json_schema":
+        if fmt.schema_ is None:
+            raise _bad("text.format json_schema needs a schema.", "text.format.schema")
+        response_format = {"type": "json_schema", "schema": fmt.schema_}
+    if response_format is not None and req.tool_choice not in (None, "auto", "none"):
+        raise _bad("Use either a forced tool_choice or text.format, not both.", "text.format")
+    return SamplingParams(
+        max_tokens=req.max_output_tokens,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        response_format=response_format,
+        max_reasoning_tokens=req.max_reasoning_tokens,
+    )
+
+
+def output_items(reply: Reply) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    if reply.reasoning:
+        items.append(reasoning_item(new_id("rs"), reply.reasoning, "completed"))
+    if reply.content or not reply.tool_calls:
+        items.append(message_item(new_id("msg"), reply.content, "completed"))
+    for call in reply.tool_calls:
+        items.append(function_call_item(new_id("fc"), call.id, call.name, call.arguments or "{}", "completed"))
+    return items
+
+
+def reasoning_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
+    content = [] if text is None else [{"type": "reasoning_text", "text": text}]
+    return {"type": "reasoning", "id": item_id, "summary": [], "content": content, "status": status}
+
+
+def message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
+    content = [] if text is None else [output_text(text)]
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
+
+
+def output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    item = {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments}
+    return {**item, "status": status}
+
+
+def reasoning_tokens(chunks: list[GenerationChunk]) -> int:
+    """Tokens whose output was reasoning only (a chunk mixing the two counts as answer)."""
+    return sum(len(c.token_ids) for c in chunks if c.reasoning and not (c.text or c.tool_calls))
+
+
+def usage(engine_usage: EngineUsage, reasoning: int) -> dict[str, Any]:
+    return {
+        "input_tokens": engine_usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": engine_usage.cached_tokens},
+        "output_tokens": engine_usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": engine_usage.total_tokens,
+    }
+
+
+def response_object(
+    req: ResponsesRequest,
+    response_id: str,
+    created: int,
+    status: str,
+    output: list[dict[str, Any]],
+    usage_out: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": req.instructions,
+        "max_output_tokens": req.max_output_tokens,
+        "model": req.model,
+        "output": output,
+        "parallel_tool_calls": req.parallel_tool_calls is not False,
+        "previous_response_id": req.previous_response_id,
+        "reasoning": req.reasoning.model_dump() if req.reasoning else {"effort": None, "summary": None},
+        "store": req.store,
+        "temperature": 1.0 if req.temperature is None else req.temperature,
+        "text": {"format": req.text.format.model_dump(by_alias=True, exclude_none=True)}
+        if req.text and req.text.format
+        else {"format": {"type": "text"}},
+        "tool_choice": req.tool_choice or "auto",
+        "tools": req.tools or [],
+        "top_p": 1.0 if req.top_p is None else req.top_p,
+        "truncation": req.truncation or "disabled",
+        "usage": usage_out,
+        "metadata": req.metadata or {},
+        "user": req.user,
+    }

@@ -1,0 +1,1 @@
+"""The SQLite database: SQLModel tables, Alembic migrations applied at start, WAL mode."""
