@@ -11,18 +11,9 @@ import openai
 import pytest
 
 from mlx_manager.testing.server import ServerProcess
+from tests.api.helpers import FAMILY_MODELS
 
-FAMILIES = [
-    "tiny-llama",
-    "tiny-qwen3",
-    "tiny-mistral",
-    "tiny-gemma3",
-    "tiny-glm4",
-    "tiny-deepseek-r1",
-    "tiny-phi4",
-    "tiny-gpt-oss",
-    "tiny-qwen2.5",
-]
+FAMILIES = FAMILY_MODELS
 # A random model seldom closes a reasoning block on its own: a budget makes the grammar close it.
 REASONING = {"tiny-qwen3", "tiny-glm4", "tiny-deepseek-r1", "tiny-gpt-oss"}
 SCHEMA = {

@@ -9,19 +9,10 @@ from typing import Any
 import openai
 import pytest
 
+from tests.api.helpers import FAMILY_MODELS
 from tests.conftest import token_id
 
-FAMILIES = [
-    "tiny-llama",
-    "tiny-qwen3",
-    "tiny-mistral",
-    "tiny-gemma3",
-    "tiny-glm4",
-    "tiny-deepseek-r1",
-    "tiny-phi4",
-    "tiny-gpt-oss",
-    "tiny-qwen2.5",
-]
+FAMILIES = FAMILY_MODELS
 WEATHER = {
     "type": "function",
     "function": {

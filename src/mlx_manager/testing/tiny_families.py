@@ -30,6 +30,10 @@ _SPLIT_PATTERN = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _QWEN_SPLIT_PATTERN = _SPLIT_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}")
+_QWEN_CONTROL = (
+    "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|> <|box_start|> <|box_end|> "
+    "<|quad_start|> <|quad_end|> <|vision_start|> <|vision_end|> <|vision_pad|> <|image_pad|> <|video_pad|>"
+)
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,7 @@ SPECS: dict[str, FamilySpec] = {
     "qwen3": FamilySpec(
         model_type="qwen3",
         architecture="Qwen3ForCausalLM",
-        added=tokens_of(
-            "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|> <|box_start|> "
-            "<|box_end|> <|quad_start|> <|quad_end|> <|vision_start|> <|vision_end|> <|vision_pad|> "
-            "<|image_pad|> <|video_pad|>"
-        )
+        added=tokens_of(_QWEN_CONTROL)
         + tokens_of(
             "<tool_call> </tool_call> <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> "
             "<|repo_name|> <|file_sep|> <tool_response> </tool_response> <think> </think>",
@@ -149,11 +149,7 @@ SPECS: dict[str, FamilySpec] = {
     "qwen2.5": FamilySpec(
         model_type="qwen2",
         architecture="Qwen2ForCausalLM",
-        added=tokens_of(
-            "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|> <|box_start|> "
-            "<|box_end|> <|quad_start|> <|quad_end|> <|vision_start|> <|vision_end|> <|vision_pad|> "
-            "<|image_pad|> <|video_pad|>"
-        )
+        added=tokens_of(_QWEN_CONTROL)
         + tokens_of(
             "<tool_call> </tool_call> <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> "
             "<|repo_name|> <|file_sep|>",

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
-from mlx_manager.api.openai.schemas import Strict
+from mlx_manager.api.openai.schemas import NullsAsAbsent
 
 # OpenAI's own limit on inputs per request.
 MAX_INPUTS = 2048
 
 
-class EmbeddingRequest(Strict):
+class EmbeddingRequest(NullsAsAbsent):
     model: str = Field(min_length=1)
     # Text, texts, or token ids (one list, or one list per input).
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_mean_defaults(cls, data: Any) -> Any:
-        # Clients such as LiteLLM send explicit nulls for unset fields; OpenAI treats them as absent.
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
 
     def inputs(self) -> list[str] | list[list[int]]:
         """One entry per embedding to return."""

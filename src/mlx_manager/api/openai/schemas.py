@@ -11,6 +11,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NullsAsAbsent(Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_mean_defaults(cls, data: Any) -> Any:
+        # Clients such as LiteLLM send explicit nulls for unset fields; OpenAI treats them as absent.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
 class StreamOptions(Strict):
     include_usage: bool = False
 
@@ -36,7 +46,7 @@ class ResponseFormat(Strict):
     json_schema: dict[str, Any] | None = None
 
 
-class SamplingFields(Strict):
+class SamplingFields(NullsAsAbsent):
     """Fields shared by chat and text completions."""
 
     model: str = Field(min_length=1)
@@ -56,14 +66,6 @@ class SamplingFields(Strict):
     user: str | None = None
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-sequence (vLLM extension).")
     priority: int = Field(default=0, description="Scheduling priority (vLLM extension): lower runs sooner.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_mean_defaults(cls, data: Any) -> Any:
-        # Clients such as LiteLLM send explicit nulls for unset fields; OpenAI treats them as absent.
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
 
     @model_validator(mode="after")
     def _check_bias(self) -> SamplingFields:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlx_manager.api.openai.schemas import NullsAsAbsent
 
 
 class Reasoning(BaseModel):
@@ -29,8 +31,7 @@ class TextConfig(BaseModel):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class ResponsesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ResponsesRequest(NullsAsAbsent):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]]
     instructions: str | None = None
@@ -55,10 +56,3 @@ class ResponsesRequest(BaseModel):
     safety_identifier: str | None = None
     include: list[str] | None = None
     background: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_mean_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
