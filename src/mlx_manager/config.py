@@ -45,6 +45,8 @@ class Settings(BaseSettings):
         default=False, description="Allow binding to a non-loopback address without an API key."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(default=False, description="Log JSON lines instead of human-readable ones.")
+    log_file: bool = Field(default=True, description="Also log to a rotating file in the state dir's logs/.")
 
     model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     scan_hf_cache: bool = True

@@ -57,3 +57,9 @@ def test_anthropic_routes_take_x_api_key_or_bearer_and_answer_401_in_anthropic_s
     assert out.usage.output_tokens == 2
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=keyed.base_url, api_key="nope", max_retries=0).messages.create(**body)  # type: ignore[arg-type]
+
+
+def test_metrics_need_the_key_when_one_is_set(keyed: ServerProcess) -> None:
+    assert httpx.get(f"{keyed.base_url}/metrics").status_code == 401
+    resp = httpx.get(f"{keyed.base_url}/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    assert resp.status_code == 200 and "mlx_manager_models_loaded" in resp.text

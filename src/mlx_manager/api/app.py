@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import psutil
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlx_manager import __version__, paths
+from mlx_manager.api.access import AccessMiddleware
 from mlx_manager.api.admin.routes import router as admin_router
 from mlx_manager.api.anthropic.routes import router as anthropic_router
 from mlx_manager.api.anthropic.serving import AnthropicServing
@@ -28,6 +31,7 @@ from mlx_manager.engine.discovery import hf_cache_dir
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
+from mlx_manager.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,14 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 health_router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["metrics"])
+
+
+@metrics_router.get("/metrics", response_class=Response)
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text format; behind the API key when one is set."""
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @health_router.get("/health")
@@ -67,7 +79,9 @@ async def health(request: Request) -> dict[str, object]:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    engine = Engine(engine_config(settings))
+    metrics = Metrics()
+    engine = Engine(replace(engine_config(settings), observer=metrics))
+    metrics.attach(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,12 +94,14 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="MLX Manager", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.metrics = metrics
     app.state.api_key = settings.api_key.get_secret_value() if settings.api_key else None
     app.state.openai_serving = OpenAIServing(engine, Limits(settings.max_n, settings.max_stop_sequences))
     app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences)
     app.state.responses_serving = ResponsesServing(engine, ResponseStore(open_database(paths.database_file())))
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every other layer sees the request id
     guarded = [Depends(require_api_key)]
     app.include_router(openai_router, dependencies=guarded)
     app.include_router(anthropic_router, dependencies=guarded)
@@ -93,4 +109,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rerank_router, dependencies=guarded)
     app.include_router(admin_router, dependencies=guarded)
     app.include_router(health_router)
+    app.include_router(metrics_router, dependencies=guarded)
     return app

@@ -88,6 +88,9 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def error_response(request: Request, exc: APIError) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(exc.code or exc.type).inc()
     if is_anthropic_path(request.url.path):
         body = anthropic_error_body(exc.status, exc.message)
     else:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from mlx_manager.api.access import record
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.openai.schemas import Strict
 
@@ -49,7 +50,8 @@ class RerankResponse(BaseModel):
 
 @router.post("/v1/rerank", response_model_exclude_none=True)
 @router.post("/rerank", response_model_exclude_none=True, include_in_schema=False)
-async def rerank(body: RerankRequest, engine: EngineDep) -> RerankResponse:
+async def rerank(body: RerankRequest, engine: EngineDep, request: Request) -> RerankResponse:
+    record(request, body.model)
     """Documents sorted by relevance to the query, most relevant first; `index` is the position in the request."""
     texts = body.texts()
     ranking = await engine.rerank(body.model, body.query, texts)

@@ -16,6 +16,7 @@ from rich.table import Table
 from mlx_manager import __version__, blas, paths
 from mlx_manager.cli import process
 from mlx_manager.config import Settings, load_settings
+from mlx_manager.observability.logs import setup_logging
 
 app = typer.Typer(help="Serve and manage MLX language models.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -106,9 +107,8 @@ def serve(
     settings = _settings(**overrides)
     blas.reexec_with_openblas(settings.use_openblas)
     _check_bind(settings)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+    log_file = process.log_file() if settings.log_file else None
+    setup_logging(settings.log_level, settings.log_json, log_file)
     log = logging.getLogger("mlx_manager")
     log.info("mlx-manager %s on http://%s:%d; BLAS: %s", __version__, settings.host, settings.port, blas.describe())
 

@@ -102,7 +102,13 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def log_file() -> Path:
+    """The server's own log (rotated by the server)."""
     return paths.logs_dir() / "server.log"
+
+
+def console_file() -> Path:
+    """A background server's stdout and stderr: its log lines too, and anything printed before logging starts."""
+    return paths.logs_dir() / "console.log"
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -143,7 +149,7 @@ def start_background(
     serve_args: list[str], host: str, port: int, timeout: float, api_key: str | None = None
 ) -> RunInfo:
     """Spawn `mlx-manager serve` detached (any API key goes through the environment), return once /health answers."""
-    log = log_file()
+    log = console_file()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n--- start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())

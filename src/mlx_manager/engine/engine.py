@@ -15,7 +15,7 @@ from mlx_manager.engine.discovery import discover_models
 from mlx_manager.engine.embeddings import service as embeddings
 from mlx_manager.engine.embeddings.model import EmbeddingModel, load_embedding_model
 from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
-from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.generation import Generation, GenerationObserver
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
 from mlx_manager.engine.output import output_parser_factory, reasoning_budget_factory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
@@ -47,6 +47,7 @@ class EngineConfig:
     preload: list[str] = field(default_factory=list)
     rescan_seconds: float = 2.0
     volatile_prompt_patterns: tuple[str, ...] = DEFAULT_VOLATILE_PATTERNS
+    observer: GenerationObserver | None = None  # token timing for metrics
 
 
 class Engine:
@@ -143,7 +144,7 @@ class Engine:
             bad = [t for t in params.logit_bias if t < 0 or t >= lm.vocab_size]
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
-            gen = Generation(len(prompt_ids), n)
+            gen = Generation(len(prompt_ids), n, model_id, self.config.observer)
             constraint = request_constraint(lm.family, prompt, params, rendered)
             grammar = await self._grammar(lm, constraint, params)
             parser = output_parser_factory(lm.family, prompt, rendered, constraint)

@@ -5,15 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from mlx_manager.engine.types import GenerationChunk, Usage
+
+
+class GenerationObserver(Protocol):
+    """Sees token timing as chunks reach the event loop (metrics); called on the loop thread."""
+
+    def first_token(self, model: str, seconds: float) -> None: ...
+
+    def next_tokens(self, model: str, seconds_per_token: float, count: int) -> None: ...
+
+    def finished(self, model: str, usage: Usage, reason: str | None) -> None: ...
 
 
 class Generation:
     """Iterate for chunks; `cancel()` (or leaving the loop early) stops the model work."""
 
-    def __init__(self, prompt_tokens: int, n: int) -> None:
+    def __init__(self, prompt_tokens: int, n: int, model: str = "", observer: GenerationObserver | None = None) -> None:
+        self.model = model
+        self.observer = observer
+        self.started = time.perf_counter()
+        self._last_token_at: dict[int, float] = {}  # per sequence (n > 1 runs several)
         self.usage = Usage(prompt_tokens=prompt_tokens)
         self.remaining = n  # sequences still running; the generation is done at zero
         self.done = False
@@ -39,17 +55,37 @@ class Generation:
     def _receive(self, chunks: list[GenerationChunk], error: BaseException | None) -> None:
         if self.done:
             return
+        reason = None
         for chunk in chunks:
             self._queue.put_nowait(chunk)
+            self._observe(chunk)
             if chunk.finish_reason is not None:
                 self.remaining -= 1
+                reason = chunk.finish_reason
         if error is not None:
             self._queue.put_nowait(error)
         if error is not None or self.remaining <= 0:
             self.done = True
+            if self.observer is not None:
+                self.observer.finished(self.model, self.usage, "error" if error is not None else reason)
             self._queue.put_nowait(None)
             for fn in self._on_done:
                 fn()
+
+    def _observe(self, chunk: GenerationChunk) -> None:
+        count = len(chunk.token_ids)
+        if self.observer is None or not count:
+            return
+        now = time.perf_counter()
+        last = self._last_token_at.get(chunk.index)
+        if last is None:
+            self.observer.first_token(self.model, now - self.started)
+            count, gap = count - 1, 0.0
+        else:
+            gap = (now - last) / count
+        if count:
+            self.observer.next_tokens(self.model, gap, count)
+        self._last_token_at[chunk.index] = now
 
     async def __aiter__(self) -> AsyncIterator[GenerationChunk]:
         try:

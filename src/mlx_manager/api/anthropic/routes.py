@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
+from mlx_manager.api.access import record
 from mlx_manager.api.anthropic.schemas import (
     CountTokensRequest,
     Message,
@@ -31,7 +32,9 @@ def _serving(request: Request) -> AnthropicServing:
 
 async def create_message(body: MessagesRequest, request: Request) -> Message | EventSourceResponse:
     serving = _serving(request)
+    record(request, body.model)
     gen = await serving.start(body)
+    record(request, body.model, gen.usage)
     if body.stream:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return EventSourceResponse(serving.stream(body, gen), sep="\n", headers=headers)
@@ -39,6 +42,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Message | E
 
 
 async def count_tokens(body: CountTokensRequest, request: Request) -> TokenCount:
+    record(request, body.model)
     return await _serving(request).count_tokens(body)
 
 

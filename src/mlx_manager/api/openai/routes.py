@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
+from mlx_manager.api.access import record
 from mlx_manager.api.anthropic.routes import list_models as anthropic_models
 from mlx_manager.api.anthropic.schemas import ModelList as AnthropicModelList
 from mlx_manager.api.deps import EngineDep
@@ -39,7 +40,9 @@ def _sse(stream: Any) -> EventSourceResponse:
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | EventSourceResponse:
     serving = _serving(request)
+    record(request, body.model)
     gen = await serving.start_chat(body)
+    record(request, body.model, gen.usage)
     if body.stream:
         return _sse(serving.chat_stream(body, gen))
     return await serving.chat(body, gen, request.is_disconnected)
@@ -48,14 +51,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
 @router.post("/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> Completion | EventSourceResponse:
     serving = _serving(request)
+    record(request, body.model)
     gens = await serving.start_completion(body)
+    if len(gens) == 1:
+        record(request, body.model, gens[0].usage)
     if body.stream:
         return _sse(serving.completion_stream(body, gens))
     return await serving.completion(body, gens, request.is_disconnected)
 
 
 @router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, engine: EngineDep) -> EmbeddingList:
+async def embeddings(body: EmbeddingRequest, engine: EngineDep, request: Request) -> EmbeddingList:
+    record(request, body.model)
     return await create_embeddings(engine, body)
 
 

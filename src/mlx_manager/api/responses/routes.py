@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
+from mlx_manager.api.access import record
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import ResponsesServing
 
@@ -21,7 +22,9 @@ def _serving(request: Request) -> ResponsesServing:
 @router.post("/responses", response_model=None)
 async def create_response(body: ResponsesRequest, request: Request) -> dict[str, Any] | EventSourceResponse:
     serving = _serving(request)
+    record(request, body.model)
     run = await serving.start(body)
+    record(request, body.model, run.gen.usage)
     if body.stream:
         stream = serving.stream(body, run)
         return EventSourceResponse(stream, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,1 @@
+"""What the server tells an operator: Prometheus metrics and structured logs."""

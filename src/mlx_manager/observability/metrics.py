@@ -1,0 +1,107 @@
+"""Prometheus metrics: request counters and latency histograms, plus engine state read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mlx_manager.engine.types import Usage
+
+if TYPE_CHECKING:
+    from mlx_manager.engine.engine import Engine
+
+_LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_ITL = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+
+
+class Metrics:
+    """One registry per app (tests run several); the engine feeds token timing, the HTTP layer the rest."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "mlx_manager_requests",
+            "HTTP requests by endpoint, model and status.",
+            ["endpoint", "model", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "mlx_manager_request_duration_seconds", "End-to-end HTTP request latency.", ["endpoint", "model"],
+            buckets=_LATENCY, registry=r,
+        )  # fmt: skip
+        self.errors = Counter("mlx_manager_errors", "Error responses by error type.", ["type"], registry=r)
+        self.prompt_tokens = Counter("mlx_manager_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r)
+        self.cached_tokens = Counter(
+            "mlx_manager_prompt_tokens_cached", "Prompt tokens reused from the prefix cache.", ["model"], registry=r
+        )
+        self.completion_tokens = Counter("mlx_manager_completion_tokens", "Tokens generated.", ["model"], registry=r)
+        self.generations = Counter(
+            "mlx_manager_generations", "Finished generations by finish reason.", ["model", "reason"], registry=r
+        )
+        self.ttft = Histogram(
+            "mlx_manager_time_to_first_token_seconds", "Time to first token.", ["model"], buckets=_LATENCY, registry=r
+        )
+        self.itl = Histogram(
+            "mlx_manager_inter_token_latency_seconds", "Time between tokens of a sequence.", ["model"],
+            buckets=_ITL, registry=r,
+        )  # fmt: skip
+
+    def attach(self, engine: Engine) -> None:
+        self.registry.register(_EngineCollector(engine))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- GenerationObserver -------------------------------------------------------------------
+
+    def first_token(self, model: str, seconds: float) -> None:
+        self.ttft.labels(model).observe(seconds)
+
+    def next_tokens(self, model: str, seconds_per_token: float, count: int) -> None:
+        child = self.itl.labels(model)
+        for _ in range(count):
+            child.observe(seconds_per_token)
+
+    def finished(self, model: str, usage: Usage, reason: str | None) -> None:
+        self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        self.cached_tokens.labels(model).inc(usage.cached_tokens)
+        self.completion_tokens.labels(model).inc(usage.completion_tokens)
+        self.generations.labels(model, reason or "unknown").inc()
+
+
+class _EngineCollector(Collector):
+    """Gauges read from the pool and schedulers when Prometheus scrapes, so they are never stale."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        entries = self.engine.pool.entries()
+        loaded = GaugeMetricFamily("mlx_manager_models_loaded", "Models in the pool (loaded or loading).")
+        loaded.add_metric([], len(entries))
+        budget = GaugeMetricFamily("mlx_manager_memory_budget_bytes", "Memory the pool may use for models.")
+        budget.add_metric([], self.engine.pool.config.memory_budget_bytes)
+        memory = GaugeMetricFamily("mlx_manager_model_memory_bytes", "Memory a loaded model uses.", labels=["model"])
+        load = GaugeMetricFamily("mlx_manager_model_load_seconds", "How long loading took.", labels=["model"])
+        waiting = GaugeMetricFamily("mlx_manager_queue_depth", "Requests waiting for a batch slot.", labels=["model"])
+        running = GaugeMetricFamily("mlx_manager_running_sequences", "Sequences being decoded.", labels=["model"])
+        hit = GaugeMetricFamily(
+            "mlx_manager_prefix_cache_hit_ratio",
+            "Share of prompt tokens served from the prefix cache.",
+            labels=["model"],
+        )
+        for e in entries:
+            model = e.info.id
+            memory.add_metric([model], e.memory_bytes)
+            load.add_metric([model], e.load_seconds)
+            if e.scheduler is not None:
+                waiting.add_metric([model], e.scheduler.stats.waiting)
+                running.add_metric([model], e.scheduler.stats.running)
+                stats = e.scheduler.cache.stats
+                hit.add_metric([model], stats.tokens_reused / stats.tokens_requested if stats.tokens_requested else 0.0)
+        yield from (loaded, budget, memory, load, waiting, running, hit)
