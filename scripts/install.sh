@@ -7,11 +7,20 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 # On Linux the mlx CPU wheel links a slow reference BLAS; the system OpenBLAS makes float32 matmuls ~40x faster.
-if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libopenblas.so.0; then
-  sudo=""
-  [ "$(id -u)" = "0" ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenblas0-pthread >/dev/null
+# opencv-python (an mlx-vlm dependency, imported by a few of its models) needs libGL and GLib to import.
+if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
+  libs=$(ldconfig -p 2>/dev/null || true)
+  missing=""
+  grep -q libopenblas.so.0 <<<"$libs" || missing="$missing libopenblas0-pthread"
+  grep -q libGL.so.1 <<<"$libs" || missing="$missing libgl1"
+  grep -q libgthread-2.0.so.0 <<<"$libs" || missing="$missing libglib2.0-0"
+  if [ -n "$missing" ]; then
+    sudo=""
+    [ "$(id -u)" = "0" ] || sudo="sudo"
+    $sudo apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+  fi
 fi
 
 python=${PYTHON:-python3}

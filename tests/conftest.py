@@ -13,6 +13,7 @@ from mlx_manager.manager.minilm import ensure_minilm
 from mlx_manager.testing.server import ServerProcess, run_server
 from mlx_manager.testing.tiny_encoders import write_decoder_embedder, write_tiny_bert
 from mlx_manager.testing.tiny_models import write_tiny_models
+from mlx_manager.testing.tiny_vlm import write_tiny_vlm
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,28 @@ def embedding_server(
 @pytest.fixture(scope="session")
 def embedding_client(embedding_server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{embedding_server.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+# The vision server's image limits, small so that tests can cross them cheaply.
+VISION_MAX_IMAGE_BYTES = 100_000
+VISION_MAX_IMAGE_PIXELS = 200 * 200
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm() -> Path:
+    """tiny-qwen2-vl, in its own folder: other tests count the models in tiny-models."""
+    return write_tiny_vlm(asset_cache() / "tiny-vlm")
+
+
+@pytest.fixture(scope="session")
+def vision_server(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server over the tiny vision model alone, with small image limits."""
+    env = {
+        "MLX_MANAGER_MAX_IMAGE_BYTES": str(VISION_MAX_IMAGE_BYTES),
+        "MLX_MANAGER_MAX_IMAGE_PIXELS": str(VISION_MAX_IMAGE_PIXELS),
+    }
+    with run_server(tmp_path_factory.mktemp("vision-home"), ["--model-dir", str(tiny_vlm.parent)], env) as srv:
+        yield srv
 
 
 def token_id(model_dir: Path, token: str) -> int:

@@ -69,9 +69,19 @@ class Settings(BaseSettings):
         " head of agent prompts do not defeat the prefix cache.",
     )
 
+    drain_seconds: float = Field(
+        default=30, ge=0, description="On SIGTERM, how long in-flight requests may finish before they are ended."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Browser origins allowed to call the API (CORS); none by default."
+    )
+    max_request_bytes: int = Field(default=64 << 20, ge=1024, description="Largest request body accepted (413).")
+    max_tools: int = Field(default=128, ge=1, description="Most tools one request may offer.")
     default_max_tokens: int = Field(default=4096, ge=1)
     max_n: int = Field(default=8, ge=1)
     max_stop_sequences: int = Field(default=16, ge=1)
+    max_image_bytes: int = Field(default=20 << 20, ge=1, description="Largest image accepted, encoded (400).")
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="Most pixels (width x height) per image.")
     use_openblas: bool = Field(default=True, description="On Linux, preload the system OpenBLAS for mlx.")
 
     @field_validator("api_key", mode="before")
@@ -81,6 +91,12 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        # URLs hold ':' (os.pathsep), so origins are split on commas and spaces only.
+        return [v for v in value.replace(",", " ").split()] if isinstance(value, str) else value
 
     @field_validator("model_dirs", "preload", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import psutil
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlx_manager import __version__, paths
@@ -16,7 +17,10 @@ from mlx_manager.api.access import AccessMiddleware
 from mlx_manager.api.admin.routes import router as admin_router
 from mlx_manager.api.anthropic.routes import router as anthropic_router
 from mlx_manager.api.anthropic.serving import AnthropicServing
+from mlx_manager.api.body_limit import BodyLimitMiddleware
+from mlx_manager.api.drain import DrainMiddleware
 from mlx_manager.api.errors import install_error_handlers
+from mlx_manager.api.images import ImageLimits
 from mlx_manager.api.middleware import RequestIdMiddleware
 from mlx_manager.api.openai.routes import router as openai_router
 from mlx_manager.api.openai.serving import Limits, OpenAIServing
@@ -24,6 +28,7 @@ from mlx_manager.api.rerank import router as rerank_router
 from mlx_manager.api.responses.routes import router as responses_router
 from mlx_manager.api.responses.serving import ResponsesServing
 from mlx_manager.api.security import require_api_key
+from mlx_manager.api.security_headers import SecurityHeadersMiddleware
 from mlx_manager.config import Settings
 from mlx_manager.db.responses import ResponseStore
 from mlx_manager.db.session import open_database
@@ -56,6 +61,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             ),
         ),
         default_max_tokens=settings.default_max_tokens,
+        max_tools=settings.max_tools,
         volatile_prompt_patterns=tuple(settings.volatile_prompt_patterns),
         preload=list(settings.preload),
     )
@@ -95,11 +101,24 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
+    app.state.draining = False
     app.state.api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    app.state.openai_serving = OpenAIServing(engine, Limits(settings.max_n, settings.max_stop_sequences))
-    app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences)
-    app.state.responses_serving = ResponsesServing(engine, ResponseStore(open_database(paths.database_file())))
+    images = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+    app.state.openai_serving = OpenAIServing(engine, Limits(settings.max_n, settings.max_stop_sequences, images))
+    app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences, images)
+    app.state.responses_serving = ResponsesServing(engine, ResponseStore(open_database(paths.database_file())), images)
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:  # off unless configured: a local server should not answer arbitrary web pages
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(DrainMiddleware)
     app.add_middleware(AccessMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: every other layer sees the request id
     guarded = [Depends(require_api_key)]

@@ -27,8 +27,14 @@ class Reply:
     content: str = ""
     reasoning: str = ""
     tool_calls: list[CallParts] = field(default_factory=list)
-    finish_reason: str | None = None  # "cancelled" reads as "stop": the client left or the server stopped it
+    finish_reason: str | None = None  # in API terms, see api_finish
     stop_sequence: str | None = None
+
+
+def api_finish(reason: str | None) -> str | None:
+    """The engine's reason in OpenAI's terms: a cancelled reply just stopped; an aborted one (server shutdown) was
+    cut short, which clients know as "length"."""
+    return {"cancelled": "stop", "aborted": "length"}.get(reason or "", reason)
 
 
 def assemble(chunks: list[GenerationChunk], parallel: bool = True) -> Reply:
@@ -48,7 +54,7 @@ def assemble(chunks: list[GenerationChunk], parallel: bool = True) -> Reply:
         content="".join(c.text for c in chunks),
         reasoning="".join(c.reasoning for c in chunks),
         tool_calls=[v for _, v in sorted(calls.items())],
-        finish_reason="stop" if reason == "cancelled" else reason,
+        finish_reason=api_finish(reason),
         stop_sequence=last.stop_sequence if last else None,
     )
 

@@ -115,6 +115,7 @@ def serve(
     import uvicorn
 
     from mlx_manager.api.app import create_app
+    from mlx_manager.api.drain import DrainingServer
 
     pid = os.getpid()
     if process.running() is None:
@@ -123,14 +124,16 @@ def serve(
             process.RunInfo(pid, settings.host, settings.port, time.time(), args, settings.api_key is not None)
         )
     try:
-        uvicorn.run(
-            create_app(settings),
+        application = create_app(settings)
+        config = uvicorn.Config(
+            application,
             host=settings.host,
             port=settings.port,
             log_config=None,
             log_level=settings.log_level,
             timeout_graceful_shutdown=10,
         )
+        DrainingServer(config, application, settings.drain_seconds).run()
     finally:
         process.clear_run_info(pid)
 

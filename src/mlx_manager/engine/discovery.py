@@ -13,6 +13,7 @@ from typing import Any
 from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
 from mlx_manager.engine.types import ModelInfo
+from mlx_manager.engine.vision.detect import is_vision_model
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
     except ValueError as exc:
         raise NotLoadableError(str(exc)) from exc
     encoder = config.get("model_type") in ENCODER_TYPES  # run by engine/embeddings, not mlx-lm
-    if not encoder and not _mlx_lm_supports(config):
-        raise NotLoadableError(f"model_type {config.get('model_type')!r} is not supported by mlx-lm")
+    vision = not encoder and spec.task == "generate" and is_vision_model(folder, config)  # run by mlx-vlm
+    if not encoder and not vision and not _mlx_lm_supports(config):
+        raise NotLoadableError(f"model_type {config.get('model_type')!r} is not supported by mlx-lm or mlx-vlm")
     weights = [p for p in folder.glob("*.safetensors")]
     if not weights:
         raise NotLoadableError("no .safetensors weights")
@@ -110,6 +112,7 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
         source="hf-cache" if source == "hf-cache" else "folder",
         created=int(config_path.stat().st_mtime),
         task=spec.task,
+        vision=vision,
     )
 
 

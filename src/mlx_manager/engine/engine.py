@@ -23,6 +23,8 @@ from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile,
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.structured import Constraint, request_constraint
 from mlx_manager.engine.types import ChatPrompt, ModelInfo, ModelTask, Prompt, SamplingParams
+from mlx_manager.engine.vision.inputs import VisionInputs, prepare_inputs
+from mlx_manager.engine.vision.scheduler import VisionScheduler
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class EngineConfig:
     rescan_seconds: float = 2.0
     volatile_prompt_patterns: tuple[str, ...] = DEFAULT_VOLATILE_PATTERNS
     observer: GenerationObserver | None = None  # token timing for metrics
+    max_tools: int = 128
 
 
 class Engine:
@@ -111,16 +114,25 @@ class Engine:
             raise InvalidRequestError(f"The model '{model_id}' {_WRONG_TASK[info.task]}.", param="model")
         return info
 
+    def active_requests(self) -> int:
+        """Requests holding a model: generating, embedding, or waiting for a load."""
+        return sum(e.active for e in self.pool.entries())
+
+    def abort_all(self) -> int:
+        """End every generation now with a final chunk (shutdown); returns how many were ended."""
+        return sum(e.scheduler.abort_all() for e in self.pool.entries() if e.scheduler is not None)
+
     async def count_tokens(self, model_id: str, prompt: Prompt) -> int:
         """Prompt tokens as `generate` would count them (loads the model: the tokenizer and template live there)."""
-        entry = await self.pool.acquire(await self.resolve_for(model_id, "generate"))
+        entry = await self.pool.acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
         try:
             assert isinstance(entry.loaded, LoadedModel)
             lm = entry.loaded
             if isinstance(prompt, ChatPrompt):
                 prompt = strip_volatile(prompt, self._volatile)
-            ids, _ = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
-            return len(ids)
+            ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
+            vision_inputs = await self._vision_inputs(entry, prompt, rendered)
+            return len(vision_inputs.ids if vision_inputs is not None else ids)
         finally:
             self.pool.release(entry)
 
@@ -128,13 +140,22 @@ class Engine:
         self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
     ) -> Generation:
         """Validate and queue a generation; request errors are raised here, before any output."""
-        entry = await self.pool.acquire(await self.resolve_for(model_id, "generate"))
+        entry = await self.pool.acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
         try:
             assert isinstance(entry.loaded, LoadedModel) and entry.scheduler is not None
             lm = entry.loaded
             if isinstance(prompt, ChatPrompt):
+                if len(prompt.tools or []) > self.config.max_tools:
+                    raise InvalidRequestError(
+                        f"{len(prompt.tools or [])} tools were offered; at most {self.config.max_tools} are allowed"
+                        " (max_tools).",
+                        param="tools",
+                    )
                 prompt = strip_volatile(prompt, self._volatile)
             prompt_ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
+            vision_inputs = await self._vision_inputs(entry, prompt, rendered)
+            if vision_inputs is not None:
+                prompt_ids = vision_inputs.ids  # with each image's tokens, as the model sees and usage counts
             if not prompt_ids:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")
             param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
@@ -161,6 +182,7 @@ class Engine:
                     max_tokens,
                     priority,
                     make_parser=parser,
+                    inputs=vision_inputs,
                     extra_processors=[
                         *([budget()] if budget is not None else []),
                         *([lm.constraints.processor(grammar)] if grammar is not None else []),
@@ -196,6 +218,15 @@ class Engine:
             self.pool.release(entry)
 
     @staticmethod
+    async def _vision_inputs(entry: PoolEntry, prompt: Prompt, rendered: str | None) -> VisionInputs | None:
+        """A vision model's chat prompt goes through its processor, on the model's thread; None otherwise."""
+        lm = entry.loaded
+        if not isinstance(lm, LoadedModel) or lm.vision is None or not isinstance(prompt, ChatPrompt):
+            return None
+        assert isinstance(entry.scheduler, VisionScheduler) and rendered is not None
+        return await entry.scheduler.call(prepare_inputs, lm, rendered, prompt.images)
+
+    @staticmethod
     async def _grammar(lm: LoadedModel, constraint: Constraint | None, params: SamplingParams) -> Grammar | None:
         """Compile the request's constraint (a response format or a forced tool call), or None for free text."""
         if constraint is None:
@@ -217,3 +248,25 @@ class Engine:
         if limit and prompt_len + requested > limit:
             raise ContextLengthError(prompt_len, requested, limit, param)
         return requested
+
+
+def _accepts(info: ModelInfo, prompt: Prompt) -> ModelInfo:
+    """A 400 before anything is loaded when a text-only model is sent images, or images and parts disagree."""
+    if not isinstance(prompt, ChatPrompt):
+        return info
+    if prompt.images and not info.vision:
+        raise InvalidRequestError(
+            f"The model '{info.id}' does not accept images: it is a text-only model. Send text only, or use a"
+            " vision model.",
+            param="messages",
+        )
+    parts = sum(
+        1
+        for m in prompt.messages
+        if isinstance(m.get("content"), list)
+        for p in m["content"]
+        if isinstance(p, dict) and p.get("type") == "image"
+    )
+    if parts != len(prompt.images):
+        raise InvalidRequestError(f"{parts} image parts but {len(prompt.images)} images were given.", param="messages")
+    return info

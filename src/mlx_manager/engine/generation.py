@@ -32,6 +32,7 @@ class Generation:
         self._last_token_at: dict[int, float] = {}  # per sequence (n > 1 runs several)
         self.usage = Usage(prompt_tokens=prompt_tokens)
         self.remaining = n  # sequences still running; the generation is done at zero
+        self.aborted = False
         self.done = False
         self._queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
         self._cancel = threading.Event()
@@ -42,6 +43,11 @@ class Generation:
         return self._cancel.is_set()
 
     def cancel(self) -> None:
+        self._cancel.set()
+
+    def abort(self) -> None:
+        """Stop the model work but still end each sequence with a final chunk (finish_reason "aborted")."""
+        self.aborted = True
         self._cancel.set()
 
     def add_done_callback(self, fn: Callable[[], None]) -> None:

@@ -1,4 +1,4 @@
-"""Load a model folder with mlx-lm and measure what it costs in memory."""
+"""Load a model folder with mlx-lm (mlx-vlm for vision models) and measure what it costs in memory."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -18,6 +18,9 @@ from mlx_manager.engine.discovery import read_json
 from mlx_manager.engine.errors import ModelLoadError
 from mlx_manager.engine.families import DEFAULT, Family, detect_family
 from mlx_manager.engine.types import ModelInfo
+
+if TYPE_CHECKING:
+    from mlx_manager.engine.vision.loader import VisionParts
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ class LoadedModel:
     family: Family = DEFAULT
     # The grammar factory, built on the first constrained request (wrapping a real vocabulary takes ~1 s).
     constraints: Any = None
+    # A vision-language model's mlx-vlm processor and settings (engine/vision), None for text models.
+    vision: VisionParts | None = None
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:
@@ -45,6 +50,10 @@ def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozense
 
 def load_model(info: ModelInfo) -> LoadedModel:
     """Runs on the model's own thread: MLX streams are thread-local, so load and generate share one."""
+    if info.vision:
+        from mlx_manager.engine.vision.loader import load_vision_model  # deferred: mlx-vlm imports transformers
+
+        return load_vision_model(info)
     start = time.perf_counter()
     before = mx.get_active_memory()
     try:
@@ -53,19 +62,34 @@ def load_model(info: ModelInfo) -> LoadedModel:
         mx.eval(model.parameters())
     except Exception as exc:  # mlx-lm raises many kinds; all mean the same to the caller
         raise ModelLoadError(f"Could not load model '{info.id}' from {info.path}: {exc}") from exc
-    memory = max(mx.get_active_memory() - before, 0)
+    return describe_loaded(info, model, tokenizer, max(mx.get_active_memory() - before, 0), start)
+
+
+def describe_loaded(
+    info: ModelInfo,
+    model: nn.Module,
+    tokenizer: TokenizerWrapper,
+    memory: int,
+    start: float,
+    vision: VisionParts | None = None,
+) -> LoadedModel:
+    """The LoadedModel for a model and tokenizer just loaded: family, stop tokens, vocabulary size."""
     config = read_json(Path(info.path) / "config.json")
     vocab = tokenizer.get_vocab()
     family = detect_family(config, set(tokenizer.all_special_tokens) | set(tokenizer.added_tokens_encoder))
     stop_ids = _stop_token_ids(tokenizer, family.end_of_turn_tokens)
     log.info(
-        "Loaded %s (%s family, %.1f MB) in %.2fs; stop tokens %s",
+        "Loaded %s (%s family%s, %.1f MB) in %.2fs; stop tokens %s",
         info.id,
         family.name,
+        ", vision" if vision is not None else "",
         memory / 1e6,
         time.perf_counter() - start,
         sorted(stop_ids),
     )
+    # A vision-language model keeps its language model's sizes under text_config.
+    text_config = config.get("text_config")
+    text_config = text_config if isinstance(text_config, dict) else config
     return LoadedModel(
         info=info,
         model=model,
@@ -73,11 +97,21 @@ def load_model(info: ModelInfo) -> LoadedModel:
         stop_token_ids=stop_ids,
         context_length=info.context_length,
         memory_bytes=memory or info.size_bytes,
-        vocab_size=max(len(vocab), int(config.get("vocab_size") or 0)),
+        vocab_size=max(len(vocab), int(config.get("vocab_size") or text_config.get("vocab_size") or 0)),
         family=family,
+        vision=vision,
     )
 
 
 def release_memory() -> None:
     gc.collect()
     mx.clear_cache()
+
+
+def memory_stats() -> dict[str, int]:
+    """MLX's view: bytes in live arrays, in its buffer cache (freed but kept for reuse), and the peak."""
+    return {
+        "mlx_active_bytes": int(mx.get_active_memory()),
+        "mlx_cache_bytes": int(mx.get_cache_memory()),
+        "mlx_peak_bytes": int(mx.get_peak_memory()),
+    }

@@ -16,6 +16,7 @@ from mlx_manager.engine.errors import MemoryBudgetError
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
 from mlx_manager.engine.types import ModelInfo
+from mlx_manager.engine.vision.scheduler import scheduler_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,7 +143,7 @@ class ModelPool:
         entry.loaded = loaded
         if isinstance(loaded, LoadedModel):
             # The batch loop then owns the model's thread until the model is evicted.
-            entry.scheduler = Scheduler(loaded, self.config.scheduler)
+            entry.scheduler = scheduler_for(loaded, self.config.scheduler)  # a vision model runs one at a time
             entry.runner.submit(entry.scheduler.run)
         entry.loaded_at = time.time()
         entry.load_seconds = time.monotonic() - start

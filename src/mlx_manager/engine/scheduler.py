@@ -88,6 +88,15 @@ class Scheduler:
             for seq in [*self._inbox, *self._waiting, *self._running.values()]:
                 seq.gen.cancel()
 
+    def abort_all(self) -> int:
+        """End every request now, each with a final chunk; returns how many there were."""
+        with self._cond:
+            gens = {seq.gen for seq in [*self._inbox, *self._waiting, *self._running.values()]}
+            for gen in gens:
+                gen.abort()
+            self._cond.notify()
+        return len(gens)
+
     def stop(self) -> None:
         """Finish what was accepted, then end the loop."""
         with self._cond:
@@ -197,14 +206,14 @@ class Scheduler:
         for seq in [s for s in self._waiting if s.gen.cancelled()]:
             self._waiting.remove(seq)
             seq.start(self.lm.tokenizer)
-            out[seq.gen].extend(seq.finish("cancelled"))
+            out[seq.gen].extend(seq.finish("aborted" if seq.gen.aborted else "cancelled"))
             self._count_done(seq)
         gone = [s for s in self._running.values() if s.gen.cancelled()]
         if gone:
             batch.remove([s.uid for s in gone])
             for seq in gone:
                 del self._running[seq.uid]  # type: ignore[arg-type]
-                out[seq.gen].extend(seq.finish("cancelled"))
+                out[seq.gen].extend(seq.finish("aborted" if seq.gen.aborted else "cancelled"))
                 self._count_done(seq)
 
     def _retire(self, batch: BatchGenerator, seq: Sequence, cache: Any, tokens: Any) -> None:

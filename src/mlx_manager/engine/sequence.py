@@ -55,6 +55,8 @@ class Sequence:
     make_parser: Callable[[], OutputParser] | None = None
     # Per-sequence logits processors beyond the sampling ones, e.g. a grammar.
     extra_processors: list[LogitsProcessor] = field(default_factory=list)
+    # A vision model's prepared prompt (engine/vision VisionInputs: image tensors); None for token ids only.
+    inputs: Any = None
 
     def start(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer

@@ -74,7 +74,18 @@ def _inject(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list
     merged: list[dict[str, Any]] = []
     for m in out:
         if merged and m.get("role") == "user" and merged[-1].get("role") == "user":
-            merged[-1] = {**merged[-1], "content": f"{merged[-1].get('content') or ''}\n\n{m.get('content') or ''}"}
+            merged[-1] = {**merged[-1], "content": _join(merged[-1].get("content"), m.get("content"))}
         else:
             merged.append(m)
     return merged
+
+
+def _join(first: Any, second: Any) -> Any:
+    """Two user turns' contents as one: text, or parts when either holds images (vision models)."""
+    if not isinstance(first, list) and not isinstance(second, list):
+        return f"{first or ''}\n\n{second or ''}"
+
+    def parts(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [{"type": "text", "text": value or ""}]
+
+    return [*parts(first), {"type": "text", "text": "\n\n"}, *parts(second)]

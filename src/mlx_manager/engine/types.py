@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+# "cancelled": the client left; "aborted": the server cut the sequence short (shutdown) and says so.
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "aborted"]
 # What a model is for: text generation, embeddings (bi-encoder), or scoring pairs (cross-encoder reranker).
 ModelTask = Literal["generate", "embed", "score"]
 
@@ -47,6 +51,8 @@ class ChatPrompt:
     force_tool: str | None = None
     # The last message is the start of the assistant's reply, to be continued (Anthropic prefill).
     continue_final: bool = False
+    # Decoded RGB images, in the order of the {"type": "image"} parts in `messages` (vision models only).
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,3 +125,5 @@ class ModelInfo:
     source: Literal["hf-cache", "folder"]
     created: int
     task: ModelTask = "generate"
+    # A vision-language model (loaded with mlx-vlm): its chat prompts may carry images.
+    vision: bool = False

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import psutil
 from fastapi import APIRouter
 
 from mlx_manager.api.admin.schemas import LoadedModelOut, LoadedModels, LocalModelOut, PrefixCacheOut
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
+from mlx_manager.engine.loader import memory_stats
 from mlx_manager.engine.pool import PoolEntry
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -44,6 +46,12 @@ async def loaded_models(engine: EngineDep) -> LoadedModels:
         max_models=cfg.max_models,
         loads=engine.pool.loads,
     )
+
+
+@router.get("/memory")
+async def memory() -> dict[str, int]:
+    """Process and MLX memory, to tell a leak from caches filling up."""
+    return {"rss_bytes": psutil.Process().memory_info().rss, **memory_stats()}
 
 
 @router.get("/models/local")

@@ -38,6 +38,7 @@ class LocalModelOut(BaseModel):
     quantization_bits: int | None
     source: str
     task: str = "generate"  # generate, embed or score (reranker)
+    vision: bool = False  # accepts images (a vision-language model)
 
 
 class PrefixCacheOut(BaseModel):

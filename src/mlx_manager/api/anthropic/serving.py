@@ -13,7 +13,8 @@ from mlx_manager.api.anthropic import translate
 from mlx_manager.api.anthropic.errors import anthropic_error_body
 from mlx_manager.api.anthropic.schemas import CountTokensRequest, Message, MessagesRequest, TokenCount
 from mlx_manager.api.errors import from_engine_error
-from mlx_manager.api.replies import Disconnected, assemble, collect
+from mlx_manager.api.images import ImageLimits, attach_images
+from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import EngineError
 from mlx_manager.engine.generation import Generation
@@ -23,17 +24,19 @@ log = logging.getLogger(__name__)
 
 
 class AnthropicServing:
-    def __init__(self, engine: Engine, max_stop: int) -> None:
+    def __init__(self, engine: Engine, max_stop: int, images: ImageLimits | None = None) -> None:
         self.engine = engine
         self.max_stop = max_stop
+        self.images = images or ImageLimits()
 
     async def start(self, req: MessagesRequest) -> Generation:
-        prompt = translate.chat_prompt(req)
+        prompt = await attach_images(self.engine, req.model, translate.chat_prompt(req), self.images)
         params = translate.sampling_params(req, self.max_stop)
         return await self.engine.generate(req.model, prompt, params)
 
     async def count_tokens(self, req: CountTokensRequest) -> TokenCount:
-        return TokenCount(input_tokens=await self.engine.count_tokens(req.model, translate.chat_prompt(req)))
+        prompt = await attach_images(self.engine, req.model, translate.chat_prompt(req), self.images)
+        return TokenCount(input_tokens=await self.engine.count_tokens(req.model, prompt))
 
     async def message(self, req: MessagesRequest, gen: Generation, is_disconnected: Disconnected) -> Message:
         chunks = (await collect(gen, is_disconnected)).get(0, [])
@@ -106,7 +109,7 @@ class _BlockStream:
             if call.arguments:
                 out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
         if chunk.finish_reason is not None:
-            self.finish_reason = "stop" if chunk.finish_reason == "cancelled" else chunk.finish_reason
+            self.finish_reason = api_finish(chunk.finish_reason)
             self.stop_sequence = chunk.stop_sequence
         return out
 

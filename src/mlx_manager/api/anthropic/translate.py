@@ -8,6 +8,7 @@ from typing import Any
 
 from mlx_manager.api.anthropic.schemas import (
     ContentBlock,
+    ImageBlockParam,
     MessageParam,
     MessagesRequest,
     MessagesRequestBase,
@@ -19,6 +20,8 @@ from mlx_manager.api.anthropic.schemas import (
     Usage,
 )
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.images import ImageRef, image_part
+from mlx_manager.api.images import content as message_content
 from mlx_manager.api.replies import Reply
 from mlx_manager.engine.types import ChatPrompt, SamplingParams
 from mlx_manager.engine.types import Usage as EngineUsage
@@ -33,15 +36,28 @@ def _bad(message: str, param: str) -> APIError:
 
 
 def _text(blocks: Any, param: str) -> str:
-    """Text of a string or a list of text blocks; images and documents are refused (text models only)."""
+    """Text of a string or a list of text blocks (system prompts, tool results): no images there."""
     if isinstance(blocks, str):
         return blocks
     texts = []
     for block in blocks or []:
         if block.type != "text":
-            raise _bad(f"Content blocks of type '{block.type}' are not supported by this server; send text.", param)
+            raise _bad(
+                f"Content blocks of type '{block.type}' are not supported here; send text"
+                " (images go in user message content, for vision models).",
+                param,
+            )
         texts.append(block.text)
     return "\n".join(texts)
+
+
+def _image_ref(block: ImageBlockParam, param: str) -> ImageRef:
+    source = block.source
+    if source.get("type") == "base64" and isinstance(source.get("data"), str):
+        return ImageRef(param=param, kind="image", data=source["data"])
+    if source.get("type") == "url" and isinstance(source.get("url"), str):
+        return ImageRef(param=param, kind="image", url=source["url"])  # refused once decoded: nothing is fetched
+    raise _bad(f"Image source type '{source.get('type')}' is not supported; send base64 data.", f"{param}.source")
 
 
 def _tool_result(block: ToolResultBlockParam, param: str) -> dict[str, Any]:
@@ -63,7 +79,7 @@ def _messages(req: MessagesRequestBase) -> list[dict[str, Any]]:
 def _message(msg: MessageParam, param: str) -> list[dict[str, Any]]:
     if isinstance(msg.content, str):
         return [{"role": msg.role, "content": msg.content}]
-    texts: list[str] = []
+    texts: list[dict[str, Any]] = []  # text and image parts, in order
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -71,7 +87,9 @@ def _message(msg: MessageParam, param: str) -> list[dict[str, Any]]:
         where = f"{param}.{j}"
         kind = block.type
         if kind == "text":
-            texts.append(block.text)  # type: ignore[union-attr]
+            texts.append({"type": "text", "text": block.text})  # type: ignore[union-attr]
+        elif kind == "image" and msg.role == "user":
+            texts.append(image_part(_image_ref(block, where)))  # type: ignore[arg-type]
         elif kind == "tool_result" and msg.role == "user":
             results.append(_tool_result(block, where))  # type: ignore[arg-type]
         elif kind == "tool_use" and msg.role == "assistant":
@@ -90,8 +108,8 @@ def _message(msg: MessageParam, param: str) -> list[dict[str, Any]]:
             raise _bad(f"Content blocks of type '{kind}' are not supported in {msg.role} messages here.", where)
     if msg.role == "user":
         # Tool results answer the previous assistant turn, so they come before the user's new text.
-        return results + ([{"role": "user", "content": "\n".join(texts)}] if texts or not results else [])
-    message: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts)}
+        return results + ([{"role": "user", "content": message_content(texts, "\n")}] if texts or not results else [])
+    message: dict[str, Any] = {"role": "assistant", "content": message_content(texts, "\n")}
     if reasoning:
         message["reasoning_content"] = "\n".join(reasoning)
     if calls:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from mlx_manager.api.errors import APIError, error_body, from_engine_error
+from mlx_manager.api.images import ImageLimits, attach_images, content, url_part
 from mlx_manager.api.openai.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -35,7 +36,7 @@ from mlx_manager.api.openai.schemas import (
     TopLogprob,
     UsageOut,
 )
-from mlx_manager.api.replies import Disconnected, assemble, collect
+from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import EngineError
 from mlx_manager.engine.generation import Generation
@@ -52,9 +53,10 @@ log = logging.getLogger(__name__)
 
 
 class Limits:
-    def __init__(self, max_n: int, max_stop: int) -> None:
+    def __init__(self, max_n: int, max_stop: int, images: ImageLimits | None = None) -> None:
         self.max_n = max_n
         self.max_stop = max_stop
+        self.images = images or ImageLimits()
 
 
 def _unsupported(param: str, why: str) -> APIError:
@@ -87,19 +89,24 @@ def sampling_params(
     )
 
 
-def _message_dict(msg: ChatMessage) -> dict[str, Any]:
+def _message_dict(msg: ChatMessage, index: int) -> dict[str, Any]:
     data = msg.model_dump(exclude_none=True)
     if isinstance(msg.content, list):
-        texts: list[str] = []
-        for part in msg.content:
-            if part.type != "text":
+        parts: list[dict[str, Any]] = []
+        for j, part in enumerate(msg.content):
+            param = f"messages.{index}.content.{j}"
+            if part.type == "text":
+                parts.append({"type": "text", "text": part.text or ""})
+            elif part.type == "image_url" and msg.role == "user":
+                parts.append(url_part((part.model_extra or {}).get("image_url"), param, "image_url"))
+            else:
                 raise APIError(
                     400,
-                    f"Content parts of type '{part.type}' are not supported by this model; send text.",
-                    param="messages",
+                    f"Content parts of type '{part.type}' are not supported in {msg.role} messages; send text"
+                    " (and image_url parts in user messages, for vision models).",
+                    param=param,
                 )
-            texts.append(part.text or "")
-        data["content"] = "".join(texts)
+        data["content"] = content(parts, "")
     if msg.role == "developer":  # templates know "system"; OpenAI's newer name means the same
         data["role"] = "system"
     return data
@@ -165,7 +172,7 @@ def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
     if req.store:
         raise _unsupported("store", "completions are not stored.")
     return ChatPrompt(
-        messages=[_message_dict(m) for m in req.messages],
+        messages=[_message_dict(m, i) for i, m in enumerate(req.messages)],
         template_kwargs=template_kwargs(req),
         tools=tools or None,
         parse_tool_calls=bool(tools),
@@ -213,7 +220,8 @@ class OpenAIServing:
             response_format=response_format(req),
             max_reasoning_tokens=req.max_reasoning_tokens,
         )
-        return await self.engine.generate(req.model, chat_prompt(req), params, n=req.n, priority=req.priority)
+        prompt = await attach_images(self.engine, req.model, chat_prompt(req), self.limits.images)
+        return await self.engine.generate(req.model, prompt, params, n=req.n, priority=req.priority)
 
     async def chat(self, req: ChatCompletionRequest, gen: Generation, is_disconnected: Disconnected) -> ChatCompletion:
         by_index = await collect(gen, is_disconnected)
@@ -255,7 +263,7 @@ class OpenAIServing:
                 choice = ChunkChoice(
                     index=piece.index,
                     delta=delta,
-                    finish_reason=piece.finish_reason,
+                    finish_reason=api_finish(piece.finish_reason),
                     logprobs=_chat_logprobs(piece.logprobs) if req.logprobs and piece.logprobs else None,
                 )
                 if (
@@ -369,7 +377,7 @@ class OpenAIServing:
                     choice = CompletionChoice(
                         index=index,
                         text=piece.text,
-                        finish_reason=piece.finish_reason,
+                        finish_reason=api_finish(piece.finish_reason),
                         logprobs=_completion_logprobs(piece.logprobs, offset) if req.logprobs is not None else None,
                     )
                     body = Completion(id=cid, created=created, model=req.model, choices=[choice])

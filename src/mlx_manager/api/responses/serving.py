@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlx_manager.api.errors import APIError, from_engine_error
-from mlx_manager.api.replies import Disconnected, assemble, collect
+from mlx_manager.api.images import ImageLimits, attach_images
+from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
 from mlx_manager.api.responses import translate as tr
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.db.models import StoredResponse
@@ -34,9 +35,10 @@ class Started:
 
 
 class ResponsesServing:
-    def __init__(self, engine: Engine, store: ResponseStore) -> None:
+    def __init__(self, engine: Engine, store: ResponseStore, images: ImageLimits | None = None) -> None:
         self.engine = engine
         self.store = store
+        self.images = images or ImageLimits()
 
     async def start(self, req: ResponsesRequest) -> Started:
         if req.background:
@@ -50,7 +52,7 @@ class ResponsesServing:
                 )
             history = [*previous.input_items, *previous.response.get("output", [])]
         history += tr.input_items(req)
-        prompt = tr.chat_prompt(req, history)
+        prompt = await attach_images(self.engine, req.model, tr.chat_prompt(req, history), self.images)
         gen = await self.engine.generate(req.model, prompt, tr.sampling_params(req))
         return Started(gen, tr.new_id("resp"), int(time.time()), history)
 
@@ -166,7 +168,7 @@ class _ItemStream:
             if call.arguments:
                 out.append(self._delta("response.function_call_arguments.delta", call.arguments))
         if chunk.finish_reason is not None:
-            self.finish_reason = chunk.finish_reason
+            self.finish_reason = api_finish(chunk.finish_reason)
         return out
 
     def close(self) -> list[str]:

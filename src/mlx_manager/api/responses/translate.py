@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.images import content as message_content
+from mlx_manager.api.images import url_part
 from mlx_manager.api.replies import Reply
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams
@@ -29,15 +31,28 @@ def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
 
 
 def _text(content: Any, param: str) -> str:
+    text = _content(content, param, images=False)
+    assert isinstance(text, str)
+    return text
+
+
+def _content(content: Any, param: str, images: bool) -> str | list[dict[str, Any]]:
+    """A string, or text and (in user messages, for vision models) input_image parts in order."""
     if isinstance(content, str):
         return content
-    texts = []
+    parts: list[dict[str, Any]] = []
     for j, part in enumerate(content or []):
         kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "input_image" and images:
+            if part.get("file_id") is not None:
+                raise _bad("input_image by file_id is not supported; send image_url as a data: URL.", f"{param}.{j}")
+            parts.append(url_part(part.get("image_url"), f"{param}.{j}", "input_image"))
+            continue
         if kind not in _TEXT_PARTS:
-            raise _bad(f"Content parts of type '{kind}' are not supported by this server; send text.", f"{param}.{j}")
-        texts.append(str(part.get("text") or part.get("refusal") or ""))
-    return "".join(texts)
+            where = "; send text (and input_image in user messages, for vision models)"
+            raise _bad(f"Content parts of type '{kind}' are not supported here{where}.", f"{param}.{j}")
+        parts.append({"type": "text", "text": str(part.get("text") or part.get("refusal") or "")})
+    return message_content(parts, "")
 
 
 def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
@@ -60,12 +75,13 @@ def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list
             role = item.get("role")
             if role not in ("user", "system", "developer", "assistant"):
                 raise _bad(f"Unknown message role '{role}'.", f"{param}.role")
-            text = _text(item.get("content"), f"{param}.content")
             if role == "assistant":
+                text = _text(item.get("content"), f"{param}.content")
                 message = assistant()
                 message["content"] = (message["content"] + text) if message["content"] else text
             else:
-                out.append({"role": "system" if role == "developer" else role, "content": text})
+                text_or_parts = _content(item.get("content"), f"{param}.content", images=role == "user")
+                out.append({"role": "system" if role == "developer" else role, "content": text_or_parts})
         elif kind == "function_call":
             call = {"id": item.get("call_id"), "type": "function"}
             call["function"] = {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}

@@ -21,9 +21,14 @@ FAMILIES: tuple[Family, ...] = (DEEPSEEK_R1, LLAMA3, MISTRAL, QWEN3, QWEN25, CHA
 
 
 def detect_family(config: dict[str, Any], vocab: set[str]) -> Family:
-    for family in FAMILIES:
-        if family.matches(config, vocab):
-            return family
+    # A vision-language model (e.g. LLaVA) is also known by its language model's type.
+    text_config = config.get("text_config")
+    text_type = text_config.get("model_type") if isinstance(text_config, dict) else None
+    candidates = [config, {**config, "model_type": text_type}] if text_type else [config]
+    for candidate in candidates:
+        for family in FAMILIES:
+            if family.matches(candidate, vocab):
+                return family
     return DEFAULT
 
 

@@ -1,6 +1,10 @@
 from mlx_manager.engine.families.base import THINK, Family
 
-_CHATML_TYPES = ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "qwen3_next", "llama", "mistral")
+# Qwen's vision-language models (the *_vl types) share their language model's template conventions.
+_CHATML_TYPES: tuple[str, ...] = (
+    *("qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "qwen3_next", "llama", "mistral"),
+    *("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"),
+)
 _CHATML_END = ("<|im_end|>", "<|endoftext|>")
 
 # Qwen3 (and QwQ): ChatML, Hermes-style <tool_call> JSON, <think> reasoning the template can switch off.
