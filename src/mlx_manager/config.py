@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     prefix_cache_bytes: int = Field(default=1 << 30, ge=0, description="KV bytes kept for prefix reuse per model.")
     prefix_block_size: int = Field(default=32, ge=1)
     room_wait_seconds: float = Field(default=120, ge=0, description="How long a load waits for busy models.")
+    memory_reserve_bytes: int = Field(
+        default=1 << 30, ge=0, description="Memory left free for the system; a load that would cut into it is a 507."
+    )
 
     volatile_prompt_patterns: list[str] = Field(
         default_factory=lambda: list(DEFAULT_VOLATILE_PATTERNS),

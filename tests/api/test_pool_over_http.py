@@ -93,3 +93,15 @@ def test_concurrent_requests_for_more_models_than_fit_all_succeed(small_pool: Se
     # max_models=2: later models wait for earlier ones to go idle instead of evicting them mid-request.
     assert asyncio.run(main()) == ["length"] * 8
     assert len(_loaded(small_pool)) <= 2
+
+
+def test_a_model_that_does_not_fit_in_free_memory_is_a_507_and_the_server_lives(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    env = {"MLX_MANAGER_MEMORY_RESERVE_BYTES": str(10**15)}  # more than any machine has free
+    with run_server(tmp_path, ["--model-dir", str(tiny_models_dir)], env=env) as srv:
+        body = {"model": "tiny-llama", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        resp = httpx.post(f"{srv.base_url}/v1/chat/completions", json=body, timeout=60)
+        assert resp.status_code == 507 and resp.json()["error"]["code"] == "insufficient_memory"
+        assert "GB is free" in resp.json()["error"]["message"]
+        assert httpx.get(f"{srv.base_url}/health").json()["status"] == "ok"

@@ -143,3 +143,30 @@ def test_waiting_for_room_gives_up_with_a_clear_error(infos: dict[str, ModelInfo
         await pool.close()
 
     asyncio.run(main())
+
+
+def test_memory_gate_evicts_idle_models_then_refuses_with_the_numbers(infos: dict[str, ModelInfo]) -> None:
+    free = {"bytes": 0}
+
+    def pool(reserve: int) -> ModelPool:
+        config = PoolConfig(4, GB, reserve_bytes=reserve, free_memory=lambda: free["bytes"])
+        return ModelPool(config, load_model, release_memory)
+
+    async def main() -> None:
+        llama = infos["tiny-llama"]
+        need = int(llama.size_bytes * 1.1) + llama.kv_bytes_per_token * (llama.context_length or 4096)
+        assert llama.kv_bytes_per_token > 0
+        p = pool(reserve=0)
+        free["bytes"] = 10 * GB
+        p.release(await p.acquire(infos["tiny-qwen3"]))
+        free["bytes"] = need - 1  # the idle qwen3 must go for llama to fit
+        p.release(await p.acquire(llama))
+        assert [e.info.id for e in p.entries()] == ["tiny-llama"]
+        busy = await p.acquire(llama)  # now nothing idle is left to unload
+        with pytest.raises(MemoryBudgetError, match=r"needs about .* GB .* only .* GB is free") as err:
+            await p.acquire(infos["tiny-gemma3"])
+        assert "memory_reserve_bytes" in str(err.value)
+        p.release(busy)
+        await p.close()
+
+    asyncio.run(main())

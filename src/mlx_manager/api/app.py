@@ -51,6 +51,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             memory_budget_bytes=budget,
             idle_ttl_seconds=settings.idle_ttl_seconds,
             room_wait_seconds=settings.room_wait_seconds,
+            reserve_bytes=settings.memory_reserve_bytes,
             scheduler=SchedulerConfig(
                 max_num_seqs=settings.max_num_seqs,
                 prefill_batch_size=min(8, settings.max_num_seqs),

@@ -113,7 +113,26 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
         created=int(config_path.stat().st_mtime),
         task=spec.task,
         vision=vision,
+        kv_bytes_per_token=kv_bytes_per_token(config) if spec.task == "generate" else 0,
     )
+
+
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def kv_bytes_per_token(config: dict[str, Any]) -> int:
+    """Keys and values of every layer for one token, from the text config's shape (0 when it is not stated)."""
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
+    try:
+        layers = int(text["num_hidden_layers"])
+        heads = int(text["num_attention_heads"])
+        kv_heads = int(text.get("num_key_value_heads") or heads)
+        head_dim = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return 0
+    width = _DTYPE_BYTES.get(str(text.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"), 2)
+    return layers * 2 * kv_heads * head_dim * width
 
 
 def _hf_snapshot(repo_dir: Path) -> Path | None:

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import psutil
+
 from mlx_manager.engine.embeddings.model import EmbeddingModel
 from mlx_manager.engine.errors import MemoryBudgetError
 from mlx_manager.engine.loader import LoadedModel
@@ -68,6 +70,10 @@ class PoolConfig:
     # How long a load waits for busy models to go idle before giving up.
     room_wait_seconds: float = 120.0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    # Memory the system must keep free after a load (the OS, other apps); a load that would cut into it is refused.
+    reserve_bytes: int = 1 << 30
+    # Bytes the system can still give (psutil's "available"); a parameter so tests can play a fuller machine.
+    free_memory: Callable[[], int] = field(default=lambda: int(psutil.virtual_memory().available))
 
 
 Loader = Callable[[ModelInfo], LoadedModel | EmbeddingModel]
@@ -150,7 +156,32 @@ class ModelPool:
         entry.ready.set_result(loaded)
 
     async def _make_room(self, info: ModelInfo) -> None:
-        """Evict before loading, so two models never overlap past the budget."""
+        """Evict before loading, so two models never overlap past the budget, then check the machine has room."""
+        await self._fit_budget(info)
+        self._fit_free_memory(info)
+
+    def _fit_free_memory(self, info: ModelInfo) -> None:
+        """Project weights + one full-context KV cache against free memory; evict idle models until it fits, or
+        refuse with the numbers. An out-of-memory abort would take every other request down with it."""
+        context = min(info.context_length or 4096, 32768)
+        need = int(info.size_bytes * 1.1) + info.kv_bytes_per_token * context
+        freed = 0
+        while True:
+            room = self.config.free_memory() + freed - self.config.reserve_bytes
+            if need <= room:
+                return
+            victim = self._pick_victim()
+            if victim is None:
+                raise MemoryBudgetError(
+                    f"Cannot load '{info.id}': it needs about {need / 1e9:.2f} GB (weights"
+                    f" {info.size_bytes / 1e9:.2f} GB + KV for {context} tokens), but only {max(room, 0) / 1e9:.2f}"
+                    f" GB is free after keeping {self.config.reserve_bytes / 1e9:.2f} GB for the system"
+                    " (memory_reserve_bytes), and no idle model is left to unload."
+                )
+            freed += victim.memory_bytes  # released on its thread shortly; count it now
+            self._evict(victim, reason=f"to free memory for {info.id}")
+
+    async def _fit_budget(self, info: ModelInfo) -> None:
         budget = self.config.memory_budget_bytes
         if info.size_bytes > budget:
             raise MemoryBudgetError(

@@ -127,3 +127,5 @@ class ModelInfo:
     task: ModelTask = "generate"
     # A vision-language model (loaded with mlx-vlm): its chat prompts may carry images.
     vision: bool = False
+    # KV cache bytes one token of context costs (0 when config.json does not say), for the memory gate.
+    kv_bytes_per_token: int = 0
