@@ -37,6 +37,7 @@ from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
 from mlx_manager.observability.metrics import Metrics
+from mlx_manager.observability.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -130,4 +131,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin_router, dependencies=guarded)
     app.include_router(health_router)
     app.include_router(metrics_router, dependencies=guarded)
+    app.state.tracing = setup_tracing(app)
     return app
