@@ -44,3 +44,19 @@ def test_the_response_store_saves_fetches_and_deletes(tmp_path: Path) -> None:
         assert await store.get("resp_1") is None
 
     asyncio.run(run())
+
+
+def test_upgrading_from_the_previous_revision_keeps_existing_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO responses (id, created_at, model, input_items, response) VALUES ('r1', 1, 'm', '[]', '{}')"
+        )
+    upgrade(url)
+    tables = set(inspect(create_engine(url)).get_table_names())
+    expected = {"users", "api_keys", "audit_log", "downloads", "profiles", "settings", "credentials", "backends"}
+    assert expected | {"routing_rules"} <= tables
+    with create_engine(url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT id FROM responses").scalar() == "r1"

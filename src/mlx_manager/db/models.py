@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import JSON, Column
@@ -21,3 +22,140 @@ class StoredResponse(SQLModel, table=True):
     instructions: str | None = None
     # The full response object as returned to the client.
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+def _now() -> float:
+    return time.time()
+
+
+class User(SQLModel, table=True):
+    """A UI/API user. The first one registered is the admin; later ones wait for an admin's approval."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True)
+    password_hash: str  # argon2
+    is_admin: bool = False
+    is_approved: bool = False
+    created_at: float = Field(default_factory=_now)
+    last_login_at: float | None = None
+
+
+class ApiKey(SQLModel, table=True):
+    """A per-user key for /v1 and the Anthropic routes: shown once, stored as a SHA-256 hash, revocable."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str
+    prefix: str  # the first characters, so a user can tell keys apart
+    key_hash: str = Field(index=True, unique=True)
+    created_at: float = Field(default_factory=_now)
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """Request metadata only: never prompt or response text."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: float = Field(default_factory=_now, index=True)
+    request_id: str = ""
+    user_id: int | None = Field(default=None, index=True)
+    api_key_id: int | None = None
+    method: str = ""
+    endpoint: str = ""
+    model: str = Field(default="", index=True)
+    status: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    backend: str = "local"
+
+
+class Download(SQLModel, table=True):
+    """A Hugging Face repository download; partial files in the HF cache carry the bytes between restarts."""
+
+    __tablename__ = "downloads"
+
+    id: str = Field(primary_key=True)
+    repo_id: str = Field(index=True)
+    revision: str = "main"
+    status: str = "queued"  # queued, downloading, paused, completed, failed, cancelled
+    total_bytes: int = 0
+    downloaded_bytes: int = 0
+    error: str | None = None
+    files: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: float = Field(default_factory=_now)
+    updated_at: float = Field(default_factory=_now)
+
+
+class Profile(SQLModel, table=True):
+    """A model plus generation defaults, usable as the `model` name in API requests."""
+
+    __tablename__ = "profiles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    model: str
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    system_prompt: str | None = None
+    thinking: bool | None = None
+    context_length: int | None = None
+    created_at: float = Field(default_factory=_now)
+    updated_at: float = Field(default_factory=_now)
+
+
+class Setting(SQLModel, table=True):
+    """Key/value settings edited at run time (pool limits, the server secret), as JSON values."""
+
+    __tablename__ = "settings"
+
+    key: str = Field(primary_key=True)
+    value: Any = Field(sa_column=Column(JSON, nullable=True))
+
+
+class Credential(SQLModel, table=True):
+    """A provider secret, encrypted at rest with a key derived from the server secret; never returned once saved."""
+
+    __tablename__ = "credentials"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    provider: str
+    secret_encrypted: str
+    created_at: float = Field(default_factory=_now)
+
+
+class Backend(SQLModel, table=True):
+    """Where requests can go: this server, an OpenAI-compatible or an Anthropic-compatible base URL."""
+
+    __tablename__ = "backends"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    kind: str  # local, openai, anthropic
+    base_url: str | None = None
+    credential_id: int | None = Field(default=None, foreign_key="credentials.id")
+    timeout_seconds: float = 60.0
+    enabled: bool = True
+
+
+class RoutingRule(SQLModel, table=True):
+    """Maps requested model names (exact, glob or regex) to backends, highest priority first."""
+
+    __tablename__ = "routing_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    priority: int = Field(default=0, index=True)
+    pattern: str
+    match_type: str = "exact"  # exact, glob, regex
+    backend_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    remote_model: str | None = None
+    enabled: bool = True
