@@ -1,0 +1,147 @@
+"""The engine's request to any Anthropic-compatible server, and its event stream back into engine chunks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; the engine's default when the client gave none
+
+
+def messages_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dict[str, Any]:
+    system = "\n".join(str(m.get("content") or "") for m in prompt.messages if m.get("role") == "system")
+    messages: list[dict[str, Any]] = []
+    for m in prompt.messages:
+        role = m.get("role")
+        if role == "system":
+            continue
+        if role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id"),
+                "content": str(m.get("content") or ""),
+            }
+            _append(messages, "user", [block])
+        elif role == "assistant":
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": m["content"]}] if m.get("content") else []
+            for call in m.get("tool_calls") or []:
+                function = call.get("function") or {}
+                arguments = function.get("arguments") or "{}"
+                args = json.loads(arguments) if isinstance(arguments, str) else arguments
+                blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": args})
+            _append(messages, "assistant", blocks)
+        else:
+            _append(messages, "user", [{"type": "text", "text": str(m.get("content") or "")}])
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
+        "stream": True,
+        "temperature": min(params.temperature, 1.0),
+        "top_p": params.top_p,
+    }
+    if system:
+        body["system"] = system
+    if params.top_k:
+        body["top_k"] = params.top_k
+    if params.stop:
+        body["stop_sequences"] = list(params.stop)
+    if prompt.tools:
+        body["tools"] = [
+            {
+                k: v
+                for k, v in (
+                    ("name", f["name"]),
+                    ("description", f.get("description")),
+                    ("input_schema", f.get("parameters") or {"type": "object"}),
+                )
+                if v is not None
+            }
+            for f in (t["function"] for t in prompt.tools)
+        ]
+        if prompt.force_tool == "required":
+            body["tool_choice"] = {"type": "any", "disable_parallel_tool_use": not prompt.parallel_tool_calls}
+        elif prompt.force_tool:
+            body["tool_choice"] = {"type": "tool", "name": prompt.force_tool}
+    if params.response_format is not None and params.response_format.get("type") == "json_schema":
+        body["output_config"] = {"format": {"type": "json_schema", "schema": params.response_format["schema"]}}
+    enable = prompt.template_kwargs.get("enable_thinking")
+    if enable is not None:
+        budget = params.max_reasoning_tokens or max(1024, (params.max_tokens or DEFAULT_MAX_TOKENS) // 2)
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget} if enable else {"type": "disabled"}
+    return body
+
+
+def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    # Anthropic wants alternating turns: consecutive tool results (and the user text after them) share one.
+    if messages and messages[-1]["role"] == role:
+        messages[-1]["content"].extend(blocks)
+    else:
+        messages.append({"role": role, "content": blocks})
+
+
+async def open_messages(
+    client: httpx.AsyncClient, backend: str, prompt: ChatPrompt, params: SamplingParams, model: str, api_key: str | None
+) -> RemoteGeneration:
+    headers = {"anthropic-version": "2023-06-01", **({"x-api-key": api_key} if api_key else {})}
+    request = client.build_request("POST", "/v1/messages", json=messages_body(prompt, params, model), headers=headers)
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise RemoteError(backend, None, f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        text = (await response.aread()).decode(errors="replace")[:500]
+        await response.aclose()
+        raise RemoteError(backend, response.status_code, text)
+    gen = RemoteGeneration(backend, model)
+    gen.start(_chunks(response, gen))
+    return gen
+
+
+async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncIterator[GenerationChunk]:
+    calls = -1  # the engine numbers tool calls from 0 in order
+    block_call: dict[int, int] = {}
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[5:])
+            kind = event.get("type")
+            if kind == "message_start":
+                usage = event["message"].get("usage") or {}
+                gen.usage.cached_tokens = int(usage.get("cache_read_input_tokens") or 0)
+                gen.usage.prompt_tokens = int(usage.get("input_tokens") or 0) + gen.usage.cached_tokens
+            elif kind == "content_block_start" and event["content_block"].get("type") == "tool_use":
+                calls += 1
+                block_call[event["index"]] = calls
+                block = event["content_block"]
+                yield GenerationChunk(
+                    0, "", [], tool_calls=[ToolCallDelta(calls, id=block.get("id"), name=block.get("name"))]
+                )
+            elif kind == "content_block_delta":
+                delta = event["delta"]
+                if delta.get("type") == "text_delta":
+                    yield GenerationChunk(0, delta.get("text", ""), [])
+                elif delta.get("type") == "thinking_delta":
+                    yield GenerationChunk(0, "", [], reasoning=delta.get("thinking", ""))
+                elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                    call = ToolCallDelta(block_call.get(event["index"], calls), arguments=delta["partial_json"])
+                    yield GenerationChunk(0, "", [], tool_calls=[call])
+            elif kind == "message_delta":
+                usage = event.get("usage") or {}
+                gen.usage.completion_tokens = int(usage.get("output_tokens") or 0)
+                stop = event["delta"].get("stop_reason")
+                chunk = GenerationChunk(0, "", [], finish_reason=_FINISH.get(stop, "stop"))  # type: ignore[arg-type]
+                chunk.stop_sequence = event["delta"].get("stop_sequence")
+                yield chunk
+            elif kind == "error":
+                raise RemoteError(gen.backend, None, str(event.get("error", {}).get("message", event)))
+    finally:
+        await response.aclose()

@@ -1,0 +1,128 @@
+"""The engine's request to any OpenAI-compatible server (vLLM, SGLang, llama.cpp, OpenAI, another MLX Manager),
+and its SSE stream back into engine chunks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration
+
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
+
+
+def chat_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dict[str, Any]:
+    # Template switches only this server understands stay here; reasoning_effort is the portable one.
+    messages = [{k: v for k, v in m.items() if k != "reasoning_content"} for m in prompt.messages]
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if params.max_tokens is not None:
+        body["max_tokens"] = params.max_tokens
+    body["temperature"], body["top_p"] = params.temperature, params.top_p
+    optional = {
+        "stop": list(params.stop) or None,
+        "seed": params.seed,
+        "presence_penalty": params.presence_penalty or None,
+        "frequency_penalty": params.frequency_penalty or None,
+        "logit_bias": {str(k): v for k, v in params.logit_bias.items()} or None,
+        "reasoning_effort": prompt.template_kwargs.get("reasoning_effort"),
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if params.response_format is not None:
+        fmt = params.response_format
+        body["response_format"] = (
+            {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
+            if fmt.get("type") == "json_schema"
+            else {"type": "json_object"}
+        )
+    if prompt.tools:
+        body["tools"] = prompt.tools
+        body["parallel_tool_calls"] = prompt.parallel_tool_calls
+        if prompt.force_tool == "required":
+            body["tool_choice"] = "required"
+        elif prompt.force_tool:
+            body["tool_choice"] = {"type": "function", "function": {"name": prompt.force_tool}}
+    return body
+
+
+async def open_chat(
+    client: httpx.AsyncClient, backend: str, prompt: ChatPrompt, params: SamplingParams, model: str, api_key: str | None
+) -> RemoteGeneration:
+    """Send the request and wait for the status; a failure here raises RemoteError (the caller may fall back)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    request = client.build_request(
+        "POST", "/v1/chat/completions", json=chat_body(prompt, params, model), headers=headers
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise RemoteError(backend, None, f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        text = (await response.aread()).decode(errors="replace")[:500]
+        await response.aclose()
+        raise RemoteError(backend, response.status_code, text)
+    gen = RemoteGeneration(backend, model)
+    gen.start(_chunks(response, gen))
+    return gen
+
+
+async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncIterator[GenerationChunk]:
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            event = json.loads(data)
+            if "error" in event:
+                raise RemoteError(gen.backend, None, str(event["error"].get("message", event["error"])))
+            if event.get("usage"):
+                _usage(gen, event["usage"])
+            for choice in event.get("choices") or []:
+                chunk = _chunk(choice)
+                if chunk is not None:
+                    yield chunk
+    finally:
+        await response.aclose()
+
+
+def _chunk(choice: dict[str, Any]) -> GenerationChunk | None:
+    delta = choice.get("delta") or {}
+    calls: list[ToolCallDelta] = []
+    for tc in delta.get("tool_calls") or []:
+        index, function = int(tc.get("index", 0)), tc.get("function") or {}
+        arguments = function.get("arguments") or ""
+        if tc.get("id"):  # a call's first delta names it; arguments in it become a delta of their own
+            calls.append(ToolCallDelta(index, id=tc["id"], name=function.get("name")))
+            if arguments:
+                calls.append(ToolCallDelta(index, arguments=arguments))
+        elif arguments:
+            calls.append(ToolCallDelta(index, arguments=arguments))
+    reason = choice.get("finish_reason")
+    chunk = GenerationChunk(
+        index=int(choice.get("index", 0)),
+        text=delta.get("content") or "",
+        token_ids=[],
+        reasoning=delta.get("reasoning_content") or delta.get("reasoning") or "",
+        tool_calls=calls,
+        finish_reason=_FINISH.get(reason, "stop") if reason else None,  # type: ignore[arg-type]
+    )
+    if not (chunk.text or chunk.reasoning or chunk.tool_calls or chunk.finish_reason):
+        return None
+    return chunk
+
+
+def _usage(gen: RemoteGeneration, usage: dict[str, Any]) -> None:
+    gen.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    gen.usage.completion_tokens = int(usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details") or {}
+    gen.usage.cached_tokens = int(details.get("cached_tokens") or 0)
