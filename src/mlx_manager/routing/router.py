@@ -1,0 +1,141 @@
+"""Where a request runs: the local engine or a remote backend, by rule, with fallback, breakers and balancing.
+
+The servings call `Router.generate` exactly as they would call the engine; what comes back iterates the same
+engine chunks whether it ran here or on a peer, so every protocol is translated both ways through one request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import httpx
+
+from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFullError
+from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
+from mlx_manager.routing.anthropic_client import open_messages
+from mlx_manager.routing.balancer import BackendState, Balancer
+from mlx_manager.routing.breaker import CircuitBreaker
+from mlx_manager.routing.openai_client import open_chat
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration
+from mlx_manager.routing.retry import should_fall_back
+from mlx_manager.routing.rules import Rule, first_match
+
+log = logging.getLogger(__name__)
+LOCAL = "local"
+
+
+class LocalEngine(Protocol):
+    async def generate(
+        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+    ) -> Generation: ...
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    name: str
+    kind: Literal["local", "openai", "anthropic"]
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    rules: tuple[Rule, ...] = ()
+    backends: dict[str, BackendConfig] = field(default_factory=dict)
+
+
+class NoBackendError(EngineError):
+    """Every backend of the rule failed or was skipped; `status` is the last upstream status."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Router:
+    def __init__(
+        self, engine: LocalEngine, table: Callable[[], RoutingTable], failure_threshold: int = 5, cooldown: float = 30.0
+    ) -> None:
+        self.engine = engine
+        self.table = table
+        self.balancer = Balancer()
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def route(self, model: str) -> Rule | None:
+        return first_match(self.table().rules, model)
+
+    async def generate(
+        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+    ) -> Generation | RemoteGeneration:
+        rule = self.route(model_id)
+        if rule is None:
+            return await self.engine.generate(model_id, prompt, params, n=n, priority=priority)
+        table = self.table()
+        last_status: int | None = None
+        problems: list[str] = []
+        for name in self.balancer.order(list(rule.backends)):
+            state = self.balancer.state(name)
+            if state.breaker.failure_threshold != self.failure_threshold:
+                state.breaker = CircuitBreaker(self.failure_threshold, self.cooldown)
+            backend = table.backends.get(name) or (BackendConfig(LOCAL, "local") if name == LOCAL else None)
+            if backend is None:
+                problems.append(f"{name}: no such backend")
+                continue
+            if not state.breaker.allow():
+                problems.append(f"{name}: circuit open")
+                continue
+            model = rule.upstream_model(model_id)
+            state.outstanding += 1  # until the generation ends: what least-outstanding balancing counts
+            try:
+                gen = await self._start(backend, model, prompt, params, n, priority)
+            except (QueueFullError, ContextLengthError) as exc:  # local overflow: the next backend may have room
+                state.outstanding -= 1
+                problems.append(f"{name}: {exc}")
+                continue
+            except RemoteError as exc:
+                state.outstanding -= 1
+                if not should_fall_back(exc.status):
+                    raise NoBackendError(exc.message, exc.status) from exc
+                state.breaker.record_failure()
+                last_status = exc.status
+                problems.append(f"{name}: {exc.message[:200]}")
+                log.warning("Backend %s failed for %s (%s); trying the next", name, model_id, exc.status or "no answer")
+                continue
+            state.breaker.record_success()
+            state.served += 1
+
+            def finished(state: BackendState = state) -> None:
+                state.outstanding -= 1
+
+            gen.add_done_callback(finished)
+            return gen
+        raise NoBackendError(f"No backend could serve '{model_id}': " + "; ".join(problems), last_status)
+
+    async def _start(
+        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
+    ) -> Generation | RemoteGeneration:
+        if backend.kind == LOCAL:
+            return await self.engine.generate(model, prompt, params, n=n, priority=priority)
+        if not isinstance(prompt, ChatPrompt) or n != 1:
+            raise RemoteError(backend.name, 400, "remote backends serve chat requests with n=1 only")
+        client = self._client(backend)
+        opener = open_chat if backend.kind == "openai" else open_messages
+        return await opener(client, backend.name, prompt, params, model, backend.api_key)
+
+    def _client(self, backend: BackendConfig) -> httpx.AsyncClient:
+        client = self._clients.get(backend.name)
+        if client is None or str(client.base_url).rstrip("/") != (backend.base_url or "").rstrip("/"):
+            client = httpx.AsyncClient(base_url=backend.base_url or "", timeout=backend.timeout_seconds)
+            self._clients[backend.name] = client
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()

@@ -1,0 +1,85 @@
+"""The router against real servers on loopback: rule matching, fallback past a dead backend, breakers, spread."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from mlx_manager.api.replies import assemble
+from mlx_manager.engine.types import ChatPrompt, SamplingParams
+from mlx_manager.routing.router import BackendConfig, NoBackendError, Router, RoutingTable
+from mlx_manager.routing.rules import Rule
+from mlx_manager.testing.server import ServerProcess, free_port
+
+HI = [{"role": "user", "content": "Say hi."}]
+
+
+class NoLocal:
+    async def generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no rule should fall through to the local engine here")
+
+
+def _table(server: ServerProcess, rule: Rule) -> RoutingTable:
+    live = BackendConfig("live", "openai", server.base_url)
+    return RoutingTable(
+        rules=(rule,),
+        backends={
+            "dead": BackendConfig("dead", "openai", f"http://127.0.0.1:{free_port()}", timeout_seconds=5),
+            "live": live,
+            "live2": BackendConfig("live2", "anthropic", server.base_url),
+            "missing": BackendConfig("missing", "openai", server.base_url),
+        },
+    )
+
+
+def _ask(router: Router, model: str, times: int = 1) -> list[str]:
+    async def main() -> list[str]:
+        texts = []
+        for _ in range(times):
+            gen = await router.generate(model, ChatPrompt(messages=HI), SamplingParams(max_tokens=3))
+            texts.append(assemble([c async for c in gen]).finish_reason or "")
+        await router.close()
+        return texts
+
+    return asyncio.run(main())
+
+
+def test_a_dead_backend_is_skipped_and_its_breaker_opens(server: ServerProcess) -> None:
+    rule = Rule.create("peer-*", ["dead", "live"], "glob", remote_model="tiny-llama")
+    router = Router(NoLocal(), lambda: _table(server, rule), failure_threshold=2, cooldown=60)
+    router.balancer.order = lambda names: list(names)  # type: ignore[method-assign]  # rule order, to hit dead first
+    assert _ask(router, "peer-small", times=3) == ["length"] * 3
+    dead, live = router.balancer.state("dead"), router.balancer.state("live")
+    assert dead.breaker.state == "open" and dead.breaker.failures == 2  # the third request never tried it
+    assert live.served == 3 and live.outstanding == 0
+
+
+def test_rules_route_by_name_and_rename_upstream_over_either_protocol(server: ServerProcess) -> None:
+    rule = Rule.create(r"anthro-.*", ["live2"], "regex", remote_model="tiny-gemma3")
+    router = Router(NoLocal(), lambda: _table(server, rule))
+    assert _ask(router, "anthro-x") == ["length"]
+    assert router.balancer.state("live2").served == 1
+
+
+def test_when_every_backend_fails_the_error_names_each(server: ServerProcess) -> None:
+    rule = Rule.create("x", ["dead", "missing"], remote_model="no-such-model")
+    router = Router(NoLocal(), lambda: _table(server, rule))
+    with pytest.raises(NoBackendError) as err:
+        _ask(router, "x")
+    assert err.value.status == 404  # a client error upstream is final, not a reason to try elsewhere
+
+
+def test_names_without_a_rule_run_locally(server: ServerProcess) -> None:
+    calls: list[str] = []
+
+    class Local:
+        async def generate(self, model_id: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(model_id)
+            raise RuntimeError("stop here")
+
+    router = Router(Local(), lambda: RoutingTable())
+    with pytest.raises(RuntimeError):
+        _ask(router, "tiny-llama")
+    assert calls == ["tiny-llama"]
