@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     max_stop_sequences: int = Field(default=16, ge=1)
     max_image_bytes: int = Field(default=20 << 20, ge=1, description="Largest image accepted, encoded (400).")
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="Most pixels (width x height) per image.")
+    download_disk_reserve_bytes: int = Field(
+        default=1 << 30, ge=0, description="Disk space a model download must leave free in the HF cache (else 507)."
+    )
     use_openblas: bool = Field(default=True, description="On Linux, preload the system OpenBLAS for mlx.")
 
     @field_validator("api_key", mode="before")

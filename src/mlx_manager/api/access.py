@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -23,9 +24,14 @@ def record(request: Request, model: str, usage: Usage | None = None) -> None:
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, on_request: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        """`on_request` gets each request's fields (the access line's, plus endpoint, time, user and key ids):
+        the audit log. It must not block; what it raises is logged, never seen by the client."""
         self.app = app
         self.metrics = metrics
+        self.on_request = on_request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,3 +78,16 @@ class AccessMiddleware:
             fields["prompt_tokens"], fields["completion_tokens"], fields["request_id"],
             extra=fields,
         )  # fmt: skip
+        if self.on_request is not None:
+            try:
+                self.on_request(
+                    {
+                        **fields,
+                        "endpoint": endpoint if route is not None else fields["path"],
+                        "time": time.time() - seconds,
+                        "user_id": state.get("user_id"),
+                        "api_key_id": state.get("api_key_id"),
+                    }
+                )
+            except Exception:
+                log.exception("The request hook failed for %s", fields["request_id"])

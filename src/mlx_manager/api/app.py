@@ -21,13 +21,18 @@ from mlx_manager.api.body_limit import BodyLimitMiddleware
 from mlx_manager.api.drain import DrainMiddleware
 from mlx_manager.api.errors import install_error_handlers
 from mlx_manager.api.images import ImageLimits
+from mlx_manager.api.manager.downloads import router as downloads_router
+from mlx_manager.api.manager.hub import router as hub_router
+from mlx_manager.api.manager.hub_problems import install_hub_problems
+from mlx_manager.api.manager.router import problem_openapi
+from mlx_manager.api.manager.router import router as manager_router
 from mlx_manager.api.middleware import RequestIdMiddleware
 from mlx_manager.api.openai.routes import router as openai_router
 from mlx_manager.api.openai.serving import Limits, OpenAIServing
 from mlx_manager.api.rerank import router as rerank_router
 from mlx_manager.api.responses.routes import router as responses_router
 from mlx_manager.api.responses.serving import ResponsesServing
-from mlx_manager.api.security import require_api_key
+from mlx_manager.api.security import require_admin, require_api_key
 from mlx_manager.api.security_headers import SecurityHeadersMiddleware
 from mlx_manager.config import Settings
 from mlx_manager.db.responses import ResponseStore
@@ -36,6 +41,9 @@ from mlx_manager.engine.discovery import hf_cache_dir
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
+from mlx_manager.manager.downloads import DownloadManager
+from mlx_manager.manager.hub import Hub
+from mlx_manager.manager.services import Manager
 from mlx_manager.observability.metrics import Metrics
 from mlx_manager.observability.tracing import setup_tracing
 
@@ -88,28 +96,46 @@ async def health(request: Request) -> dict[str, object]:
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
-    engine = Engine(replace(engine_config(settings), observer=metrics))
+    db = open_database(paths.database_file())
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    manager = Manager(db, engine_config(settings), api_key)  # settings saved at run time apply from the start
+    engine = Engine(replace(manager.engine_config(), observer=metrics))
     metrics.attach(engine)
+    downloads = DownloadManager(
+        db,
+        Hub(hf_cache_dir()),
+        disk_reserve_bytes=settings.download_disk_reserve_bytes,
+        on_complete=lambda _repo_id: engine.rescan_models(),  # /v1/models lists it at once
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        await manager.start(engine)
+        await downloads.start()  # downloads that were running when the server stopped resume
         try:
             yield
         finally:
+            await downloads.stop()
             await engine.stop()
+            await manager.stop()
 
     app = FastAPI(title="MLX Manager", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.draining = False
-    app.state.api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    app.state.api_key = api_key
+    app.state.db = db
+    app.state.manager = manager
+    app.state.downloads = downloads
     images = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
-    app.state.openai_serving = OpenAIServing(engine, Limits(settings.max_n, settings.max_stop_sequences, images))
-    app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences, images)
-    app.state.responses_serving = ResponsesServing(engine, ResponseStore(open_database(paths.database_file())), images)
+    limits = Limits(settings.max_n, settings.max_stop_sequences, images)
+    app.state.openai_serving = OpenAIServing(engine, limits, manager.profiles)
+    app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences, images, manager.profiles)
+    app.state.responses_serving = ResponsesServing(engine, ResponseStore(db), images, manager.profiles)
     install_error_handlers(app)
+    install_hub_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:  # off unless configured: a local server should not answer arbitrary web pages
         app.add_middleware(
@@ -121,15 +147,19 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(DrainMiddleware)
-    app.add_middleware(AccessMiddleware, metrics=metrics)
+    app.add_middleware(AccessMiddleware, metrics=metrics, on_request=manager.audit.record_access)
     app.add_middleware(RequestIdMiddleware)  # outermost: every other layer sees the request id
     guarded = [Depends(require_api_key)]
     app.include_router(openai_router, dependencies=guarded)
     app.include_router(anthropic_router, dependencies=guarded)
     app.include_router(responses_router, dependencies=guarded)
     app.include_router(rerank_router, dependencies=guarded)
-    app.include_router(admin_router, dependencies=guarded)
+    app.include_router(admin_router, dependencies=[Depends(require_admin)])
     app.include_router(health_router)
-    app.include_router(metrics_router, dependencies=guarded)
+    app.include_router(metrics_router, dependencies=[Depends(require_admin)])
+    app.include_router(manager_router)
+    app.include_router(hub_router, dependencies=[Depends(require_admin)])
+    app.include_router(downloads_router, dependencies=[Depends(require_admin)])
+    problem_openapi(app)
     app.state.tracing = setup_tracing(app)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from mlx_manager.engine.engine import Engine
+from mlx_manager.manager.profiles import ProfileDefaults
 
 
 def get_engine(request: Request) -> Engine:
@@ -15,3 +16,12 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_profiles(request: Request) -> list[ProfileDefaults]:
+    """Every profile (listed with the models: a profile's name is usable as a model)."""
+    manager = getattr(request.app.state, "manager", None)
+    return manager.profiles.all() if manager is not None else []
+
+
+ProfilesDep = Annotated[list[ProfileDefaults], Depends(get_profiles)]

@@ -1,9 +1,10 @@
-"""Errors with the right status in each API's own shape (OpenAI's, or Anthropic's on its routes); validation
-failures are 400, never 422."""
+"""Errors with the right status in each API's own shape (OpenAI's, Anthropic's on its routes, RFC 7807
+problem details on the manager's /api routes); validation failures are 400, never 422."""
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,6 +22,7 @@ from mlx_manager.engine.errors import (
     ModelNotFoundError,
     QueueFullError,
 )
+from mlx_manager.manager.errors import ManagerError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,36 @@ class APIError(Exception):
 
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def is_problem_path(path: str) -> bool:
+    """The manager's routes, which answer errors as RFC 7807 problem details."""
+    return path == "/api" or path.startswith("/api/")
+
+
+def problem_body(
+    status: int, detail: str, instance: str, code: str | None = None, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """RFC 7807: `type` about:blank with the status phrase as `title`; `code` says which problem it is."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body["instance"] = instance
+    if code is not None:
+        body["code"] = code
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def from_manager_error(exc: ManagerError) -> APIError:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return APIError(exc.status, exc.message, code=exc.code, headers=headers)
 
 
 def from_engine_error(exc: EngineError) -> APIError:
@@ -91,6 +123,9 @@ def error_response(request: Request, exc: APIError) -> JSONResponse:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(exc.code or exc.type).inc()
+    if is_problem_path(request.url.path):
+        problem = problem_body(exc.status, exc.message, request.url.path, exc.code)
+        return JSONResponse(problem, exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
     if is_anthropic_path(request.url.path):
         body = anthropic_error_body(exc.status, exc.message)
     else:
@@ -110,7 +145,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message, param = validation_message(exc)
+        if is_problem_path(request.url.path):
+            errors = [
+                {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
+                for e in exc.errors()
+            ]
+            body = problem_body(400, message, request.url.path, "invalid_request", errors)
+            return JSONResponse(body, 400, media_type=PROBLEM_JSON)
         return error_response(request, APIError(400, message, param=param))
+
+    async def manager_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ManagerError)
+        return error_response(request, from_manager_error(exc))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -122,5 +168,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(EngineError, engine_error)
+    app.add_exception_handler(ManagerError, manager_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)

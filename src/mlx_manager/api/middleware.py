@@ -10,7 +10,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlx_manager.api.anthropic.errors import anthropic_error_body, is_anthropic_path
-from mlx_manager.api.errors import error_body
+from mlx_manager.api.errors import PROBLEM_JSON, error_body, is_problem_path, problem_body
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,21 @@ class RequestIdMiddleware:
             if started:
                 raise
             message = f"Internal server error (request id {request_id})."
-            shaped = (
-                anthropic_error_body(500, message)
-                if is_anthropic_path(scope["path"])
-                else error_body(message, "server_error", None, "internal")
-            )
+            content_type = b"application/json"
+            if is_problem_path(scope["path"]):
+                shaped = problem_body(500, message, scope["path"], "internal")
+                content_type = PROBLEM_JSON.encode()
+            elif is_anthropic_path(scope["path"]):
+                shaped = anthropic_error_body(500, message)
+            else:
+                shaped = error_body(message, "server_error", None, "internal")
             body = json.dumps(shaped).encode()
             await send_with_id(
                 {
                     "type": "http.response.start",
                     "status": 500,
                     "headers": [
-                        (b"content-type", b"application/json"),
+                        (b"content-type", content_type),
                         (b"content-length", str(len(body)).encode()),
                     ],
                 }

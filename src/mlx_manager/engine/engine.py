@@ -68,9 +68,8 @@ class Engine:
         for model_id in self.config.preload:
             entry = await self.pool.acquire(await self.resolve(model_id), pin=True)
             self.pool.release(entry)
-        if self.config.pool.idle_ttl_seconds > 0:
-            interval = min(self.config.pool.idle_ttl_seconds / 2, 10.0)
-            self._tasks.append(asyncio.create_task(self.pool.run_idle_reaper(interval)))
+        # Always running: the TTL can be switched on while the server runs.
+        self._tasks.append(asyncio.create_task(self.pool.run_idle_reaper()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -87,6 +86,13 @@ class Engine:
                 self._models = await asyncio.to_thread(discover_models, self.config.model_dirs, self.config.hf_cache)
                 self._scanned_at = time.monotonic()
         return self._models
+
+    async def rescan_models(self) -> dict[str, ModelInfo]:
+        """Rescan now, whenever the last scan was: the model folders changed (a download finished, a model was
+        deleted)."""
+        async with self._scan_lock:
+            self._scanned_at = 0.0
+        return await self.refresh_models()
 
     async def list_models(self) -> list[ModelInfo]:
         return list((await self.refresh_models()).values())
@@ -159,7 +165,7 @@ class Engine:
             if not prompt_ids:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")
             param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
-            max_tokens = self._max_tokens(lm, len(prompt_ids), params.max_tokens, param)
+            max_tokens = self._max_tokens(lm, len(prompt_ids), params, param)
             if params.top_k >= lm.vocab_size:  # keeping every token is no filter at all
                 params = replace(params, top_k=0)
             bad = [t for t in params.logit_bias if t < 0 or t >= lm.vocab_size]
@@ -238,8 +244,10 @@ class Engine:
         grammar: Grammar = await asyncio.to_thread(lm.constraints.compile, constraint.spec)
         return grammar
 
-    def _max_tokens(self, lm: LoadedModel, prompt_len: int, requested: int | None, param: str) -> int:
-        limit = lm.context_length
+    def _max_tokens(self, lm: LoadedModel, prompt_len: int, params: SamplingParams, param: str) -> int:
+        requested = params.max_tokens
+        limits = [n for n in (lm.context_length, params.max_context) if n]
+        limit = min(limits) if limits else None
         if requested is None:
             room = (limit - prompt_len) if limit else self.config.default_max_tokens
             if room <= 0:

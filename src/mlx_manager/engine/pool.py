@@ -246,11 +246,31 @@ class ModelPool:
                     unloaded.append(entry.info.id)
         return unloaded
 
-    async def run_idle_reaper(self, interval: float) -> None:
+    async def run_idle_reaper(self) -> None:
+        """Unload idle models; reads the current config each round, so a changed TTL applies at once."""
         while True:
-            await asyncio.sleep(interval)
+            ttl = self.config.idle_ttl_seconds
+            await asyncio.sleep(min(max(ttl / 2, 0.1), 10.0) if ttl > 0 else 1.0)
             with contextlib.suppress(Exception):
                 await self.unload_idle()
+
+    async def reconfigure(self, config: PoolConfig) -> list[str]:
+        """Use new limits now: evict idle models (least recently used first) until the pool fits them, and wake
+        loads waiting for room. Busy, loading and pinned models stay; later loads make room as usual."""
+        evicted: list[str] = []
+        async with self._lock:
+            self.config = config
+            while (
+                len(self._entries) > config.max_models
+                or sum(e.memory_bytes for e in self._entries.values()) > config.memory_budget_bytes
+            ):
+                victim = self._pick_victim()
+                if victim is None:
+                    break
+                self._evict(victim, reason="the pool settings changed")
+                evicted.append(victim.info.id)
+            self._changed.notify_all()
+        return evicted
 
     async def close(self) -> None:
         """Cancel what is running, unload everything and wait for the model threads to end."""

@@ -36,6 +36,8 @@ class SamplingParams:
     strict_reasoning_budget: bool = True
     # Structured output as plain data: {"type": "json_object"} or {"type": "json_schema", "schema": {...}}.
     response_format: dict[str, Any] | None = None
+    # A context length below the model's own (prompt + completion tokens), e.g. a profile's; None = the model's.
+    max_context: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from mlx_manager.api.anthropic.schemas import (
     TokenCount,
 )
 from mlx_manager.api.anthropic.serving import AnthropicServing
-from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.deps import EngineDep, ProfilesDep
 from mlx_manager.api.errors import APIError
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.types import ModelInfo as EngineModel
@@ -47,16 +47,24 @@ async def count_tokens(body: CountTokensRequest, request: Request) -> TokenCount
 
 
 def model_info(info: EngineModel) -> ModelInfo:
-    created = datetime.fromtimestamp(info.created, UTC).isoformat().replace("+00:00", "Z")
-    return ModelInfo(id=info.id, display_name=info.id, created_at=created)
+    return ModelInfo(id=info.id, display_name=info.id, created_at=_created(info.created))
 
 
-async def list_models(engine: EngineDep) -> ModelList:
+def _created(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+async def list_models(engine: EngineDep, profiles: ProfilesDep) -> ModelList:
+    """The models, then the profiles (usable as models too)."""
     data = [model_info(m) for m in sorted(await engine.list_models(), key=lambda m: m.id)]
+    data += [ModelInfo(id=p.name, display_name=p.name, created_at=_created(p.created)) for p in profiles]
     return ModelList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None)
 
 
-async def get_model(model_id: str, engine: EngineDep) -> ModelInfo:
+async def get_model(model_id: str, engine: EngineDep, profiles: ProfilesDep) -> ModelInfo:
+    profile = next((p for p in profiles if p.name == model_id), None)
+    if profile is not None:
+        return ModelInfo(id=profile.name, display_name=profile.name, created_at=_created(profile.created))
     try:
         return model_info(await engine.resolve(model_id))
     except ModelNotFoundError as exc:

@@ -19,24 +19,30 @@ from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import EngineError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk
+from mlx_manager.manager.profiles import ProfileLookup, resolve_target
 
 log = logging.getLogger(__name__)
 
 
 class AnthropicServing:
-    def __init__(self, engine: Engine, max_stop: int, images: ImageLimits | None = None) -> None:
+    def __init__(
+        self, engine: Engine, max_stop: int, images: ImageLimits | None = None, profiles: ProfileLookup | None = None
+    ) -> None:
         self.engine = engine
         self.max_stop = max_stop
         self.images = images or ImageLimits()
+        self.profiles = profiles
 
     async def start(self, req: MessagesRequest) -> Generation:
-        prompt = await attach_images(self.engine, req.model, translate.chat_prompt(req), self.images)
-        params = translate.sampling_params(req, self.max_stop)
-        return await self.engine.generate(req.model, prompt, params)
+        target = resolve_target(self.profiles, req.model)
+        prompt = target.prompt(await attach_images(self.engine, target.model, translate.chat_prompt(req), self.images))
+        params = target.params(translate.sampling_params(req, self.max_stop), translate.explicit_fields(req))
+        return await self.engine.generate(target.model, prompt, params)
 
     async def count_tokens(self, req: CountTokensRequest) -> TokenCount:
-        prompt = await attach_images(self.engine, req.model, translate.chat_prompt(req), self.images)
-        return TokenCount(input_tokens=await self.engine.count_tokens(req.model, prompt))
+        target = resolve_target(self.profiles, req.model)
+        prompt = target.prompt(await attach_images(self.engine, target.model, translate.chat_prompt(req), self.images))
+        return TokenCount(input_tokens=await self.engine.count_tokens(target.model, prompt))
 
     async def message(self, req: MessagesRequest, gen: Generation, is_disconnected: Disconnected) -> Message:
         chunks = (await collect(gen, is_disconnected)).get(0, [])

@@ -195,6 +195,12 @@ def sampling_params(req: MessagesRequest, max_stop: int) -> SamplingParams:
     )
 
 
+def explicit_fields(req: MessagesRequest) -> set[str]:
+    """The sampling values the client set (max_tokens always: Anthropic requires it)."""
+    given = {"temperature": req.temperature, "top_p": req.top_p}
+    return {"max_tokens", *(name for name, value in given.items() if value is not None)}
+
+
 def shows_thinking(req: MessagesRequest) -> bool:
     """`display: "omitted"` keeps the thinking blocks but not their text."""
     return req.thinking is None or req.thinking.display != "omitted"

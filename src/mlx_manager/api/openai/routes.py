@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse
 from mlx_manager.api.access import record
 from mlx_manager.api.anthropic.routes import list_models as anthropic_models
 from mlx_manager.api.anthropic.schemas import ModelList as AnthropicModelList
-from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.deps import EngineDep, ProfilesDep
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.openai.embedding_schemas import EmbeddingList, EmbeddingRequest
 from mlx_manager.api.openai.embedding_serving import create_embeddings
@@ -67,15 +67,21 @@ async def embeddings(body: EmbeddingRequest, engine: EngineDep, request: Request
 
 
 @router.get("/models", response_model=None)
-async def list_models(engine: EngineDep, request: Request) -> ModelList | AnthropicModelList:
+async def list_models(engine: EngineDep, profiles: ProfilesDep, request: Request) -> ModelList | AnthropicModelList:
+    """The models, then the profiles (usable as models too; owned_by "profile")."""
     if "anthropic-version" in request.headers:  # the Anthropic SDK's models.list() asks here too
-        return await anthropic_models(engine)
+        return await anthropic_models(engine, profiles)
     models = await engine.list_models()
-    return ModelList(data=[ModelCard(id=m.id, created=m.created) for m in sorted(models, key=lambda m: m.id)])
+    cards = [ModelCard(id=m.id, created=m.created) for m in sorted(models, key=lambda m: m.id)]
+    cards += [ModelCard(id=p.name, created=p.created, owned_by="profile") for p in profiles]
+    return ModelList(data=cards)
 
 
 @router.get("/models/{model_id:path}")
-async def get_model(model_id: str, engine: EngineDep) -> ModelCard:
+async def get_model(model_id: str, engine: EngineDep, profiles: ProfilesDep) -> ModelCard:
+    profile = next((p for p in profiles if p.name == model_id), None)
+    if profile is not None:
+        return ModelCard(id=profile.name, created=profile.created, owned_by="profile")
     try:
         info = await engine.resolve(model_id)
     except ModelNotFoundError as exc:

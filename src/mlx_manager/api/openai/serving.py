@@ -48,6 +48,7 @@ from mlx_manager.engine.types import (
     TokenLogprob,
     Usage,
 )
+from mlx_manager.manager.profiles import ProfileLookup, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +205,24 @@ def _chat_logprobs(items: list[TokenLogprob]) -> ChoiceLogprobs:
     )
 
 
+def explicit_fields(req: SamplingFields) -> set[str]:
+    """The sampling values the client set itself (a profile's defaults fill in the rest)."""
+    fields = set(req.model_fields_set)
+    if "max_completion_tokens" in fields:
+        fields.add("max_tokens")
+    return fields
+
+
 class OpenAIServing:
-    def __init__(self, engine: Engine, limits: Limits) -> None:
+    def __init__(self, engine: Engine, limits: Limits, profiles: ProfileLookup | None = None) -> None:
         self.engine = engine
         self.limits = limits
+        self.profiles = profiles
 
     # --- chat ---------------------------------------------------------------------------------
 
     async def start_chat(self, req: ChatCompletionRequest) -> Generation:
+        target = resolve_target(self.profiles, req.model)
         max_tokens = req.max_completion_tokens or req.max_tokens
         params = replace(
             sampling_params(
@@ -220,8 +231,9 @@ class OpenAIServing:
             response_format=response_format(req),
             max_reasoning_tokens=req.max_reasoning_tokens,
         )
-        prompt = await attach_images(self.engine, req.model, chat_prompt(req), self.limits.images)
-        return await self.engine.generate(req.model, prompt, params, n=req.n, priority=req.priority)
+        params = target.params(params, explicit_fields(req))
+        prompt = target.prompt(await attach_images(self.engine, target.model, chat_prompt(req), self.limits.images))
+        return await self.engine.generate(target.model, prompt, params, n=req.n, priority=req.priority)
 
     async def chat(self, req: ChatCompletionRequest, gen: Generation, is_disconnected: Disconnected) -> ChatCompletion:
         by_index = await collect(gen, is_disconnected)
@@ -305,6 +317,7 @@ class OpenAIServing:
             raise _unsupported("echo", "echo is only supported without streaming.")
         if req.echo and req.logprobs is not None:
             raise _unsupported("echo", "echo with logprobs would need logprobs of the prompt tokens.")
+        target = resolve_target(self.profiles, req.model)
         params = sampling_params(
             req,
             self.limits,
@@ -312,10 +325,11 @@ class OpenAIServing:
             logprobs=req.logprobs is not None,
             top_logprobs=req.logprobs or 0,
         )
+        params = target.params(params, explicit_fields(req))
         gens: list[Generation] = []
         try:
             for prompt in self._completion_prompts(req):
-                gens.append(await self.engine.generate(req.model, prompt, params, n=req.n, priority=req.priority))
+                gens.append(await self.engine.generate(target.model, prompt, params, n=req.n, priority=req.priority))
         except BaseException:
             for g in gens:
                 g.cancel()

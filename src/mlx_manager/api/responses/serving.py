@@ -20,6 +20,7 @@ from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import EngineError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk
+from mlx_manager.manager.profiles import ProfileLookup, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,17 @@ class Started:
 
 
 class ResponsesServing:
-    def __init__(self, engine: Engine, store: ResponseStore, images: ImageLimits | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: ResponseStore,
+        images: ImageLimits | None = None,
+        profiles: ProfileLookup | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.images = images or ImageLimits()
+        self.profiles = profiles
 
     async def start(self, req: ResponsesRequest) -> Started:
         if req.background:
@@ -52,8 +60,10 @@ class ResponsesServing:
                 )
             history = [*previous.input_items, *previous.response.get("output", [])]
         history += tr.input_items(req)
-        prompt = await attach_images(self.engine, req.model, tr.chat_prompt(req, history), self.images)
-        gen = await self.engine.generate(req.model, prompt, tr.sampling_params(req))
+        target = resolve_target(self.profiles, req.model)
+        prompt = await attach_images(self.engine, target.model, tr.chat_prompt(req, history), self.images)
+        params = target.params(tr.sampling_params(req), tr.explicit_fields(req))
+        gen = await self.engine.generate(target.model, target.prompt(prompt), params)
         return Started(gen, tr.new_id("resp"), int(time.time()), history)
 
     async def get(self, response_id: str) -> dict[str, Any]:

@@ -160,6 +160,12 @@ def sampling_params(req: ResponsesRequest) -> SamplingParams:
     )
 
 
+def explicit_fields(req: ResponsesRequest) -> set[str]:
+    """The sampling values the client set, by their engine names."""
+    given = {"temperature": req.temperature, "top_p": req.top_p, "max_tokens": req.max_output_tokens}
+    return {name for name, value in given.items() if value is not None}
+
+
 def output_items(reply: Reply) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if reply.reasoning:

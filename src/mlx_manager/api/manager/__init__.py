@@ -1,0 +1,1 @@
+"""The manager's HTTP API under /api: thin routes and schemas over mlx_manager.manager."""

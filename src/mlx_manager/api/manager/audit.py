@@ -1,0 +1,72 @@
+"""/api/audit (admins): the request log of the model APIs, filtered and paged, or exported as CSV or JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+
+from mlx_manager.api.manager.deps import AdminUser, SessionDep
+from mlx_manager.api.manager.schemas import AuditEntryPublic, AuditPage, problems
+from mlx_manager.manager import audit
+
+router = APIRouter(prefix="/audit", tags=["audit"], responses=problems(400, 401, 403))
+
+
+def _epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def audit_filter(
+    user_id: int | None = None,
+    model: str | None = None,
+    endpoint: Annotated[str | None, Query(description="A route, e.g. /v1/chat/completions")] = None,
+    status: Annotated[int | None, Query(ge=100, le=599)] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 or Unix seconds; UTC when no zone.")] = None,
+    until: Annotated[datetime | None, Query(description="Exclusive; ISO 8601 or Unix seconds.")] = None,
+) -> audit.AuditFilter:
+    return audit.AuditFilter(user_id, model, endpoint, status, _epoch(since), _epoch(until))
+
+
+Filter = Annotated[audit.AuditFilter, Depends(audit_filter)]
+
+
+@router.get("")
+def list_audit(
+    _: AdminUser,
+    session: SessionDep,
+    where: Filter,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AuditPage:
+    """Entries newest first, with the total that match."""
+    rows, total = audit.search(session, where, limit, offset)
+    items = [AuditEntryPublic.model_validate(r, from_attributes=True) for r in rows]
+    return AuditPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/export",
+    response_model=None,
+    responses={
+        200: {
+            "description": "Matching entries, oldest first.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "array", "items": AuditEntryPublic.model_json_schema()}},
+            },
+        }
+    },
+)
+def export_audit(_: AdminUser, session: SessionDep, where: Filter, format: Literal["csv", "json"] = "csv") -> Response:
+    """Every matching entry as a CSV or JSON download."""
+    rows = audit.export_rows(session, where)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {"Content-Disposition": f'attachment; filename="audit-{stamp}.{format}"'}
+    if format == "json":
+        return JSONResponse(audit.as_dicts(rows), headers=headers)
+    return Response(audit.as_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)

@@ -1,0 +1,74 @@
+"""Dependencies of the /api routes: a database session, the signed-in user, an admin.
+
+They are plain functions, so FastAPI runs them (and the routes that are plain functions) on its thread pool:
+SQLite and argon2 block, and the event loop keeps serving tokens meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from mlx_manager.api.security import remember
+from mlx_manager.db.models import User
+from mlx_manager.manager.auth import presented_credential
+from mlx_manager.manager.errors import AuthenticationFailed, PermissionDenied
+from mlx_manager.manager.services import Manager
+
+# Declared for the OpenAPI schema (clients see how to authenticate); the checks are below.
+_bearer = HTTPBearer(auto_error=False, description="A session token from POST /api/auth/login, or an API key.")
+_x_api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="An API key.")
+
+
+def get_manager(request: Request) -> Manager:
+    manager: Manager = request.app.state.manager
+    return manager
+
+
+ManagerDep = Annotated[Manager, Depends(get_manager)]
+
+
+def get_session(manager: ManagerDep) -> Iterator[Session]:
+    with Session(manager.db, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_user(
+    request: Request,
+    manager: ManagerDep,
+    session: SessionDep,
+    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _api_key: Annotated[str | None, Depends(_x_api_key)],
+) -> User:
+    """The user behind the session token or API key. The server's --api-key is no user: it is refused here."""
+    token = presented_credential(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    if token is None:
+        raise AuthenticationFailed(
+            "Sign in first: send 'Authorization: Bearer TOKEN' with a session token from POST /api/auth/login"
+            " or an API key.",
+            "not_authenticated",
+        )
+    if not manager.auth.is_ours(token):
+        raise AuthenticationFailed("Incorrect session token or API key.", "invalid_token")
+    principal, user = manager.auth.identify(session, token)
+    remember(request, principal)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise PermissionDenied("This needs an administrator.", "admin_required")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]

@@ -1,0 +1,94 @@
+"""/api/profiles: a model plus generation defaults, usable as the `model` of API requests. Signed-in users read
+them; admins create, change, duplicate and delete them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import APIRouter, Response
+from sqlmodel import Session
+
+from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.manager.deps import AdminUser, CurrentUser, ManagerDep, SessionDep
+from mlx_manager.api.manager.schemas import (
+    ProfileCreate,
+    ProfileDuplicate,
+    ProfilePublic,
+    ProfileUpdate,
+    problems,
+)
+from mlx_manager.db.models import Profile
+from mlx_manager.engine.engine import Engine
+from mlx_manager.manager import profiles
+from mlx_manager.manager.errors import Conflict
+from mlx_manager.manager.services import Manager
+
+router = APIRouter(prefix="/profiles", tags=["profiles"], responses=problems(401))
+T = TypeVar("T")
+
+
+def public(row: Profile) -> ProfilePublic:
+    return ProfilePublic.model_validate(row, from_attributes=True)
+
+
+async def _not_a_model(engine: Engine, name: str | None) -> None:
+    """A profile may not take a model's name: the name would then mean two things."""
+    if name is not None and name in {m.id for m in await engine.list_models()}:
+        raise Conflict(f"'{name}' is the name of a model; pick another name for the profile.", "name_is_a_model")
+
+
+async def _write(manager: Manager, change: Callable[[Session], T]) -> T:
+    """Run a change in its own session off the event loop, then refresh the profiles the APIs see."""
+
+    def run() -> T:
+        with Session(manager.db, expire_on_commit=False) as session:
+            return change(session)
+
+    try:
+        return await asyncio.to_thread(run)
+    finally:
+        await asyncio.to_thread(manager.profiles.reload)
+
+
+@router.get("")
+def list_profiles(_: CurrentUser, session: SessionDep) -> list[ProfilePublic]:
+    return [public(row) for row in profiles.list_profiles(session)]
+
+
+@router.post("", status_code=201, responses=problems(400, 403, 409))
+async def create_profile(body: ProfileCreate, _: AdminUser, manager: ManagerDep, engine: EngineDep) -> ProfilePublic:
+    await _not_a_model(engine, body.name)
+    return public(await _write(manager, lambda s: profiles.create(s, body.model_dump())))
+
+
+@router.get("/{profile_id}", responses=problems(404))
+def get_profile(profile_id: int, _: CurrentUser, session: SessionDep) -> ProfilePublic:
+    return public(profiles.get_profile(session, profile_id))
+
+
+@router.patch("/{profile_id}", responses=problems(400, 403, 404, 409))
+async def update_profile(
+    profile_id: int, body: ProfileUpdate, _: AdminUser, manager: ManagerDep, engine: EngineDep
+) -> ProfilePublic:
+    """Change the fields sent; null clears an optional one."""
+    await _not_a_model(engine, body.name)
+    changes = body.model_dump(exclude_unset=True)
+    return public(await _write(manager, lambda s: profiles.update(s, profile_id, changes)))
+
+
+@router.delete("/{profile_id}", status_code=204, responses=problems(403, 404))
+async def delete_profile(profile_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+    await _write(manager, lambda s: profiles.delete(s, profile_id))
+    return Response(status_code=204)
+
+
+@router.post("/{profile_id}/duplicate", status_code=201, responses=problems(400, 403, 404, 409))
+async def duplicate_profile(
+    profile_id: int, _: AdminUser, manager: ManagerDep, engine: EngineDep, body: ProfileDuplicate | None = None
+) -> ProfilePublic:
+    """A copy under a new name (default '<name>-copy')."""
+    name = body.name if body else None
+    await _not_a_model(engine, name)
+    return public(await _write(manager, lambda s: profiles.duplicate(s, profile_id, name)))
