@@ -72,6 +72,8 @@ class Settings(BaseSettings):
         " head of agent prompts do not defeat the prefix cache.",
     )
 
+    breaker_failures: int = Field(default=5, ge=1, description="Failures in a row that open a backend's breaker.")
+    breaker_cooldown_seconds: float = Field(default=30, gt=0, description="How long a breaker stays open.")
     drain_seconds: float = Field(
         default=30, ge=0, description="On SIGTERM, how long in-flight requests may finish before they are ended."
     )

@@ -16,11 +16,13 @@ from mlx_manager.observability.metrics import Metrics
 log = logging.getLogger("mlx_manager.access")
 
 
-def record(request: Request, model: str, usage: Usage | None = None) -> None:
-    """Name the model (and the usage object the engine fills in) for this request's access line."""
+def record(request: Request, model: str, usage: Usage | None = None, backend: str | None = None) -> None:
+    """Name the model (and the usage object the engine fills in, and who served it) for this request's line."""
     request.state.model = model
     if usage is not None:
         request.state.usage = usage
+    if backend is not None:
+        request.state.backend = backend
 
 
 class AccessMiddleware:
@@ -69,6 +71,7 @@ class AccessMiddleware:
             "prompt_tokens": usage.prompt_tokens if usage else 0,
             "completion_tokens": usage.completion_tokens if usage else 0,
             "latency_ms": round(seconds * 1000, 1),
+            "backend": str(state.get("backend", "local")),
         }
         level = logging.WARNING if status >= 500 else logging.INFO
         log.log(

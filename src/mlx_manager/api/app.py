@@ -34,6 +34,7 @@ from mlx_manager.api.responses.routes import router as responses_router
 from mlx_manager.api.responses.serving import ResponsesServing
 from mlx_manager.api.security import require_admin, require_api_key
 from mlx_manager.api.security_headers import SecurityHeadersMiddleware
+from mlx_manager.api.web import WebUI
 from mlx_manager.config import Settings
 from mlx_manager.db.responses import ResponseStore
 from mlx_manager.db.session import open_database
@@ -46,6 +47,7 @@ from mlx_manager.manager.hub import Hub
 from mlx_manager.manager.services import Manager
 from mlx_manager.observability.metrics import Metrics
 from mlx_manager.observability.tracing import setup_tracing
+from mlx_manager.routing.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await router.close()
             await downloads.stop()
             await engine.stop()
             await manager.stop()
@@ -134,6 +137,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.openai_serving = OpenAIServing(engine, limits, manager.profiles)
     app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences, images, manager.profiles)
     app.state.responses_serving = ResponsesServing(engine, ResponseStore(db), images, manager.profiles)
+    # Rules come from the database; a model no rule names runs on the local engine.
+    router = Router(engine, manager.routing.table, settings.breaker_failures, settings.breaker_cooldown_seconds)
+    app.state.router = router
+    metrics.attach_router(router)
+    for serving in (app.state.openai_serving, app.state.anthropic_serving, app.state.responses_serving):
+        serving.route = router.generate
     install_error_handlers(app)
     install_hub_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
@@ -162,4 +171,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(downloads_router, dependencies=[Depends(require_admin)])
     problem_openapi(app)
     app.state.tracing = setup_tracing(app)
+    app.mount("/", WebUI(), name="web")  # last: the UI gets only the paths no route took
     return app

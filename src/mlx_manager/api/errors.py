@@ -82,6 +82,12 @@ def from_manager_error(exc: ManagerError) -> APIError:
 
 
 def from_engine_error(exc: EngineError) -> APIError:
+    from mlx_manager.routing.router import NoBackendError  # routing imports the engine, not this module
+
+    if isinstance(exc, NoBackendError):
+        status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 502
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        return APIError(status, exc.message, type=kind, code="backend_failed" if status == 502 else None)
     if isinstance(exc, ModelNotFoundError):
         return APIError(404, exc.message, param="model", code="model_not_found")
     if isinstance(exc, ContextLengthError):

@@ -12,7 +12,7 @@ _HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 # Only same-origin scripts, styles and API calls; inline styles for component libraries.
-_HTML_CSP = (
+HTML_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
@@ -33,7 +33,7 @@ class SecurityHeadersMiddleware:
                 for key, value in _HEADERS.items():
                     headers.setdefault(key, value)
                 if headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("Content-Security-Policy", _HTML_CSP)
+                    headers.setdefault("Content-Security-Policy", HTML_CSP)
             await send(message)
 
         await self.app(scope, receive, add_headers)

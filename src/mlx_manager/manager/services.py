@@ -15,6 +15,8 @@ from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.manager import audit, pool_settings
 from mlx_manager.manager.auth import Authenticator
 from mlx_manager.manager.profiles import ProfileIndex
+from mlx_manager.manager.routing_store import RoutingStore
+from mlx_manager.manager.secret_box import SecretBox
 from mlx_manager.manager.settings_store import (
     ManagedSettings,
     SettingsStore,
@@ -32,6 +34,7 @@ class Manager:
         self.auth = Authenticator(db, server_secret(db), server_key)
         self.audit = audit.AuditWriter(db)
         self.profiles = ProfileIndex(db)
+        self.routing = RoutingStore(db, SecretBox(server_secret(db)))
         self._config = config
         self._engine: Engine | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -13,6 +13,7 @@ from mlx_manager.engine.types import Usage
 
 if TYPE_CHECKING:
     from mlx_manager.engine.engine import Engine
+    from mlx_manager.routing.router import Router
 
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _ITL = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
@@ -53,6 +54,9 @@ class Metrics:
 
     def attach(self, engine: Engine) -> None:
         self.registry.register(_EngineCollector(engine))
+
+    def attach_router(self, router: Router) -> None:
+        self.registry.register(_RouterCollector(router))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -105,3 +109,27 @@ class _EngineCollector(Collector):
                 stats = e.scheduler.cache.stats
                 hit.add_metric([model], stats.tokens_reused / stats.tokens_requested if stats.tokens_requested else 0.0)
         yield from (loaded, budget, memory, load, waiting, running, hit)
+
+
+_BREAKER = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class _RouterCollector(Collector):
+    """Each remote backend's circuit breaker and load, as the router sees them now."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def collect(self) -> Iterator[Metric]:
+        breaker = GaugeMetricFamily(
+            "mlx_manager_backend_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.", labels=["backend"]
+        )
+        outstanding = GaugeMetricFamily(
+            "mlx_manager_backend_outstanding", "Requests in flight on a backend.", labels=["backend"]
+        )
+        served = GaugeMetricFamily("mlx_manager_backend_served", "Requests a backend has taken.", labels=["backend"])
+        for state in list(self.router.balancer.backends.values()):
+            breaker.add_metric([state.name], _BREAKER[state.breaker.state])
+            outstanding.add_metric([state.name], state.outstanding)
+            served.add_metric([state.name], state.served)
+        yield from (breaker, outstanding, served)

@@ -75,13 +75,14 @@ async def open_chat(
 
 
 async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncIterator[GenerationChunk]:
+    final: GenerationChunk | None = None  # held back: the usage event comes after it
     try:
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
-                return
+                break
             event = json.loads(data)
             if "error" in event:
                 raise RemoteError(gen.backend, None, str(event["error"].get("message", event["error"])))
@@ -89,8 +90,12 @@ async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncItera
                 _usage(gen, event["usage"])
             for choice in event.get("choices") or []:
                 chunk = _chunk(choice)
-                if chunk is not None:
+                if chunk is not None and chunk.finish_reason is not None:
+                    final = chunk
+                elif chunk is not None:
                     yield chunk
+        if final is not None:
+            yield final
     finally:
         await response.aclose()
 

@@ -1,12 +1,13 @@
-"""A generation served by another server: the same chunks, usage and cancel as a local one, so every API's
-serving code answers from it unchanged (and translates protocols both ways through the engine's own request)."""
+"""A generation served by another server: a Generation like a local one (chunks, usage, cancel, callbacks), so
+every API's serving code answers from it unchanged and protocols translate both ways through one request."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-from mlx_manager.engine.types import GenerationChunk, Usage
+from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.types import GenerationChunk
 
 
 class RemoteError(Exception):
@@ -19,16 +20,13 @@ class RemoteError(Exception):
         self.message = message
 
 
-class RemoteGeneration:
-    """Iterate for chunks; `cancel()` closes the upstream stream. Usage fills in as the upstream reports it."""
+class RemoteGeneration(Generation):
+    """One sequence streamed from `backend`; `cancel()` also closes the upstream stream."""
 
     def __init__(self, backend: str, model: str) -> None:
+        super().__init__(prompt_tokens=0, n=1, model=model)
         self.backend = backend
-        self.model = model
-        self.usage = Usage()
-        self._queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._done_callbacks: list[Callable[[], None]] = []
 
     def start(self, source: AsyncIterator[GenerationChunk]) -> None:
         self._task = asyncio.create_task(self._pump(source))
@@ -36,34 +34,17 @@ class RemoteGeneration:
     async def _pump(self, source: AsyncIterator[GenerationChunk]) -> None:
         try:
             async for chunk in source:
-                self._queue.put_nowait(chunk)
+                self._receive([chunk], None)
+            if not self.done:  # the upstream ended without saying why
+                self._receive([GenerationChunk(0, "", [], finish_reason="stop")], None)
         except asyncio.CancelledError:
+            if not self.done:
+                self._receive([GenerationChunk(0, "", [], finish_reason="cancelled")], None)
             raise
         except Exception as exc:  # delivered to whoever iterates, as a local failure would be
-            self._queue.put_nowait(exc)
-        finally:
-            self._queue.put_nowait(None)
-            for fn in self._done_callbacks:
-                fn()
-
-    def add_done_callback(self, fn: Callable[[], None]) -> None:
-        self._done_callbacks.append(fn)
+            self._receive([], exc)
 
     def cancel(self) -> None:
+        super().cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-
-    def abort(self) -> None:
-        self.cancel()
-
-    async def __aiter__(self) -> AsyncIterator[GenerationChunk]:
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.cancel()

@@ -20,7 +20,7 @@ from mlx_manager.routing.anthropic_client import open_messages
 from mlx_manager.routing.balancer import BackendState, Balancer
 from mlx_manager.routing.breaker import CircuitBreaker
 from mlx_manager.routing.openai_client import open_chat
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration
+from mlx_manager.routing.remote import RemoteError
 from mlx_manager.routing.retry import should_fall_back
 from mlx_manager.routing.rules import Rule, first_match
 
@@ -73,7 +73,7 @@ class Router:
 
     async def generate(
         self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
-    ) -> Generation | RemoteGeneration:
+    ) -> Generation:
         rule = self.route(model_id)
         if rule is None:
             return await self.engine.generate(model_id, prompt, params, n=n, priority=priority)
@@ -120,7 +120,7 @@ class Router:
 
     async def _start(
         self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
-    ) -> Generation | RemoteGeneration:
+    ) -> Generation:
         if backend.kind == LOCAL:
             return await self.engine.generate(model, prompt, params, n=n, priority=priority)
         if not isinstance(prompt, ChatPrompt) or n != 1:

@@ -34,7 +34,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Message | E
     serving = _serving(request)
     record(request, body.model)
     gen = await serving.start(body)
-    record(request, body.model, gen.usage)
+    record(request, body.model, gen.usage, getattr(gen, "backend", "local"))
     if body.stream:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return EventSourceResponse(serving.stream(body, gen), sep="\n", headers=headers)

@@ -29,6 +29,7 @@ class AnthropicServing:
         self, engine: Engine, max_stop: int, images: ImageLimits | None = None, profiles: ProfileLookup | None = None
     ) -> None:
         self.engine = engine
+        self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
         self.max_stop = max_stop
         self.images = images or ImageLimits()
         self.profiles = profiles
@@ -37,7 +38,7 @@ class AnthropicServing:
         target = resolve_target(self.profiles, req.model)
         prompt = target.prompt(await attach_images(self.engine, target.model, translate.chat_prompt(req), self.images))
         params = target.params(translate.sampling_params(req, self.max_stop), translate.explicit_fields(req))
-        return await self.engine.generate(target.model, prompt, params)
+        return await self.route(target.model, prompt, params)
 
     async def count_tokens(self, req: CountTokensRequest) -> TokenCount:
         target = resolve_target(self.profiles, req.model)

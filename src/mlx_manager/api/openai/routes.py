@@ -42,7 +42,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
     serving = _serving(request)
     record(request, body.model)
     gen = await serving.start_chat(body)
-    record(request, body.model, gen.usage)
+    record(request, body.model, gen.usage, getattr(gen, "backend", "local"))
     if body.stream:
         return _sse(serving.chat_stream(body, gen))
     return await serving.chat(body, gen, request.is_disconnected)

@@ -216,6 +216,7 @@ def explicit_fields(req: SamplingFields) -> set[str]:
 class OpenAIServing:
     def __init__(self, engine: Engine, limits: Limits, profiles: ProfileLookup | None = None) -> None:
         self.engine = engine
+        self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
         self.limits = limits
         self.profiles = profiles
 
@@ -233,7 +234,7 @@ class OpenAIServing:
         )
         params = target.params(params, explicit_fields(req))
         prompt = target.prompt(await attach_images(self.engine, target.model, chat_prompt(req), self.limits.images))
-        return await self.engine.generate(target.model, prompt, params, n=req.n, priority=req.priority)
+        return await self.route(target.model, prompt, params, n=req.n, priority=req.priority)
 
     async def chat(self, req: ChatCompletionRequest, gen: Generation, is_disconnected: Disconnected) -> ChatCompletion:
         by_index = await collect(gen, is_disconnected)
@@ -329,7 +330,7 @@ class OpenAIServing:
         gens: list[Generation] = []
         try:
             for prompt in self._completion_prompts(req):
-                gens.append(await self.engine.generate(target.model, prompt, params, n=req.n, priority=req.priority))
+                gens.append(await self.route(target.model, prompt, params, n=req.n, priority=req.priority))
         except BaseException:
             for g in gens:
                 g.cancel()

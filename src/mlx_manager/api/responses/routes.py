@@ -24,7 +24,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> dict[str,
     serving = _serving(request)
     record(request, body.model)
     run = await serving.start(body)
-    record(request, body.model, run.gen.usage)
+    record(request, body.model, run.gen.usage, getattr(run.gen, "backend", "local"))
     if body.stream:
         stream = serving.stream(body, run)
         return EventSourceResponse(stream, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -44,6 +44,7 @@ class ResponsesServing:
         profiles: ProfileLookup | None = None,
     ) -> None:
         self.engine = engine
+        self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
         self.store = store
         self.images = images or ImageLimits()
         self.profiles = profiles
@@ -63,7 +64,7 @@ class ResponsesServing:
         target = resolve_target(self.profiles, req.model)
         prompt = await attach_images(self.engine, target.model, tr.chat_prompt(req, history), self.images)
         params = target.params(tr.sampling_params(req), tr.explicit_fields(req))
-        gen = await self.engine.generate(target.model, target.prompt(prompt), params)
+        gen = await self.route(target.model, target.prompt(prompt), params)
         return Started(gen, tr.new_id("resp"), int(time.time()), history)
 
     async def get(self, response_id: str) -> dict[str, Any]:

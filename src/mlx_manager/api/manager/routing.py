@@ -1,0 +1,222 @@
+"""/api/routing: credentials (write-only secrets), backends, rules, a rule tester and breaker states. Admins only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session, select
+
+from mlx_manager.api.manager.deps import AdminUser, ManagerDep
+from mlx_manager.api.manager.schemas import problems
+from mlx_manager.db.models import Backend, Credential, RoutingRule
+from mlx_manager.manager.errors import NotFound
+from mlx_manager.manager.services import Manager
+from mlx_manager.routing.router import Router
+
+router = APIRouter(prefix="/routing", tags=["routing"], responses=problems(401, 403))
+T = TypeVar("T")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CredentialCreate(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    provider: str = Field(min_length=1, max_length=64)
+    secret: str = Field(min_length=1, max_length=4096)
+
+
+class CredentialPublic(BaseModel):
+    """Never the secret: once saved it only leaves the server in requests to its provider."""
+
+    id: int
+    name: str
+    provider: str
+    created_at: float
+
+
+class BackendCreate(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["local", "openai", "anthropic"]
+    base_url: str | None = None
+    credential_id: int | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    enabled: bool = True
+
+
+class BackendUpdate(_Strict):
+    base_url: str | None = None
+    credential_id: int | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    enabled: bool | None = None
+
+
+class BackendPublic(BackendCreate):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+
+
+class RuleCreate(_Strict):
+    pattern: str = Field(min_length=1, max_length=512)
+    match_type: Literal["exact", "glob", "regex"] = "exact"
+    priority: int = 0
+    backend_ids: list[int] = Field(min_length=1)
+    remote_model: str | None = None
+    enabled: bool = True
+
+
+class RuleUpdate(_Strict):
+    pattern: str | None = Field(default=None, min_length=1, max_length=512)
+    match_type: Literal["exact", "glob", "regex"] | None = None
+    priority: int | None = None
+    backend_ids: list[int] | None = Field(default=None, min_length=1)
+    remote_model: str | None = None
+    enabled: bool | None = None
+
+
+class RulePublic(RuleCreate):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+
+
+class RouteTest(BaseModel):
+    model: str
+    rule_id: int | None
+    backends: list[str]  # in the order they would be tried now
+    upstream_model: str
+
+
+class BackendStatus(BaseModel):
+    name: str
+    breaker: str
+    failures: int
+    outstanding: int
+    served: int
+    healthy: bool
+
+
+async def _write(manager: Manager, change: Callable[[Session], T]) -> T:
+    def run() -> T:
+        with Session(manager.db, expire_on_commit=False) as session:
+            return change(session)
+
+    try:
+        return await asyncio.to_thread(run)
+    finally:
+        await asyncio.to_thread(manager.routing.reload)
+
+
+def _router(request: Request) -> Router:
+    routing: Router = request.app.state.router
+    return routing
+
+
+@router.get("/credentials")
+def list_credentials(_: AdminUser, manager: ManagerDep) -> list[CredentialPublic]:
+    with Session(manager.db) as session:
+        return [CredentialPublic.model_validate(c, from_attributes=True) for c in session.exec(select(Credential))]
+
+
+@router.post("/credentials", status_code=201, responses=problems(400, 409))
+async def create_credential(body: CredentialCreate, _: AdminUser, manager: ManagerDep) -> CredentialPublic:
+    row = await _write(manager, lambda s: manager.routing.add_credential(s, body.name, body.provider, body.secret))
+    return CredentialPublic.model_validate(row, from_attributes=True)
+
+
+@router.delete("/credentials/{credential_id}", status_code=204, responses=problems(404))
+async def delete_credential(credential_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+    await _write(manager, lambda s: manager.routing.delete(s, Credential, credential_id))
+    return Response(status_code=204)
+
+
+@router.get("/backends")
+def list_backends(_: AdminUser, manager: ManagerDep) -> list[BackendPublic]:
+    with Session(manager.db) as session:
+        return [BackendPublic.model_validate(b, from_attributes=True) for b in session.exec(select(Backend))]
+
+
+@router.post("/backends", status_code=201, responses=problems(400, 409))
+async def create_backend(body: BackendCreate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
+    row = await _write(manager, lambda s: manager.routing.add_backend(s, body.model_dump()))
+    return BackendPublic.model_validate(row, from_attributes=True)
+
+
+@router.patch("/backends/{backend_id}", responses=problems(400, 404))
+async def update_backend(backend_id: int, body: BackendUpdate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
+    def change(session: Session) -> Backend:
+        row = session.get(Backend, backend_id)
+        if row is None:
+            raise NotFound(f"No backend with id {backend_id}.")
+        result: Backend = manager.routing.update(session, row, body.model_dump(exclude_unset=True))
+        return result
+
+    return BackendPublic.model_validate(await _write(manager, change), from_attributes=True)
+
+
+@router.delete("/backends/{backend_id}", status_code=204, responses=problems(404))
+async def delete_backend(backend_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+    await _write(manager, lambda s: manager.routing.delete(s, Backend, backend_id))
+    return Response(status_code=204)
+
+
+@router.get("/rules")
+def list_rules(_: AdminUser, manager: ManagerDep) -> list[RulePublic]:
+    with Session(manager.db) as session:
+        rows = sorted(session.exec(select(RoutingRule)), key=lambda r: (-r.priority, r.id or 0))
+        return [RulePublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post("/rules", status_code=201, responses=problems(400))
+async def create_rule(body: RuleCreate, _: AdminUser, manager: ManagerDep) -> RulePublic:
+    row = await _write(manager, lambda s: manager.routing.add_rule(s, body.model_dump()))
+    return RulePublic.model_validate(row, from_attributes=True)
+
+
+@router.patch("/rules/{rule_id}", responses=problems(400, 404))
+async def update_rule(rule_id: int, body: RuleUpdate, _: AdminUser, manager: ManagerDep) -> RulePublic:
+    def change(session: Session) -> RoutingRule:
+        row = session.get(RoutingRule, rule_id)
+        if row is None:
+            raise NotFound(f"No rule with id {rule_id}.")
+        result: RoutingRule = manager.routing.update(session, row, body.model_dump(exclude_unset=True))
+        return result
+
+    return RulePublic.model_validate(await _write(manager, change), from_attributes=True)
+
+
+@router.delete("/rules/{rule_id}", status_code=204, responses=problems(404))
+async def delete_rule(rule_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+    await _write(manager, lambda s: manager.routing.delete(s, RoutingRule, rule_id))
+    return Response(status_code=204)
+
+
+@router.get("/test")
+def test_route(request: Request, _: AdminUser, model: Annotated[str, Query(min_length=1)]) -> RouteTest:
+    """Which backends a model name would go to, in the order they would be tried now."""
+    routing = _router(request)
+    rule = routing.route(model)
+    if rule is None:
+        return RouteTest(model=model, rule_id=None, backends=["local"], upstream_model=model)
+    order = routing.balancer.order(list(rule.backends))
+    return RouteTest(model=model, rule_id=rule.id, backends=order, upstream_model=rule.upstream_model(model))
+
+
+@router.get("/status")
+def backend_status(request: Request, _: AdminUser) -> list[BackendStatus]:
+    states: dict[str, Any] = _router(request).balancer.backends
+    return [
+        BackendStatus(
+            name=s.name,
+            breaker=s.breaker.state,
+            failures=s.breaker.failures,
+            outstanding=s.outstanding,
+            served=s.served,
+            healthy=s.healthy,
+        )
+        for s in states.values()
+    ]
