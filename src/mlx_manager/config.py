@@ -74,6 +74,8 @@ class Settings(BaseSettings):
 
     breaker_failures: int = Field(default=5, ge=1, description="Failures in a row that open a backend's breaker.")
     breaker_cooldown_seconds: float = Field(default=30, gt=0, description="How long a breaker stays open.")
+    backend_retries: int = Field(default=1, ge=0, description="Resends to one backend after a failure safe to retry.")
+    health_check_seconds: float = Field(default=15, ge=0, description="Probe remote backends this often; 0 = never.")
     drain_seconds: float = Field(
         default=30, ge=0, description="On SIGTERM, how long in-flight requests may finish before they are ended."
     )

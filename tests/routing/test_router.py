@@ -9,6 +9,7 @@ import pytest
 
 from mlx_manager.api.replies import assemble
 from mlx_manager.engine.types import ChatPrompt, SamplingParams
+from mlx_manager.routing.remote import RemoteError
 from mlx_manager.routing.router import BackendConfig, NoBackendError, Router, RoutingTable
 from mlx_manager.routing.rules import Rule
 from mlx_manager.testing.server import ServerProcess, free_port
@@ -83,3 +84,41 @@ def test_names_without_a_rule_run_locally(server: ServerProcess) -> None:
     with pytest.raises(RuntimeError):
         _ask(router, "tiny-llama")
     assert calls == ["tiny-llama"]
+
+
+def test_failures_safe_to_resend_are_retried_on_the_same_backend_others_are_not() -> None:
+    class Flaky(Router):
+        def __init__(self, statuses: list[int | None]) -> None:
+            super().__init__(NoLocal(), RoutingTable, retries=2)
+            self.statuses, self.calls = statuses, 0
+
+        async def _start(self, *args: Any) -> Any:
+            self.calls += 1
+            if self.statuses:
+                raise RemoteError("b", self.statuses.pop(0), "nope")
+            return "ok"
+
+    backend = BackendConfig("b", "openai", "http://x")
+    for statuses, calls, ok in (([None, 503], 3, True), ([500], 1, False), ([None, None, None], 3, False)):
+        router = Flaky(list(statuses))
+        call = router._start_with_retries(backend, "m", ChatPrompt(messages=HI), SamplingParams(), 1, 0)
+        if ok:
+            assert asyncio.run(call) == "ok"
+        else:
+            with pytest.raises(RemoteError):
+                asyncio.run(call)
+        assert router.calls == calls
+
+
+def test_health_checks_send_an_unreachable_backend_to_the_end(server: ServerProcess) -> None:
+    rule = Rule.create("h", ["dead", "live"], remote_model="tiny-llama")
+    router = Router(NoLocal(), lambda: _table(server, rule))
+
+    async def main() -> list[str]:
+        await router.check_health()
+        order = router.balancer.order(["dead", "live"])
+        await router.close()
+        return order
+
+    assert asyncio.run(main()) == ["live", "dead"]
+    assert not router.balancer.state("dead").healthy and router.balancer.state("live").healthy

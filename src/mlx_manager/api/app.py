@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
         await engine.start()
         await manager.start(engine)
         await downloads.start()  # downloads that were running when the server stopped resume
+        router.start_health_checks(settings.health_check_seconds)
         try:
             yield
         finally:
@@ -138,7 +139,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences, images, manager.profiles)
     app.state.responses_serving = ResponsesServing(engine, ResponseStore(db), images, manager.profiles)
     # Rules come from the database; a model no rule names runs on the local engine.
-    router = Router(engine, manager.routing.table, settings.breaker_failures, settings.breaker_cooldown_seconds)
+    router = Router(
+        engine,
+        manager.routing.table,
+        settings.breaker_failures,
+        settings.breaker_cooldown_seconds,
+        settings.backend_retries,
+    )
     app.state.router = router
     metrics.attach_router(router)
     for serving in (app.state.openai_serving, app.state.anthropic_serving, app.state.responses_serving):

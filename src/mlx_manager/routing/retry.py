@@ -8,6 +8,15 @@ import random
 FALLBACK_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
+# Failures after which the backend surely did no work, so sending the same request again is safe.
+IDEMPOTENT_STATUSES = frozenset({429, 503})
+
+
+def safe_to_retry(status: int | None) -> bool:
+    """No answer (connection refused/reset before a response) or an explicit "not now" from the backend."""
+    return status is None or status in IDEMPOTENT_STATUSES
+
+
 def should_fall_back(status: int | None) -> bool:
     """`None` means no response at all (connection refused, reset, timeout)."""
     return status is None or status in FALLBACK_STATUSES

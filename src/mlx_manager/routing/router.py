@@ -6,6 +6,8 @@ engine chunks whether it ran here or on a peer, so every protocol is translated 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from mlx_manager.routing.balancer import BackendState, Balancer
 from mlx_manager.routing.breaker import CircuitBreaker
 from mlx_manager.routing.openai_client import open_chat
 from mlx_manager.routing.remote import RemoteError
-from mlx_manager.routing.retry import should_fall_back
+from mlx_manager.routing.retry import backoff_seconds, safe_to_retry, should_fall_back
 from mlx_manager.routing.rules import Rule, first_match
 
 log = logging.getLogger(__name__)
@@ -59,14 +61,21 @@ class NoBackendError(EngineError):
 
 class Router:
     def __init__(
-        self, engine: LocalEngine, table: Callable[[], RoutingTable], failure_threshold: int = 5, cooldown: float = 30.0
+        self,
+        engine: LocalEngine,
+        table: Callable[[], RoutingTable],
+        failure_threshold: int = 5,
+        cooldown: float = 30.0,
+        retries: int = 1,
     ) -> None:
         self.engine = engine
         self.table = table
         self.balancer = Balancer()
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
+        self.retries = retries  # per backend, for failures that are safe to resend
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._health_task: asyncio.Task[None] | None = None
 
     def route(self, model: str) -> Rule | None:
         return first_match(self.table().rules, model)
@@ -94,7 +103,7 @@ class Router:
             model = rule.upstream_model(model_id)
             state.outstanding += 1  # until the generation ends: what least-outstanding balancing counts
             try:
-                gen = await self._start(backend, model, prompt, params, n, priority)
+                gen = await self._start_with_retries(backend, model, prompt, params, n, priority)
             except (QueueFullError, ContextLengthError) as exc:  # local overflow: the next backend may have room
                 state.outstanding -= 1
                 problems.append(f"{name}: {exc}")
@@ -118,6 +127,49 @@ class Router:
             return gen
         raise NoBackendError(f"No backend could serve '{model_id}': " + "; ".join(problems), last_status)
 
+    async def _start_with_retries(
+        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
+    ) -> Generation:
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._start(backend, model, prompt, params, n, priority)
+            except RemoteError as exc:
+                if attempt == self.retries or not safe_to_retry(exc.status):
+                    raise
+                await asyncio.sleep(backoff_seconds(attempt))
+        raise AssertionError("unreachable")
+
+    def start_health_checks(self, interval: float) -> None:
+        """Probe remote backends every `interval` seconds; an unhealthy one goes to the end of the order."""
+        if interval > 0 and self._health_task is None:
+            self._health_task = asyncio.create_task(self._health_loop(interval))
+
+    async def _health_loop(self, interval: float) -> None:
+        while True:
+            await self.check_health()
+            await asyncio.sleep(interval)
+
+    async def check_health(self) -> None:
+        remote = [b for b in self.table().backends.values() if b.kind != LOCAL and b.base_url]
+        results = await asyncio.gather(*(self._probe(b) for b in remote))
+        for backend, healthy in zip(remote, results, strict=True):
+            state = self.balancer.state(backend.name)
+            if state.healthy != healthy:
+                log.warning("Backend %s is %s", backend.name, "healthy again" if healthy else "unhealthy")
+            state.healthy = healthy
+
+    async def _probe(self, backend: BackendConfig) -> bool:
+        # /v1/models answers on every OpenAI- and Anthropic-compatible server we route to, with the same key.
+        key = backend.api_key
+        headers = {"Authorization": f"Bearer {key}", "x-api-key": key} if key else {}
+        if backend.kind == "anthropic":
+            headers["anthropic-version"] = "2023-06-01"
+        try:
+            response = await self._client(backend).get("/v1/models", headers=headers, timeout=5)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     async def _start(
         self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
     ) -> Generation:
@@ -137,5 +189,9 @@ class Router:
         return client
 
     async def close(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
         for client in self._clients.values():
             await client.aclose()
