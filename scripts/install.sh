@@ -14,6 +14,9 @@ if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
   grep -q libopenblas.so.0 <<<"$libs" || missing="$missing libopenblas0-pthread"
   grep -q libGL.so.1 <<<"$libs" || missing="$missing libgl1"
   grep -q libgthread-2.0.so.0 <<<"$libs" || missing="$missing libglib2.0-0"
+  # The web UI is built with Node; its end-to-end tests drive the system Chromium (Playwright never downloads one).
+  command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+  [ "$dev" = 1 ] && ! command -v chromium >/dev/null 2>&1 && missing="$missing chromium"
   if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" = "0" ] || sudo="sudo"
@@ -34,4 +37,18 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/pip install -q -e .
   .venv/bin/mlx-manager setup
+fi
+
+# The web UI (ui/, SvelteKit) is built into src/mlx_manager/web, which the server serves at /.
+if command -v npm >/dev/null 2>&1; then
+  (
+    cd ui
+    # npm ci again only when package-lock.json changed since the last install
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+      PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+    fi
+    npm run build --silent >/dev/null
+  )
+else
+  echo "warning: Node.js (npm) not found: the web UI is not built; / will say how to build it" >&2
 fi

@@ -1,0 +1,113 @@
+// Streaming /v1/chat/completions: server-sent chunks to content, reasoning and tool calls.
+import { authFetch } from './api/client';
+
+export type Part = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } };
+export interface ToolCall {
+	id?: string;
+	name: string;
+	arguments: string;
+}
+export interface ChatMessage {
+	role: 'system' | 'user' | 'assistant';
+	content: string;
+	images?: string[];
+	reasoning?: string;
+	toolCalls?: ToolCall[];
+	stats?: string;
+	error?: string;
+	stopped?: boolean;
+}
+
+export interface StreamOptions {
+	model: string;
+	messages: ChatMessage[];
+	maxTokens?: number;
+	temperature?: number;
+	signal: AbortSignal;
+	onUpdate: (m: ChatMessage) => void;
+}
+
+function wire(m: ChatMessage): { role: string; content: string | Part[] } {
+	if (!m.images?.length) return { role: m.role, content: m.content };
+	const parts: Part[] = [{ type: 'text', text: m.content }];
+	for (const url of m.images) parts.push({ type: 'image_url', image_url: { url } });
+	return { role: m.role, content: parts };
+}
+
+/** Streams one answer into `reply` (updated in place through onUpdate); resolves when it ends or is stopped. */
+export async function streamChat(opts: StreamOptions, reply: ChatMessage): Promise<void> {
+	const body: Record<string, unknown> = {
+		model: opts.model,
+		messages: opts.messages.map(wire),
+		stream: true,
+		stream_options: { include_usage: true }
+	};
+	if (opts.maxTokens) body.max_tokens = opts.maxTokens;
+	if (opts.temperature != null) body.temperature = opts.temperature;
+	const started = performance.now();
+	let firstToken = 0;
+	let chunks = 0;
+	let completionTokens = 0;
+	try {
+		const response = await authFetch('/v1/chat/completions', {
+			method: 'POST',
+			headers: { 'Content-Type': 'application/json' },
+			body: JSON.stringify(body),
+			signal: opts.signal
+		});
+		if (!response.ok || !response.body) {
+			const text = await response.text();
+			let message = `${response.status} ${response.statusText}`;
+			try {
+				message = JSON.parse(text).error?.message ?? message;
+			} catch {
+				/* not JSON */
+			}
+			reply.error = message;
+			opts.onUpdate(reply);
+			return;
+		}
+		const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+		let buffer = '';
+		for (;;) {
+			const { value, done } = await reader.read();
+			if (done) break;
+			buffer += value;
+			const lines = buffer.split('\n');
+			buffer = lines.pop() ?? '';
+			for (const line of lines) {
+				if (!line.startsWith('data:')) continue;
+				const data = line.slice(5).trim();
+				if (data === '[DONE]') continue;
+				const chunk = JSON.parse(data);
+				if (chunk.error) reply.error = chunk.error.message ?? 'error';
+				if (chunk.usage) completionTokens = chunk.usage.completion_tokens ?? completionTokens;
+				const delta = chunk.choices?.[0]?.delta;
+				if (!delta) continue;
+				if (!firstToken) firstToken = performance.now();
+				chunks++;
+				if (delta.content) reply.content += delta.content;
+				if (delta.reasoning_content) reply.reasoning = (reply.reasoning ?? '') + delta.reasoning_content;
+				for (const call of delta.tool_calls ?? []) {
+					reply.toolCalls ??= [];
+					const index = call.index ?? reply.toolCalls.length;
+					reply.toolCalls[index] ??= { id: call.id, name: '', arguments: '' };
+					if (call.function?.name) reply.toolCalls[index].name += call.function.name;
+					if (call.function?.arguments) reply.toolCalls[index].arguments += call.function.arguments;
+				}
+				opts.onUpdate(reply);
+			}
+		}
+	} catch (e) {
+		if ((e as Error).name === 'AbortError') reply.stopped = true;
+		else reply.error = (e as Error).message;
+	}
+	const end = performance.now();
+	const tokens = completionTokens || chunks;
+	const seconds = (end - (firstToken || started)) / 1000;
+	if (tokens) {
+		const rate = seconds > 0 ? (tokens / seconds).toFixed(1) : '–';
+		reply.stats = `${tokens} tokens · ${rate} tokens/s${reply.stopped ? ' · stopped' : ''}`;
+	} else if (reply.stopped) reply.stats = 'stopped';
+	opts.onUpdate(reply);
+}

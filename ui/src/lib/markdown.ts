@@ -1,0 +1,20 @@
+// Markdown to sanitised HTML, with code highlighted.
+import { Marked } from 'marked';
+import DOMPurify from 'dompurify';
+import hljs from 'highlight.js/lib/common';
+
+const marked = new Marked({
+	gfm: true,
+	breaks: true,
+	renderer: {
+		code({ text, lang }) {
+			const language = lang && hljs.getLanguage(lang) ? lang : undefined;
+			const html = language ? hljs.highlight(text, { language }).value : hljs.highlightAuto(text).value;
+			return `<pre><code class="hljs${language ? ` language-${language}` : ''}">${html}</code></pre>`;
+		}
+	}
+});
+
+export function renderMarkdown(text: string): string {
+	return DOMPurify.sanitize(marked.parse(text, { async: false }) as string);
+}
