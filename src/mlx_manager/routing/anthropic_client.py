@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration, send_checked
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; the engine's default when the client gave none
@@ -92,14 +92,7 @@ async def open_messages(
 ) -> RemoteGeneration:
     headers = {"anthropic-version": "2023-06-01", **({"x-api-key": api_key} if api_key else {})}
     request = client.build_request("POST", "/v1/messages", json=messages_body(prompt, params, model), headers=headers)
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise RemoteError(backend, None, f"{type(exc).__name__}: {exc}") from exc
-    if response.status_code != 200:
-        text = (await response.aread()).decode(errors="replace")[:500]
-        await response.aclose()
-        raise RemoteError(backend, response.status_code, text)
+    response = await send_checked(client, backend, request)
     gen = RemoteGeneration(backend, model)
     gen.start(_chunks(response, gen))
     return gen

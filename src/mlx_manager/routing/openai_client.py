@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration, send_checked
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -61,14 +61,7 @@ async def open_chat(
     request = client.build_request(
         "POST", "/v1/chat/completions", json=chat_body(prompt, params, model), headers=headers
     )
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise RemoteError(backend, None, f"{type(exc).__name__}: {exc}") from exc
-    if response.status_code != 200:
-        text = (await response.aread()).decode(errors="replace")[:500]
-        await response.aclose()
-        raise RemoteError(backend, response.status_code, text)
+    response = await send_checked(client, backend, request)
     gen = RemoteGeneration(backend, model)
     gen.start(_chunks(response, gen))
     return gen

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import httpx
+
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk
 
@@ -48,3 +50,16 @@ class RemoteGeneration(Generation):
         super().cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+
+async def send_checked(client: httpx.AsyncClient, backend: str, request: httpx.Request) -> httpx.Response:
+    """The streaming response once the status is 200; anything else raises RemoteError (the caller may fall back)."""
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise RemoteError(backend, None, f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        text = (await response.aread()).decode(errors="replace")[:500]
+        await response.aclose()
+        raise RemoteError(backend, response.status_code, text)
+    return response

@@ -6,8 +6,9 @@ SQLite and argon2 block, and the event loop keeps serving tokens meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -20,6 +21,8 @@ from mlx_manager.manager.errors import AuthenticationFailed, PermissionDenied
 from mlx_manager.manager.services import Manager
 
 # Declared for the OpenAPI schema (clients see how to authenticate); the checks are below.
+T = TypeVar("T")
+
 _bearer = HTTPBearer(auto_error=False, description="A session token from POST /api/auth/login, or an API key.")
 _x_api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="An API key.")
 
@@ -72,3 +75,16 @@ def admin_user(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+async def write_then(manager: Manager, change: Callable[[Session], T], reload: Callable[[], None]) -> T:
+    """Run a change in its own session off the event loop, then refresh the in-memory view the APIs read."""
+
+    def run() -> T:
+        with Session(manager.db, expire_on_commit=False) as session:
+            return change(session)
+
+    try:
+        return await asyncio.to_thread(run)
+    finally:
+        await asyncio.to_thread(reload)

@@ -3,7 +3,6 @@ them; admins create, change, duplicate and delete them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Response
 from sqlmodel import Session
 
 from mlx_manager.api.deps import EngineDep
-from mlx_manager.api.manager.deps import AdminUser, CurrentUser, ManagerDep, SessionDep
+from mlx_manager.api.manager.deps import AdminUser, CurrentUser, ManagerDep, SessionDep, write_then
 from mlx_manager.api.manager.schemas import (
     ProfileCreate,
     ProfileDuplicate,
@@ -40,16 +39,7 @@ async def _not_a_model(engine: Engine, name: str | None) -> None:
 
 
 async def _write(manager: Manager, change: Callable[[Session], T]) -> T:
-    """Run a change in its own session off the event loop, then refresh the profiles the APIs see."""
-
-    def run() -> T:
-        with Session(manager.db, expire_on_commit=False) as session:
-            return change(session)
-
-    try:
-        return await asyncio.to_thread(run)
-    finally:
-        await asyncio.to_thread(manager.profiles.reload)
+    return await write_then(manager, change, manager.profiles.reload)
 
 
 @router.get("")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
-from mlx_manager.api.manager.deps import AdminUser, ManagerDep
+from mlx_manager.api.manager.deps import AdminUser, ManagerDep, write_then
 from mlx_manager.api.manager.schemas import problems
 from mlx_manager.db.models import Backend, Credential, RoutingRule
 from mlx_manager.manager.errors import NotFound
@@ -101,14 +100,7 @@ class BackendStatus(BaseModel):
 
 
 async def _write(manager: Manager, change: Callable[[Session], T]) -> T:
-    def run() -> T:
-        with Session(manager.db, expire_on_commit=False) as session:
-            return change(session)
-
-    try:
-        return await asyncio.to_thread(run)
-    finally:
-        await asyncio.to_thread(manager.routing.reload)
+    return await write_then(manager, change, manager.routing.reload)
 
 
 def _router(request: Request) -> Router:
