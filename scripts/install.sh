@@ -43,9 +43,11 @@ fi
 if command -v npm >/dev/null 2>&1; then
   (
     cd ui
-    # npm ci again only when package-lock.json changed since the last install
+    # install again only when package-lock.json changed since the last install
     if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-      PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+      # npm install, not npm ci: the registry mirror lacks some platforms' optional packages (rollup), which npm
+      # leaves out of the lock file and npm ci then refuses; npm install keeps the locked versions otherwise.
+      PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error
     fi
     npm run build --silent >/dev/null
   )
