@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install.sh --dev
 
+# The web UI from source (install.sh has built it): ESLint, svelte-check and the Vitest unit tests, before
+# LD_PRELOAD below (Node must not load OpenBLAS) and before pytest's end-to-end tests drive the build.
+(cd ui && npm run --silent lint && npm run --silent check && npm run --silent test:unit)
+
 for lib in /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /usr/lib/aarch64-linux-gnu/libopenblas.so.0; do
   if [ -e "$lib" ]; then export LD_PRELOAD="$lib"; break; fi
 done

@@ -1,5 +1,5 @@
 """The models page: search the loopback hub, download a tiny model with a visible, moving progress bar, pause and
-resume it, and find it among the local models when it completes."""
+resume it, find it among the local models when it completes, and chat with it, streamed, from its Chat link."""
 
 from __future__ import annotations
 
@@ -64,6 +64,20 @@ def test_search_download_with_progress_pause_resume(browser: Any, hub: LoopbackH
         item.get_by_role("button", name="Resume").click()
         item.get_by_test_id("download-status").filter(has_text="completed").wait_for()
         assert float(bar.get_attribute("value") or 0) == 1
-        page.get_by_test_id("local-model").filter(has_text=REPO).wait_for()  # discovery lists it at once
+        row = page.get_by_test_id("local-model").filter(has_text=REPO)
+        row.wait_for()  # discovery lists it at once
+
+        # The model just downloaded answers in the chat page (which always streams: the stats count its chunks).
+        row.get_by_role("link", name="Chat").click()
+        page.get_by_role("heading", name="Dashboard").wait_for(state="detached")
+        page.wait_for_function("(repo) => document.querySelector('select[name=model]')?.value === repo", arg=REPO)
+        page.get_by_text("Options").click()
+        page.get_by_label("Max tokens").fill("12")
+        page.get_by_label("Message", exact=True).fill("Hello")
+        page.get_by_role("button", name="Send").click()
+        stats = page.get_by_test_id("stats").first
+        stats.wait_for()
+        assert "tokens/s" in stats.inner_text(), stats.inner_text()
+        assert page.get_by_test_id("assistant-content").first.inner_text().strip()
     finally:
         context.close()

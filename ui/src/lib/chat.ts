@@ -1,5 +1,6 @@
 // Streaming /v1/chat/completions: server-sent chunks to content, reasoning and tool calls.
 import { authFetch } from './api/client';
+import { readStream } from './sse';
 
 export type Part = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } };
 export interface ToolCall {
@@ -18,6 +19,18 @@ export interface ChatMessage {
 	stopped?: boolean;
 }
 
+export interface StreamChunk {
+	error?: { message?: string };
+	usage?: { completion_tokens?: number };
+	choices?: {
+		delta?: {
+			content?: string | null;
+			reasoning_content?: string | null;
+			tool_calls?: { index?: number; id?: string; function?: { name?: string; arguments?: string } }[];
+		};
+	}[];
+}
+
 export interface StreamOptions {
 	model: string;
 	messages: ChatMessage[];
@@ -32,6 +45,30 @@ function wire(m: ChatMessage): { role: string; content: string | Part[] } {
 	const parts: Part[] = [{ type: 'text', text: m.content }];
 	for (const url of m.images) parts.push({ type: 'image_url', image_url: { url } });
 	return { role: m.role, content: parts };
+}
+
+/** Folds one streamed chunk (OpenAI chat.completion.chunk) into the reply; true when it carried a delta. */
+export function applyChunk(reply: ChatMessage, chunk: StreamChunk): boolean {
+	if (chunk.error) reply.error = chunk.error.message ?? 'error';
+	const delta = chunk.choices?.[0]?.delta;
+	if (!delta) return false;
+	if (delta.content) reply.content += delta.content;
+	if (delta.reasoning_content) reply.reasoning = (reply.reasoning ?? '') + delta.reasoning_content;
+	for (const call of delta.tool_calls ?? []) {
+		reply.toolCalls ??= [];
+		const index = call.index ?? reply.toolCalls.length;
+		reply.toolCalls[index] ??= { id: call.id, name: '', arguments: '' };
+		if (call.function?.name) reply.toolCalls[index].name += call.function.name;
+		if (call.function?.arguments) reply.toolCalls[index].arguments += call.function.arguments;
+	}
+	return true;
+}
+
+/** The line under an answer: tokens and tokens/s, and whether it was stopped. */
+export function statsLine(tokens: number, seconds: number, stopped: boolean): string | undefined {
+	if (!tokens) return stopped ? 'stopped' : undefined;
+	const rate = seconds > 0 ? (tokens / seconds).toFixed(1) : '–';
+	return `${tokens} tokens · ${rate} tokens/s${stopped ? ' · stopped' : ''}`;
 }
 
 /** Streams one answer into `reply` (updated in place through onUpdate); resolves when it ends or is stopped. */
@@ -67,47 +104,20 @@ export async function streamChat(opts: StreamOptions, reply: ChatMessage): Promi
 			opts.onUpdate(reply);
 			return;
 		}
-		const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-		let buffer = '';
-		for (;;) {
-			const { value, done } = await reader.read();
-			if (done) break;
-			buffer += value;
-			const lines = buffer.split('\n');
-			buffer = lines.pop() ?? '';
-			for (const line of lines) {
-				if (!line.startsWith('data:')) continue;
-				const data = line.slice(5).trim();
-				if (data === '[DONE]') continue;
-				const chunk = JSON.parse(data);
-				if (chunk.error) reply.error = chunk.error.message ?? 'error';
-				if (chunk.usage) completionTokens = chunk.usage.completion_tokens ?? completionTokens;
-				const delta = chunk.choices?.[0]?.delta;
-				if (!delta) continue;
-				if (!firstToken) firstToken = performance.now();
-				chunks++;
-				if (delta.content) reply.content += delta.content;
-				if (delta.reasoning_content) reply.reasoning = (reply.reasoning ?? '') + delta.reasoning_content;
-				for (const call of delta.tool_calls ?? []) {
-					reply.toolCalls ??= [];
-					const index = call.index ?? reply.toolCalls.length;
-					reply.toolCalls[index] ??= { id: call.id, name: '', arguments: '' };
-					if (call.function?.name) reply.toolCalls[index].name += call.function.name;
-					if (call.function?.arguments) reply.toolCalls[index].arguments += call.function.arguments;
-				}
-				opts.onUpdate(reply);
-			}
-		}
+		await readStream(response.body, (_event, data) => {
+			if (data === '[DONE]') return;
+			const chunk = JSON.parse(data);
+			if (chunk.usage) completionTokens = chunk.usage.completion_tokens ?? completionTokens;
+			if (!applyChunk(reply, chunk)) return;
+			if (!firstToken) firstToken = performance.now();
+			chunks++;
+			opts.onUpdate(reply);
+		});
 	} catch (e) {
 		if ((e as Error).name === 'AbortError') reply.stopped = true;
 		else reply.error = (e as Error).message;
 	}
-	const end = performance.now();
 	const tokens = completionTokens || chunks;
-	const seconds = (end - (firstToken || started)) / 1000;
-	if (tokens) {
-		const rate = seconds > 0 ? (tokens / seconds).toFixed(1) : '–';
-		reply.stats = `${tokens} tokens · ${rate} tokens/s${reply.stopped ? ' · stopped' : ''}`;
-	} else if (reply.stopped) reply.stats = 'stopped';
+	reply.stats = statsLine(tokens, (performance.now() - (firstToken || started)) / 1000, !!reply.stopped);
 	opts.onUpdate(reply);
 }

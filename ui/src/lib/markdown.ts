@@ -15,6 +15,11 @@ const marked = new Marked({
 	}
 });
 
+// Beyond DOMPurify's defaults (no scripts, event handlers or javascript: URLs): model output may not restyle the page
+// (the CSP allows inline styles for Svelte) or draw form controls that could pass for the UI's own.
+const FORBID_TAGS = ['style', 'form', 'input', 'button', 'textarea', 'select', 'option'];
+const FORBID_ATTR = ['style'];
+
 export function renderMarkdown(text: string): string {
-	return DOMPurify.sanitize(marked.parse(text, { async: false }) as string);
+	return DOMPurify.sanitize(marked.parse(text, { async: false }) as string, { FORBID_TAGS, FORBID_ATTR });
 }

@@ -5,7 +5,8 @@ import { auth, signOut } from '../auth.svelte';
 
 export type Schemas = components['schemas'];
 
-const bearer: Middleware = {
+/** Sends the session token to /api and signs out on a 401 (an expired or revoked session). */
+export const bearer: Middleware = {
 	onRequest({ request }) {
 		if (auth.token) request.headers.set('Authorization', `Bearer ${auth.token}`);
 		return request;
