@@ -101,6 +101,7 @@ class Router:
                 problems.append(f"{name}: circuit open")
                 continue
             model = rule.upstream_model(model_id)
+            self.balancer.picked(name)
             state.outstanding += 1  # until the generation ends: what least-outstanding balancing counts
             try:
                 gen = await self._start_with_retries(backend, model, prompt, params, n, priority)
