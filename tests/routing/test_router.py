@@ -122,3 +122,9 @@ def test_health_checks_send_an_unreachable_backend_to_the_end(server: ServerProc
 
     assert asyncio.run(main()) == ["live", "dead"]
     assert not router.balancer.state("dead").healthy and router.balancer.state("live").healthy
+
+
+def test_every_backend_breaker_takes_the_routers_settings() -> None:
+    router = Router(NoLocal(), RoutingTable, failure_threshold=5, cooldown=2.0)
+    breaker = router.balancer.state("any").breaker
+    assert (breaker.failure_threshold, breaker.cooldown_seconds) == (5, 2.0)

@@ -71,18 +71,21 @@ def test_a_success_resets_the_failure_count() -> None:
 
 def test_balancer_prefers_fewest_outstanding_and_healthy_backends() -> None:
     balancer = Balancer()
-    with balancer.track("a"), balancer.track("a"), balancer.track("b"):
-        assert balancer.order(["a", "b", "c"]) == ["c", "b", "a"]
+    for name in ("a", "a", "b"):
+        balancer.begin(name)
+    assert balancer.order(["a", "b", "c"]) == ["c", "b", "a"]
     balancer.state("c").healthy = False
     assert balancer.order(["a", "b", "c"])[-1] == "c"  # unhealthy last, still a last resort
 
 
 def test_balancer_alternates_between_equal_backends() -> None:
     balancer = Balancer()
+    chosen = []
     for _ in range(100):
-        with balancer.track(balancer.order(["a", "b"])[0]):
-            pass
-    assert [balancer.state(n).served for n in ("a", "b")] == [50, 50]  # ties go to the least recently chosen
+        chosen.append(balancer.order(["a", "b"])[0])
+        balancer.begin(chosen[-1])
+        balancer.end(chosen[-1])
+    assert [chosen.count(n) for n in ("a", "b")] == [50, 50]  # ties go to the least recently chosen
 
 
 def test_fallback_on_connection_errors_5xx_and_429_but_not_on_client_errors() -> None:

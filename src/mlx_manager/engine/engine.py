@@ -132,13 +132,8 @@ class Engine:
         """Prompt tokens as `generate` would count them (loads the model: the tokenizer and template live there)."""
         entry = await self.pool.acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
         try:
-            assert isinstance(entry.loaded, LoadedModel)
-            lm = entry.loaded
-            if isinstance(prompt, ChatPrompt):
-                prompt = strip_volatile(prompt, self._volatile)
-            ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
-            vision_inputs = await self._vision_inputs(entry, prompt, rendered)
-            return len(vision_inputs.ids if vision_inputs is not None else ids)
+            ids, _, _, _ = await self._prompt_ids(entry, prompt)
+            return len(ids)
         finally:
             self.pool.release(entry)
 
@@ -150,18 +145,13 @@ class Engine:
         try:
             assert isinstance(entry.loaded, LoadedModel) and entry.scheduler is not None
             lm = entry.loaded
-            if isinstance(prompt, ChatPrompt):
-                if len(prompt.tools or []) > self.config.max_tools:
-                    raise InvalidRequestError(
-                        f"{len(prompt.tools or [])} tools were offered; at most {self.config.max_tools} are allowed"
-                        " (max_tools).",
-                        param="tools",
-                    )
-                prompt = strip_volatile(prompt, self._volatile)
-            prompt_ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
-            vision_inputs = await self._vision_inputs(entry, prompt, rendered)
-            if vision_inputs is not None:
-                prompt_ids = vision_inputs.ids  # with each image's tokens, as the model sees and usage counts
+            if isinstance(prompt, ChatPrompt) and len(prompt.tools or []) > self.config.max_tools:
+                raise InvalidRequestError(
+                    f"{len(prompt.tools or [])} tools were offered; at most {self.config.max_tools} are allowed"
+                    " (max_tools).",
+                    param="tools",
+                )
+            prompt_ids, prompt, rendered, vision_inputs = await self._prompt_ids(entry, prompt)
             if not prompt_ids:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")
             param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
@@ -222,6 +212,19 @@ class Engine:
             return await embeddings.rerank(entry.runner, entry.loaded, query, documents)
         finally:
             self.pool.release(entry)
+
+    async def _prompt_ids(
+        self, entry: PoolEntry, prompt: Prompt
+    ) -> tuple[list[int], Prompt, str | None, VisionInputs | None]:
+        """The token ids the model sees (a vision model's with each image's tokens, as usage counts them), the
+        prompt without volatile markers, its rendered text, and a vision model's inputs."""
+        assert isinstance(entry.loaded, LoadedModel)
+        lm = entry.loaded
+        if isinstance(prompt, ChatPrompt):
+            prompt = strip_volatile(prompt, self._volatile)
+        ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
+        vision_inputs = await self._vision_inputs(entry, prompt, rendered)
+        return (vision_inputs.ids if vision_inputs is not None else ids), prompt, rendered, vision_inputs
 
     @staticmethod
     async def _vision_inputs(entry: PoolEntry, prompt: Prompt, rendered: str | None) -> VisionInputs | None:

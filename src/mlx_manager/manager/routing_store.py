@@ -86,7 +86,8 @@ class RoutingStore:
         session.refresh(row)
         return row
 
-    def update(self, session: Session, row: Any, values: dict[str, Any]) -> Any:
+    def update(self, session: Session, model: type[Any], row_id: int, values: dict[str, Any]) -> Any:
+        row = self._get(session, model, row_id)
         merged = {**row.model_dump(), **values}
         if isinstance(row, Backend):
             check_backend(session, merged)
@@ -100,11 +101,15 @@ class RoutingStore:
         return row
 
     def delete(self, session: Session, model: type[Any], row_id: int) -> None:
+        session.delete(self._get(session, model, row_id))
+        session.commit()
+
+    @staticmethod
+    def _get(session: Session, model: type[Any], row_id: int) -> Any:
         row = session.get(model, row_id)
         if row is None:
-            raise NotFound(f"No {model.__tablename__[:-1]} with id {row_id}.")
-        session.delete(row)
-        session.commit()
+            raise NotFound(f"No {model.__tablename__.removesuffix('s').replace('_', ' ')} with id {row_id}.")
+        return row
 
 
 def check_backend(session: Session, values: dict[str, Any]) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mlx_manager.routing.breaker import CircuitBreaker
@@ -21,12 +20,16 @@ class BackendState:
 
 
 class Balancer:
-    def __init__(self) -> None:
+    def __init__(self, new_breaker: Callable[[], CircuitBreaker] = CircuitBreaker) -> None:
         self.backends: dict[str, BackendState] = {}
+        self._new_breaker = new_breaker
         self._picks = itertools.count()
 
     def state(self, name: str) -> BackendState:
-        return self.backends.setdefault(name, BackendState(name))
+        state = self.backends.get(name)
+        if state is None:
+            state = self.backends[name] = BackendState(name, self._new_breaker())
+        return state
 
     def order(self, names: Sequence[str]) -> list[str]:
         """Candidates to try in turn: healthy ones by fewest outstanding requests (ties: least recently chosen,
@@ -36,16 +39,12 @@ class Balancer:
         rest = [s for s in states if not s.healthy]
         return [s.name for s in healthy + rest]
 
-    def picked(self, name: str) -> None:
-        self.state(name).last_pick = next(self._picks)
-
-    @contextmanager
-    def track(self, name: str) -> Iterator[BackendState]:
+    def begin(self, name: str) -> BackendState:
+        """A request goes to `name`: it counts as outstanding until `end`."""
         state = self.state(name)
-        self.picked(name)
+        state.last_pick = next(self._picks)
         state.outstanding += 1
-        try:
-            yield state
-        finally:
-            state.outstanding -= 1
-            state.served += 1
+        return state
+
+    def end(self, name: str) -> None:
+        self.state(name).outstanding -= 1

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal, Protocol
 
 import httpx
@@ -19,7 +20,7 @@ from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFull
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
 from mlx_manager.routing.anthropic_client import open_messages
-from mlx_manager.routing.balancer import BackendState, Balancer
+from mlx_manager.routing.balancer import Balancer
 from mlx_manager.routing.breaker import CircuitBreaker
 from mlx_manager.routing.openai_client import open_chat
 from mlx_manager.routing.remote import RemoteError
@@ -70,9 +71,7 @@ class Router:
     ) -> None:
         self.engine = engine
         self.table = table
-        self.balancer = Balancer()
-        self.failure_threshold = failure_threshold
-        self.cooldown = cooldown
+        self.balancer = Balancer(lambda: CircuitBreaker(failure_threshold, cooldown))
         self.retries = retries  # per backend, for failures that are safe to resend
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._health_task: asyncio.Task[None] | None = None
@@ -91,8 +90,6 @@ class Router:
         problems: list[str] = []
         for name in self.balancer.order(list(rule.backends)):
             state = self.balancer.state(name)
-            if state.breaker.failure_threshold != self.failure_threshold:
-                state.breaker = CircuitBreaker(self.failure_threshold, self.cooldown)
             backend = table.backends.get(name) or (BackendConfig(LOCAL, "local") if name == LOCAL else None)
             if backend is None:
                 problems.append(f"{name}: no such backend")
@@ -101,16 +98,15 @@ class Router:
                 problems.append(f"{name}: circuit open")
                 continue
             model = rule.upstream_model(model_id)
-            self.balancer.picked(name)
-            state.outstanding += 1  # until the generation ends: what least-outstanding balancing counts
+            self.balancer.begin(name)  # outstanding until the generation ends: what the balancing counts
             try:
                 gen = await self._start_with_retries(backend, model, prompt, params, n, priority)
             except (QueueFullError, ContextLengthError) as exc:  # local overflow: the next backend may have room
-                state.outstanding -= 1
+                self.balancer.end(name)
                 problems.append(f"{name}: {exc}")
                 continue
             except RemoteError as exc:
-                state.outstanding -= 1
+                self.balancer.end(name)
                 if not should_fall_back(exc.status):
                     raise NoBackendError(exc.message, exc.status) from exc
                 state.breaker.record_failure()
@@ -120,11 +116,7 @@ class Router:
                 continue
             state.breaker.record_success()
             state.served += 1
-
-            def finished(state: BackendState = state) -> None:
-                state.outstanding -= 1
-
-            gen.add_done_callback(finished)
+            gen.add_done_callback(partial(self.balancer.end, name))
             return gen
         raise NoBackendError(f"No backend could serve '{model_id}': " + "; ".join(problems), last_status)
 

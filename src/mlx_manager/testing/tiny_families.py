@@ -30,6 +30,20 @@ _SPLIT_PATTERN = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _QWEN_SPLIT_PATTERN = _SPLIT_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}")
+# What Qwen2.5 and Qwen3 tokenizers share: ChatML turns, no BOS, <|endoftext|> as pad, NFC and single digits.
+_QWEN_TOKENS: dict[str, Any] = {
+    "added_first": False,
+    "bos": None,
+    "eos": "<|im_end|>",
+    "pad": "<|endoftext|>",
+    "unk": None,
+    "add_bos": False,
+    "stop_tokens": ("<|im_end|>", "<|endoftext|>"),
+    "config_eos": ("<|im_end|>",),
+    "tokenizer_class": "Qwen2Tokenizer",
+    "nfc": True,
+    "split_pattern": _QWEN_SPLIT_PATTERN,
+}
 _QWEN_CONTROL = (
     "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|> <|box_start|> <|box_end|> "
     "<|quad_start|> <|quad_end|> <|vision_start|> <|vision_end|> <|vision_pad|> <|image_pad|> <|video_pad|>"
@@ -120,16 +134,8 @@ SPECS: dict[str, FamilySpec] = {
             "<|repo_name|> <|file_sep|> <tool_response> </tool_response> <think> </think>",
             special=False,
         ),
-        added_first=False,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk=None,
-        add_bos=False,
-        stop_tokens=("<|im_end|>", "<|endoftext|>"),
-        config_eos=("<|im_end|>",),
+        **_QWEN_TOKENS,
         chat_template=QWEN3_CHAT_TEMPLATE,
-        tokenizer_class="Qwen2Tokenizer",
         config=(
             ("rms_norm_eps", 1e-6),
             ("rope_theta", 1000000.0),
@@ -142,8 +148,6 @@ SPECS: dict[str, FamilySpec] = {
         ),
         generation=(("do_sample", True), ("temperature", 0.6), ("top_k", 20), ("top_p", 0.95)),
         seed=5,
-        nfc=True,
-        split_pattern=_QWEN_SPLIT_PATTERN,
     ),
     # Qwen2.5-7B-Instruct: qwen2 weights (q/k/v biases), ChatML and Hermes tool calls, no <think>.
     "qwen2.5": FamilySpec(
@@ -155,16 +159,8 @@ SPECS: dict[str, FamilySpec] = {
             "<|repo_name|> <|file_sep|>",
             special=False,
         ),
-        added_first=False,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk=None,
-        add_bos=False,
-        stop_tokens=("<|im_end|>", "<|endoftext|>"),
-        config_eos=("<|im_end|>",),
+        **_QWEN_TOKENS,
         chat_template=QWEN25_CHAT_TEMPLATE,
-        tokenizer_class="Qwen2Tokenizer",
         config=(
             ("rms_norm_eps", 1e-6),
             ("rope_theta", 1000000.0),
@@ -176,8 +172,6 @@ SPECS: dict[str, FamilySpec] = {
         ),
         generation=(("do_sample", True), ("temperature", 0.7), ("top_k", 20), ("top_p", 0.8)),
         seed=23,
-        nfc=True,
-        split_pattern=_QWEN_SPLIT_PATTERN,
     ),
     "mistral": FamilySpec(
         model_type="mistral",

@@ -12,7 +12,6 @@ from sqlmodel import Session, select
 from mlx_manager.api.manager.deps import AdminUser, ManagerDep, write_then
 from mlx_manager.api.manager.schemas import problems
 from mlx_manager.db.models import Backend, Credential, RoutingRule
-from mlx_manager.manager.errors import NotFound
 from mlx_manager.manager.services import Manager
 from mlx_manager.routing.router import Router
 
@@ -140,14 +139,9 @@ async def create_backend(body: BackendCreate, _: AdminUser, manager: ManagerDep)
 
 @router.patch("/backends/{backend_id}", responses=problems(400, 404))
 async def update_backend(backend_id: int, body: BackendUpdate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
-    def change(session: Session) -> Backend:
-        row = session.get(Backend, backend_id)
-        if row is None:
-            raise NotFound(f"No backend with id {backend_id}.")
-        result: Backend = manager.routing.update(session, row, body.model_dump(exclude_unset=True))
-        return result
-
-    return BackendPublic.model_validate(await _write(manager, change), from_attributes=True)
+    values = body.model_dump(exclude_unset=True)
+    row = await _write(manager, lambda s: manager.routing.update(s, Backend, backend_id, values))
+    return BackendPublic.model_validate(row, from_attributes=True)
 
 
 @router.delete("/backends/{backend_id}", status_code=204, responses=problems(404))
@@ -171,14 +165,9 @@ async def create_rule(body: RuleCreate, _: AdminUser, manager: ManagerDep) -> Ru
 
 @router.patch("/rules/{rule_id}", responses=problems(400, 404))
 async def update_rule(rule_id: int, body: RuleUpdate, _: AdminUser, manager: ManagerDep) -> RulePublic:
-    def change(session: Session) -> RoutingRule:
-        row = session.get(RoutingRule, rule_id)
-        if row is None:
-            raise NotFound(f"No rule with id {rule_id}.")
-        result: RoutingRule = manager.routing.update(session, row, body.model_dump(exclude_unset=True))
-        return result
-
-    return RulePublic.model_validate(await _write(manager, change), from_attributes=True)
+    values = body.model_dump(exclude_unset=True)
+    row = await _write(manager, lambda s: manager.routing.update(s, RoutingRule, rule_id, values))
+    return RulePublic.model_validate(row, from_attributes=True)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, responses=problems(404))
