@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         default=1 << 30, ge=0, description="Disk space a model download must leave free in the HF cache (else 507)."
     )
     use_openblas: bool = Field(default=True, description="On Linux, preload the system OpenBLAS for mlx.")
+    cpu_dtype: Literal["auto", "keep", "float32"] = Field(
+        default="auto",
+        description="On MLX's CPU backend (no Metal/CUDA GPU), run quantized and bf16/fp16 checkpoints in float32,"
+        " several times faster there: auto = when the float32 weights fit the pool's budget and free memory,"
+        " float32 = always, keep = never.",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -63,6 +63,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             idle_ttl_seconds=settings.idle_ttl_seconds,
             room_wait_seconds=settings.room_wait_seconds,
             reserve_bytes=settings.memory_reserve_bytes,
+            cpu_dtype=settings.cpu_dtype,
             scheduler=SchedulerConfig(
                 max_num_seqs=settings.max_num_seqs,
                 prefill_batch_size=min(8, settings.max_num_seqs),

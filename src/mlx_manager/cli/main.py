@@ -36,6 +36,14 @@ AllowRemote = Annotated[
     typer.Option("--allow-unauthenticated-remote", help="Allow a non-loopback bind without an API key."),
 ]
 OpenBlas = Annotated[bool | None, typer.Option("--openblas/--no-openblas", help="Preload the system OpenBLAS.")]
+CpuDtype = Annotated[
+    str | None,
+    typer.Option(
+        "--cpu-dtype",
+        help="On MLX's CPU backend: auto (run quantized/half checkpoints in float32 when they fit), float32"
+        " (always) or keep (as stored). [default: auto]",
+    ),
+]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -60,6 +68,7 @@ def _serve_overrides(
     log_level: str | None,
     allow_unauthenticated_remote: bool | None,
     openblas: bool | None,
+    cpu_dtype: str | None = None,
 ) -> dict[str, object]:
     return {
         "host": host,
@@ -71,6 +80,7 @@ def _serve_overrides(
         "log_level": log_level,
         "allow_unauthenticated_remote": allow_unauthenticated_remote,
         "use_openblas": openblas,
+        "cpu_dtype": cpu_dtype,
     }
 
 
@@ -99,10 +109,20 @@ def serve(
     log_level: LogLevel = None,
     allow_unauthenticated_remote: AllowRemote = None,
     openblas: OpenBlas = None,
+    cpu_dtype: CpuDtype = None,
 ) -> None:
     """Run the server in the foreground."""
     overrides = _serve_overrides(
-        host, port, model_dir, api_key, max_models, preload, log_level, allow_unauthenticated_remote, openblas
+        host,
+        port,
+        model_dir,
+        api_key,
+        max_models,
+        preload,
+        log_level,
+        allow_unauthenticated_remote,
+        openblas,
+        cpu_dtype=cpu_dtype,
     )
     settings = _settings(**overrides)
     blas.reexec_with_openblas(settings.use_openblas)
@@ -149,6 +169,7 @@ def start(
     log_level: LogLevel = None,
     allow_unauthenticated_remote: AllowRemote = None,
     openblas: OpenBlas = None,
+    cpu_dtype: CpuDtype = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 60.0,
 ) -> None:
     """Start the server in the background and wait until it answers."""
@@ -157,7 +178,16 @@ def start(
         console.print(f"already running (pid {existing.pid}) on {existing.base_url}")
         return
     overrides = _serve_overrides(
-        host, port, model_dir, api_key, max_models, preload, log_level, allow_unauthenticated_remote, openblas
+        host,
+        port,
+        model_dir,
+        api_key,
+        max_models,
+        preload,
+        log_level,
+        allow_unauthenticated_remote,
+        openblas,
+        cpu_dtype=cpu_dtype,
     )
     settings = _settings(**overrides)
     _check_bind(settings)

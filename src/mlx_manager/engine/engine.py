@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
+from mlx_manager.engine.cpu_dtype import WeightPlan
 from mlx_manager.engine.discovery import discover_models
 from mlx_manager.engine.embeddings import service as embeddings
 from mlx_manager.engine.embeddings.model import EmbeddingModel, load_embedding_model
@@ -36,8 +37,8 @@ _WRONG_TASK: dict[ModelTask, str] = {
 }
 
 
-def load_any(info: ModelInfo) -> LoadedModel | EmbeddingModel:
-    return load_model(info) if info.task == "generate" else load_embedding_model(info)
+def load_any(info: ModelInfo, plan: WeightPlan) -> LoadedModel | EmbeddingModel:
+    return load_model(info, plan) if info.task == "generate" else load_embedding_model(info)
 
 
 @dataclass(frozen=True)

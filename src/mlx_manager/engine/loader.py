@@ -14,6 +14,7 @@ import mlx.nn as nn
 from mlx_lm import load as mlx_load
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
+from mlx_manager.engine.cpu_dtype import WeightPlan, to_float32, weight_format
 from mlx_manager.engine.discovery import read_json
 from mlx_manager.engine.errors import ModelLoadError
 from mlx_manager.engine.families import DEFAULT, Family, detect_family
@@ -39,6 +40,10 @@ class LoadedModel:
     constraints: Any = None
     # A vision-language model's mlx-vlm processor and settings (engine/vision), None for text models.
     vision: VisionParts | None = None
+    # What the weights compute in, the bits of layers still quantized, and the stored format when converted.
+    dtype: str = "float32"
+    quantization_bits: int | None = None
+    converted_from: str | None = None
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:
@@ -48,21 +53,36 @@ def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozense
     return frozenset(ids)
 
 
-def load_model(info: ModelInfo) -> LoadedModel:
-    """Runs on the model's own thread: MLX streams are thread-local, so load and generate share one."""
+def load_model(info: ModelInfo, plan: WeightPlan | None = None) -> LoadedModel:
+    """Runs on the model's own thread: MLX streams are thread-local, so load and generate share one.
+    `plan.dtype` "float32" converts the weights at load (engine/cpu_dtype)."""
     if info.vision:
         from mlx_manager.engine.vision.loader import load_vision_model  # deferred: mlx-vlm imports transformers
 
         return load_vision_model(info)
     start = time.perf_counter()
     before = mx.get_active_memory()
+    convert = plan if plan is not None and plan.dtype == "float32" else None
     try:
-        loaded = mlx_load(info.path)
+        # Lazy when converting: the stored arrays are read, converted and freed in one evaluation.
+        loaded = mlx_load(info.path, lazy=convert is not None)
         model, tokenizer = loaded[0], loaded[1]
+        if convert is not None:
+            to_float32(model)
         mx.eval(model.parameters())
     except Exception as exc:  # mlx-lm raises many kinds; all mean the same to the caller
         raise ModelLoadError(f"Could not load model '{info.id}' from {info.path}: {exc}") from exc
-    return describe_loaded(info, model, tokenizer, max(mx.get_active_memory() - before, 0), start)
+    memory = max(mx.get_active_memory() - before, 0)
+    converted_from = convert.converted_from if convert is not None else None
+    if convert is not None:
+        log.info(
+            "Running %s in float32 on CPU (was %s, %.0f MB -> %.0f MB)",
+            info.id,
+            converted_from,
+            info.size_bytes / 1e6,
+            memory / 1e6,
+        )
+    return describe_loaded(info, model, tokenizer, memory, start, converted_from=converted_from)
 
 
 def describe_loaded(
@@ -72,6 +92,7 @@ def describe_loaded(
     memory: int,
     start: float,
     vision: VisionParts | None = None,
+    converted_from: str | None = None,
 ) -> LoadedModel:
     """The LoadedModel for a model and tokenizer just loaded: family, stop tokens, vocabulary size."""
     config = read_json(Path(info.path) / "config.json")
@@ -90,6 +111,7 @@ def describe_loaded(
     # A vision-language model keeps its language model's sizes under text_config.
     text_config = config.get("text_config")
     text_config = text_config if isinstance(text_config, dict) else config
+    dtype, quantized = weight_format(model)
     return LoadedModel(
         info=info,
         model=model,
@@ -100,6 +122,9 @@ def describe_loaded(
         vocab_size=max(len(vocab), int(config.get("vocab_size") or text_config.get("vocab_size") or 0)),
         family=family,
         vision=vision,
+        dtype=dtype,
+        quantization_bits=info.quantization_bits if quantized else None,
+        converted_from=converted_from,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from mlx_manager.engine.cpu_dtype import CpuDtype, WeightPlan, plan_weights
 from mlx_manager.engine.embeddings.model import EmbeddingModel
 from mlx_manager.engine.errors import MemoryBudgetError
 from mlx_manager.engine.loader import LoadedModel
@@ -47,6 +48,8 @@ class ModelRunner:
 class PoolEntry:
     info: ModelInfo
     runner: ModelRunner
+    # How the weights are loaded (as stored, or float32 on CPU) and what they are expected to take.
+    plan: WeightPlan
     # An embedding model has no scheduler: its requests run one by one on the runner, each batched.
     loaded: LoadedModel | EmbeddingModel | None = None
     ready: asyncio.Future[LoadedModel | EmbeddingModel] | None = None
@@ -59,7 +62,7 @@ class PoolEntry:
 
     @property
     def memory_bytes(self) -> int:
-        return self.loaded.memory_bytes if self.loaded else self.info.size_bytes
+        return self.loaded.memory_bytes if self.loaded else self.plan.weight_bytes
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,11 @@ class PoolConfig:
     reserve_bytes: int = 1 << 30
     # Bytes the system can still give (psutil's "available"); a parameter so tests can play a fuller machine.
     free_memory: Callable[[], int] = field(default=lambda: int(psutil.virtual_memory().available))
+    # On MLX's CPU backend: run quantized / half-precision checkpoints in float32 (engine/cpu_dtype).
+    cpu_dtype: CpuDtype = "auto"
 
 
-Loader = Callable[[ModelInfo], LoadedModel | EmbeddingModel]
+Loader = Callable[[ModelInfo, WeightPlan], LoadedModel | EmbeddingModel]
 Releaser = Callable[[], None]
 
 
@@ -102,8 +107,8 @@ class ModelPool:
         async with self._lock:
             entry = self._entries.get(info.id)
             if entry is None:
-                await self._make_room(info)
-                entry = PoolEntry(info=info, runner=ModelRunner(info.id), pinned=pin)
+                plan = await self._make_room(info)
+                entry = PoolEntry(info=info, runner=ModelRunner(info.id), plan=plan, pinned=pin)
                 entry.ready = asyncio.get_running_loop().create_future()
                 self._entries[info.id] = entry
                 self._spawn(self._load(entry))
@@ -137,7 +142,7 @@ class ModelPool:
         assert entry.ready is not None
         start = time.monotonic()
         try:
-            loaded = await entry.runner.submit(self._loader, entry.info)
+            loaded = await entry.runner.submit(self._loader, entry.info, entry.plan)
         except BaseException as exc:
             self._entries.pop(entry.info.id, None)
             entry.runner.shutdown()
@@ -155,16 +160,26 @@ class ModelPool:
         entry.load_seconds = time.monotonic() - start
         entry.ready.set_result(loaded)
 
-    async def _make_room(self, info: ModelInfo) -> None:
+    async def _make_room(self, info: ModelInfo) -> WeightPlan:
         """Evict before loading, so two models never overlap past the budget, then check the machine has room."""
-        await self._fit_budget(info)
-        self._fit_free_memory(info)
+        plan = plan_weights(info, self.config.cpu_dtype, lambda p: self._fits_now(info, p))
+        await self._fit_budget(info, plan.weight_bytes)
+        self._fit_free_memory(info, plan)
+        return plan
 
-    def _fit_free_memory(self, info: ModelInfo) -> None:
+    def _fits_now(self, info: ModelInfo, plan: WeightPlan) -> bool:
+        """Whether a load fits without waiting: next to the busy and pinned models in the budget, and in free
+        memory once idle models are unloaded."""
+        idle = [e for e in self._entries.values() if not e.pinned and e.loaded is not None and e.active == 0]
+        kept = sum(e.memory_bytes for e in self._entries.values()) - sum(e.memory_bytes for e in idle)
+        room = self.config.free_memory() + sum(e.memory_bytes for e in idle) - self.config.reserve_bytes
+        return kept + plan.weight_bytes <= self.config.memory_budget_bytes and _projected(info, plan) <= room
+
+    def _fit_free_memory(self, info: ModelInfo, plan: WeightPlan) -> None:
         """Project weights + one full-context KV cache against free memory; evict idle models until it fits, or
         refuse with the numbers. An out-of-memory abort would take every other request down with it."""
-        context = min(info.context_length or 4096, 32768)
-        need = int(info.size_bytes * 1.1) + info.kv_bytes_per_token * context
+        context = _gate_context(info)
+        need = _projected(info, plan)
         freed = 0
         while True:
             room = self.config.free_memory() + freed - self.config.reserve_bytes
@@ -174,25 +189,25 @@ class ModelPool:
             if victim is None:
                 raise MemoryBudgetError(
                     f"Cannot load '{info.id}': it needs about {need / 1e9:.2f} GB (weights"
-                    f" {info.size_bytes / 1e9:.2f} GB + KV for {context} tokens), but only {max(room, 0) / 1e9:.2f}"
+                    f" {plan.weight_bytes / 1e9:.2f} GB + KV for {context} tokens), but only {max(room, 0) / 1e9:.2f}"
                     f" GB is free after keeping {self.config.reserve_bytes / 1e9:.2f} GB for the system"
                     " (memory_reserve_bytes), and no idle model is left to unload."
                 )
             freed += victim.memory_bytes  # released on its thread shortly; count it now
             self._evict(victim, reason=f"to free memory for {info.id}")
 
-    async def _fit_budget(self, info: ModelInfo) -> None:
+    async def _fit_budget(self, info: ModelInfo, size: int) -> None:
         budget = self.config.memory_budget_bytes
-        if info.size_bytes > budget:
+        if size > budget:
             raise MemoryBudgetError(
-                f"Model '{info.id}' needs about {info.size_bytes / 1e9:.2f} GB but the memory budget is"
+                f"Model '{info.id}' needs about {size / 1e9:.2f} GB but the memory budget is"
                 f" {budget / 1e9:.2f} GB. Raise memory_budget_fraction / memory_budget_bytes or use a"
                 " smaller (quantized) model."
             )
         deadline = time.monotonic() + self.config.room_wait_seconds
         while True:
             used = sum(e.memory_bytes for e in self._entries.values())
-            if len(self._entries) < self.config.max_models and used + info.size_bytes <= budget:
+            if len(self._entries) < self.config.max_models and used + size <= budget:
                 return
             victim = self._pick_victim()
             if victim is not None:
@@ -282,3 +297,12 @@ class ModelPool:
                 self._evict(entry, reason="shutdown")
         for entry in entries:
             await asyncio.to_thread(entry.runner.join)
+
+
+def _gate_context(info: ModelInfo) -> int:
+    return min(info.context_length or 4096, 32768)
+
+
+def _projected(info: ModelInfo, plan: WeightPlan) -> int:
+    """What the memory gate expects a load to take: weights + 10% and one full-context KV cache."""
+    return int(plan.weight_bytes * 1.1) + plan.kv_bytes_per_token * _gate_context(info)

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from mlx_manager.api.admin.schemas import LoadedModelOut, LoadedModels, LocalModelOut, PrefixCacheOut
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
-from mlx_manager.engine.loader import memory_stats
+from mlx_manager.engine.loader import LoadedModel, memory_stats
 from mlx_manager.engine.pool import PoolEntry
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 def _out(entry: PoolEntry) -> LoadedModelOut:
     stats = entry.scheduler.stats if entry.scheduler else None
+    text = entry.loaded if isinstance(entry.loaded, LoadedModel) else None
     return LoadedModelOut(
         id=entry.info.id,
         path=entry.info.path,
@@ -34,6 +35,10 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         tokens_generated=stats.tokens_generated if stats else 0,
         running=stats.running if stats else 0,
         waiting=stats.waiting if stats else 0,
+        # While loading (and for embedding models), only what the plan says.
+        dtype=text.dtype if text else entry.plan.dtype,
+        quantization_bits=text.quantization_bits if text else None,
+        converted_from=entry.plan.converted_from,
     )
 
 

@@ -19,6 +19,11 @@ class LoadedModelOut(BaseModel):
     tokens_generated: int
     running: int
     waiting: int
+    # What the weights compute in, bits of layers still quantized (None: float weights), and the stored format
+    # when the model was converted to float32 at load on a CPU backend (cpu_dtype).
+    dtype: str | None = None
+    quantization_bits: int | None = None
+    converted_from: str | None = None
 
 
 class LoadedModels(BaseModel):
