@@ -16,6 +16,7 @@ import pytest
 from mlx_manager.api.replies import assemble
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams
 from mlx_manager.routing.anthropic_client import open_messages
+from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.openai_client import open_chat
 from mlx_manager.routing.remote import RemoteError, RemoteGeneration
 from mlx_manager.testing.server import ServerProcess, free_port
@@ -34,8 +35,10 @@ Opener = Callable[..., Awaitable[RemoteGeneration]]
 def _run(
     base_url: str, opener: Opener, prompt: ChatPrompt, params: SamplingParams, model: str
 ) -> tuple[list[GenerationChunk], RemoteGeneration]:
+    kind = "openai" if opener is open_chat else "anthropic"
+
     async def main() -> tuple[list[GenerationChunk], RemoteGeneration]:
-        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=normalize_base_url(kind, base_url), timeout=60) as client:
             gen = await opener(client, "peer", prompt, params, model, None)
             return [c async for c in gen], gen
 
@@ -97,6 +100,7 @@ def test_failures_before_output_raise_with_the_status(server: ServerProcess, ope
     with pytest.raises(RemoteError) as err:
         _run(server.base_url, opener, ChatPrompt(messages=HI), SamplingParams(max_tokens=2), "no-such-model")
     assert err.value.status == 404
+    assert f"from POST {server.base_url}/v1/" in str(err.value) and "peer" in str(err.value)  # where it went
     with pytest.raises(RemoteError) as refused:
         _run(
             f"http://127.0.0.1:{free_port()}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -64,12 +65,44 @@ def test_rules_route_by_name_and_rename_upstream_over_either_protocol(server: Se
     assert router.balancer.state("live2").served == 1
 
 
-def test_when_every_backend_fails_the_error_names_each(server: ServerProcess) -> None:
+def test_when_every_backend_fails_the_error_names_each_and_the_url_tried(server: ServerProcess) -> None:
     rule = Rule.create("x", ["dead", "missing"], remote_model="no-such-model")
     router = Router(NoLocal(), lambda: _table(server, rule))
+    router.balancer.order = lambda names: list(names)  # type: ignore[method-assign]
     with pytest.raises(NoBackendError) as err:
         _ask(router, "x")
-    assert err.value.status == 404  # a client error upstream is final, not a reason to try elsewhere
+    assert err.value.status == 404
+    assert "dead: no answer from POST http://127.0.0.1:" in str(err.value)
+    assert f"missing: 404 from POST {server.base_url}/v1/chat/completions" in str(err.value)
+
+
+def test_a_backend_answering_404_is_passed_over_without_tripping_its_breaker(server: ServerProcess) -> None:
+    # The model is there but this backend's base URL points elsewhere on the server: every request is a 404.
+    table = _table(server, Rule.create("y", ["wrong-path", "live"], remote_model="tiny-llama"))
+    wrong = BackendConfig("wrong-path", "openai", f"{server.base_url}/v2")
+    router = Router(NoLocal(), lambda: replace(table, backends={**table.backends, "wrong-path": wrong}), 1)
+    router.balancer.order = lambda names: list(names)  # type: ignore[method-assign]
+    assert _ask(router, "y", times=2) == ["length"] * 2
+    assert router.balancer.state("live").served == 2
+    assert router.balancer.state("wrong-path").breaker.state == "closed"  # a threshold of 1 would have opened it
+
+
+def test_a_client_error_upstream_is_final_not_a_reason_to_try_elsewhere(server: ServerProcess) -> None:
+    rule = Rule.create("z", ["live", "live2"], remote_model="tiny-llama")
+    router = Router(NoLocal(), lambda: _table(server, rule))
+    router.balancer.order = lambda names: list(names)  # type: ignore[method-assign]
+
+    async def main() -> None:
+        prompt = ChatPrompt(messages=HI, tools=[{"type": "function", "function": {"name": "f"}}], force_tool="g")
+        try:
+            await router.generate("z", prompt, SamplingParams(max_tokens=3))
+        finally:
+            await router.close()
+
+    with pytest.raises(NoBackendError) as err:
+        asyncio.run(main())
+    assert err.value.status == 400 and str(err.value).startswith("live: 400 from POST")
+    assert router.balancer.state("live2").outstanding == 0 and router.balancer.state("live2").last_pick == -1
 
 
 def test_names_without_a_rule_run_locally(server: ServerProcess) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from mlx_manager.routing.balancer import Balancer
 from mlx_manager.routing.breaker import CircuitBreaker
-from mlx_manager.routing.retry import backoff_seconds, should_fall_back
+from mlx_manager.routing.retry import backoff_seconds, counts_against_backend, should_fall_back
 from mlx_manager.routing.rules import Rule, RuleError, first_match
 
 
@@ -88,9 +88,11 @@ def test_balancer_alternates_between_equal_backends() -> None:
     assert [chosen.count(n) for n in ("a", "b")] == [50, 50]  # ties go to the least recently chosen
 
 
-def test_fallback_on_connection_errors_5xx_and_429_but_not_on_client_errors() -> None:
+def test_fallback_on_connection_errors_5xx_429_and_404_but_not_on_client_errors() -> None:
     assert should_fall_back(None) and should_fall_back(429) and should_fall_back(503) and should_fall_back(500)
-    assert not should_fall_back(400) and not should_fall_back(404) and not should_fall_back(200)
+    assert should_fall_back(404)  # this backend lacks the model or the path; the next one may have it
+    assert not should_fall_back(400) and not should_fall_back(422) and not should_fall_back(200)
+    assert counts_against_backend(None) and counts_against_backend(503) and not counts_against_backend(404)
 
 
 def test_backoff_is_jittered_and_capped() -> None:

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from mlx_manager.db.models import Backend, Credential, RoutingRule
 from mlx_manager.manager.errors import Conflict, InvalidInput, NotFound
 from mlx_manager.manager.secret_box import SecretBox
+from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.router import BackendConfig, RoutingTable
 from mlx_manager.routing.rules import Rule, RuleError
 
@@ -69,6 +70,7 @@ class RoutingStore:
         return row
 
     def add_backend(self, session: Session, values: dict[str, Any]) -> Backend:
+        values = {**values, "base_url": stored_url(values)}
         check_backend(session, values)
         if session.exec(select(Backend).where(Backend.name == values["name"])).first():
             raise Conflict(f"A backend named '{values['name']}' exists.", "name_taken")
@@ -90,6 +92,9 @@ class RoutingStore:
         row = self._get(session, model, row_id)
         merged = {**row.model_dump(), **values}
         if isinstance(row, Backend):
+            if "base_url" in values:
+                values = {**values, "base_url": stored_url(merged)}
+                merged["base_url"] = values["base_url"]
             check_backend(session, merged)
         elif isinstance(row, RoutingRule):
             check_rule(session, merged)
@@ -120,6 +125,12 @@ def check_backend(session: Session, values: dict[str, Any]) -> None:
     credential = values.get("credential_id")
     if credential is not None and session.get(Credential, credential) is None:
         raise InvalidInput(f"No credential with id {credential}.", "unknown_credential")
+
+
+def stored_url(values: dict[str, Any]) -> str | None:
+    """A remote backend's base URL in the one form the clients use, however it was pasted."""
+    url = values.get("base_url")
+    return normalize_base_url(str(values.get("kind")), url) if url and values.get("kind") != "local" else url
 
 
 def check_rule(session: Session, values: dict[str, Any]) -> None:

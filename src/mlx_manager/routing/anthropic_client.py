@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration, send_checked
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration, image_url, send_checked
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; the engine's default when the client gave none
+# What count_tokens takes of a messages body: no max_tokens, stream or sampling.
+_COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config"})
 
 
 def messages_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dict[str, Any]:
     system = "\n".join(str(m.get("content") or "") for m in prompt.messages if m.get("role") == "system")
     messages: list[dict[str, Any]] = []
+    urls = iter(prompt.image_urls)
     for m in prompt.messages:
         role = m.get("role")
         if role == "system":
@@ -38,15 +41,18 @@ def messages_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dic
                 blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": args})
             _append(messages, "assistant", blocks)
         else:
-            _append(messages, "user", [{"type": "text", "text": str(m.get("content") or "")}])
+            _append(messages, "user", _user_blocks(m.get("content"), urls))
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
         "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
         "stream": True,
-        "temperature": min(params.temperature, 1.0),
-        "top_p": params.top_p,
     }
+    # Values the client left out stay out: the backend applies its own defaults. Anthropic caps temperature at 1.
+    if params.temperature is not None:
+        body["temperature"] = min(params.temperature, 1.0)
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
     if system:
         body["system"] = system
     if params.top_k:
@@ -79,6 +85,20 @@ def messages_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dic
     return body
 
 
+def _user_blocks(content: Any, urls: Iterator[str]) -> list[dict[str, Any]]:
+    """Text and image blocks in order; an image goes as base64 with its media type, as Anthropic requires."""
+    if not isinstance(content, list):
+        return [{"type": "text", "text": str(content or "")}]
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if part.get("type") == "image":
+            media, _, data = image_url(urls).removeprefix("data:").partition(";base64,")
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
+        elif part.get("text"):  # Anthropic refuses empty text blocks
+            blocks.append({"type": "text", "text": str(part["text"])})
+    return blocks
+
+
 def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
     # Anthropic wants alternating turns: consecutive tool results (and the user text after them) share one.
     if messages and messages[-1]["role"] == role:
@@ -87,10 +107,29 @@ def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, An
         messages.append({"role": role, "content": blocks})
 
 
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"anthropic-version": "2023-06-01", **({"x-api-key": api_key} if api_key else {})}
+
+
+async def count_tokens(
+    client: httpx.AsyncClient, backend: str, prompt: ChatPrompt, model: str, api_key: str | None
+) -> int:
+    """The backend's own count (POST /v1/messages/count_tokens), images and tools included."""
+    body = {k: v for k, v in messages_body(prompt, SamplingParams(), model).items() if k in _COUNT_FIELDS}
+    request = client.build_request("POST", "/v1/messages/count_tokens", json=body, headers=_headers(api_key))
+    response = await send_checked(client, backend, request)
+    try:
+        return int(json.loads(await response.aread())["input_tokens"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RemoteError(backend, 502, f"count_tokens answered without input_tokens: {exc}") from exc
+    finally:
+        await response.aclose()
+
+
 async def open_messages(
     client: httpx.AsyncClient, backend: str, prompt: ChatPrompt, params: SamplingParams, model: str, api_key: str | None
 ) -> RemoteGeneration:
-    headers = {"anthropic-version": "2023-06-01", **({"x-api-key": api_key} if api_key else {})}
+    headers = _headers(api_key)
     request = client.build_request("POST", "/v1/messages", json=messages_body(prompt, params, model), headers=headers)
     response = await send_checked(client, backend, request)
     gen = RemoteGeneration(backend, model)

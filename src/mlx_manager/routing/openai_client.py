@@ -4,20 +4,24 @@ and its SSE stream back into engine chunks."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration, send_checked
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration, image_url, send_checked
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
 
 def chat_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dict[str, Any]:
     # Template switches only this server understands stay here; reasoning_effort is the portable one.
-    messages = [{k: v for k, v in m.items() if k != "reasoning_content"} for m in prompt.messages]
+    urls = iter(prompt.image_urls)
+    messages = [
+        {k: _parts(v, urls) if k == "content" else v for k, v in m.items() if k != "reasoning_content"}
+        for m in prompt.messages
+    ]
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -26,8 +30,12 @@ def chat_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dict[st
     }
     if params.max_tokens is not None:
         body["max_tokens"] = params.max_tokens
-    body["temperature"], body["top_p"] = params.temperature, params.top_p
+    # Values the client left out stay out: the backend applies its own model's defaults.
     optional = {
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k or None,
+        "min_p": params.min_p or None,
         "stop": list(params.stop) or None,
         "seed": params.seed,
         "presence_penalty": params.presence_penalty or None,
@@ -53,14 +61,21 @@ def chat_body(prompt: ChatPrompt, params: SamplingParams, model: str) -> dict[st
     return body
 
 
+def _parts(content: Any, urls: Iterator[str]) -> Any:
+    # The engine's {"type": "image"} parts back into OpenAI's, with the image data they stand for.
+    if not isinstance(content, list):
+        return content
+    return [
+        {"type": "image_url", "image_url": {"url": image_url(urls)}} if p.get("type") == "image" else p for p in content
+    ]
+
+
 async def open_chat(
     client: httpx.AsyncClient, backend: str, prompt: ChatPrompt, params: SamplingParams, model: str, api_key: str | None
 ) -> RemoteGeneration:
     """Send the request and wait for the status; a failure here raises RemoteError (the caller may fall back)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    request = client.build_request(
-        "POST", "/v1/chat/completions", json=chat_body(prompt, params, model), headers=headers
-    )
+    request = client.build_request("POST", "/chat/completions", json=chat_body(prompt, params, model), headers=headers)
     response = await send_checked(client, backend, request)
     gen = RemoteGeneration(backend, model)
     gen.start(_chunks(response, gen))

@@ -4,7 +4,7 @@ every API's serving code answers from it unchanged and protocols translate both 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
@@ -53,13 +53,24 @@ class RemoteGeneration(Generation):
 
 
 async def send_checked(client: httpx.AsyncClient, backend: str, request: httpx.Request) -> httpx.Response:
-    """The streaming response once the status is 200; anything else raises RemoteError (the caller may fall back)."""
+    """The streaming response once the status is 200; anything else raises RemoteError (the caller may fall back).
+    The message names the URL tried, so a wrong base URL or upstream model name shows in the client's error."""
+    url = f"{request.method} {request.url}"
     try:
         response = await client.send(request, stream=True)
     except httpx.HTTPError as exc:
-        raise RemoteError(backend, None, f"{type(exc).__name__}: {exc}") from exc
+        raise RemoteError(backend, None, f"no answer from {url}: {type(exc).__name__}: {exc}") from exc
     if response.status_code != 200:
         text = (await response.aread()).decode(errors="replace")[:500]
         await response.aclose()
-        raise RemoteError(backend, response.status_code, text)
+        hint = " (check the backend's base URL and the upstream model name)" if response.status_code == 404 else ""
+        raise RemoteError(backend, response.status_code, f"{response.status_code} from {url}{hint}: {text}")
     return response
+
+
+def image_url(urls: Iterator[str]) -> str:
+    """The next image of the prompt as a data: URL; api/images.py attach_images keeps them with the prompt."""
+    url = next(urls, None)
+    if url is None:
+        raise ValueError("An image part has no image data to send to the backend.")
+    return url

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-# Worth trying elsewhere: the backend is overloaded, broken or restarting. A 4xx is the request's own fault.
-FALLBACK_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Worth trying elsewhere: the backend is overloaded, broken or restarting, or (404) lacks this model or path.
+# Any other 4xx is the request's own fault.
+FALLBACK_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})
 
 
 # Failures after which the backend surely did no work, so sending the same request again is safe.
@@ -20,6 +21,12 @@ def safe_to_retry(status: int | None) -> bool:
 def should_fall_back(status: int | None) -> bool:
     """`None` means no response at all (connection refused, reset, timeout)."""
     return status is None or status in FALLBACK_STATUSES
+
+
+def counts_against_backend(status: int | None) -> bool:
+    """Whether the breaker counts it: a 404 says the backend is up but lacks this model or path (another rule's
+    model may be there), and the health check already sends a backend with a wrong base URL to the end."""
+    return status != 404
 
 
 def backoff_seconds(attempt: int, base: float = 0.2, cap: float = 5.0, rng: random.Random | None = None) -> float:

@@ -19,12 +19,14 @@ import httpx
 from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFullError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
+from mlx_manager.routing.anthropic_client import count_tokens as count_message_tokens
 from mlx_manager.routing.anthropic_client import open_messages
 from mlx_manager.routing.balancer import Balancer
+from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.breaker import CircuitBreaker
 from mlx_manager.routing.openai_client import open_chat
 from mlx_manager.routing.remote import RemoteError
-from mlx_manager.routing.retry import backoff_seconds, safe_to_retry, should_fall_back
+from mlx_manager.routing.retry import backoff_seconds, counts_against_backend, safe_to_retry, should_fall_back
 from mlx_manager.routing.rules import Rule, first_match
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ class LocalEngine(Protocol):
     async def generate(
         self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
     ) -> Generation: ...
+
+    async def count_tokens(self, model_id: str, prompt: Prompt) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class Router:
     def route(self, model: str) -> Rule | None:
         return first_match(self.table().rules, model)
 
+    def routed(self, model: str) -> bool:
+        """Whether a rule decides where `model` runs; else it runs on this server's engine."""
+        return self.route(model) is not None
+
     async def generate(
         self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
     ) -> Generation:
@@ -108,10 +116,10 @@ class Router:
             except RemoteError as exc:
                 self.balancer.end(name)
                 if not should_fall_back(exc.status):
-                    raise NoBackendError(exc.message, exc.status) from exc
-                state.breaker.record_failure()
+                    raise NoBackendError(str(exc), exc.status) from exc
+                self._record(name, exc.status)
                 last_status = exc.status
-                problems.append(f"{name}: {exc.message[:200]}")
+                problems.append(f"{name}: {exc.message[:300]}")
                 log.warning("Backend %s failed for %s (%s); trying the next", name, model_id, exc.status or "no answer")
                 continue
             state.breaker.record_success()
@@ -119,6 +127,40 @@ class Router:
             gen.add_done_callback(partial(self.balancer.end, name))
             return gen
         raise NoBackendError(f"No backend could serve '{model_id}': " + "; ".join(problems), last_status)
+
+    async def count_tokens(self, model_id: str, prompt: ChatPrompt) -> int:
+        """Prompt tokens where the request would run: here, or an Anthropic backend's own count_tokens. An
+        OpenAI-compatible backend has no such endpoint (a guess would mislead a client budgeting its context)."""
+        rule = self.route(model_id)
+        if rule is None:
+            return await self.engine.count_tokens(model_id, prompt)
+        table, problems = self.table(), []
+        last_status: int | None = 400  # when no backend of the rule can count at all
+        for name in self.balancer.order(list(rule.backends)):
+            backend = table.backends.get(name) or (BackendConfig(LOCAL, "local") if name == LOCAL else None)
+            model = rule.upstream_model(model_id)
+            if backend is None or backend.kind == "openai":
+                problems.append(
+                    f"{name}: " + ("no such backend" if backend is None else "OpenAI-compatible, no token count")
+                )
+                continue
+            if backend.kind == LOCAL:
+                return await self.engine.count_tokens(model, prompt)
+            if not self.balancer.state(name).breaker.allow():
+                problems.append(f"{name}: circuit open")
+                continue
+            try:
+                tokens = await count_message_tokens(self._client(backend), name, prompt, model, backend.api_key)
+            except RemoteError as exc:
+                if not should_fall_back(exc.status):
+                    raise NoBackendError(str(exc), exc.status) from exc
+                self._record(name, exc.status)
+                last_status = exc.status
+                problems.append(f"{name}: {exc.message[:300]}")
+                continue
+            self.balancer.state(name).breaker.record_success()
+            return tokens
+        raise NoBackendError(f"No backend could count the tokens of '{model_id}': " + "; ".join(problems), last_status)
 
     async def _start_with_retries(
         self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
@@ -131,6 +173,13 @@ class Router:
                     raise
                 await asyncio.sleep(backoff_seconds(attempt))
         raise AssertionError("unreachable")
+
+    def _record(self, name: str, status: int | None) -> None:
+        breaker = self.balancer.state(name).breaker
+        if counts_against_backend(status):
+            breaker.record_failure()
+        else:  # it answered: healthy, and a half-open breaker's probe is over
+            breaker.record_success()
 
     def start_health_checks(self, interval: float) -> None:
         """Probe remote backends every `interval` seconds; an unhealthy one goes to the end of the order."""
@@ -152,13 +201,15 @@ class Router:
             state.healthy = healthy
 
     async def _probe(self, backend: BackendConfig) -> bool:
-        # /v1/models answers on every OpenAI- and Anthropic-compatible server we route to, with the same key.
+        # The model list answers on every OpenAI- and Anthropic-compatible server we route to, with the same key.
         key = backend.api_key
         headers = {"Authorization": f"Bearer {key}", "x-api-key": key} if key else {}
+        path = "/models"  # under the OpenAI base URL's version (routing/base_url.py)
         if backend.kind == "anthropic":
             headers["anthropic-version"] = "2023-06-01"
+            path = "/v1/models"
         try:
-            response = await self._client(backend).get("/v1/models", headers=headers, timeout=5)
+            response = await self._client(backend).get(path, headers=headers, timeout=5)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -175,9 +226,10 @@ class Router:
         return await opener(client, backend.name, prompt, params, model, backend.api_key)
 
     def _client(self, backend: BackendConfig) -> httpx.AsyncClient:
+        base_url = normalize_base_url(backend.kind, backend.base_url or "")
         client = self._clients.get(backend.name)
-        if client is None or str(client.base_url).rstrip("/") != (backend.base_url or "").rstrip("/"):
-            client = httpx.AsyncClient(base_url=backend.base_url or "", timeout=backend.timeout_seconds)
+        if client is None or str(client.base_url).rstrip("/") != base_url:
+            client = httpx.AsyncClient(base_url=base_url, timeout=backend.timeout_seconds)
             self._clients[backend.name] = client
         return client
 
