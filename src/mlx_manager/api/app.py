@@ -74,6 +74,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             ),
         ),
         default_max_tokens=settings.default_max_tokens,
+        generation_defaults=settings.generation.defaults(),
         max_tools=settings.max_tools,
         volatile_prompt_patterns=tuple(settings.volatile_prompt_patterns),
         preload=list(settings.preload),
@@ -151,6 +152,8 @@ def create_app(settings: Settings) -> FastAPI:
     metrics.attach_router(router)
     for serving in (app.state.openai_serving, app.state.anthropic_serving, app.state.responses_serving):
         serving.route = router.generate
+        serving.routed = router.routed
+    app.state.anthropic_serving.count = router.count_tokens
     install_error_handlers(app)
     install_hub_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

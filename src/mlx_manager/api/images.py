@@ -3,8 +3,12 @@
 Translators put an image where it appears as a {"type": "image", "ref": ImageRef} content part (the chat
 templates' own convention, plus where it came from); `attach_images` then checks that the model accepts images
 (a 400 before anything is decoded or loaded), decodes them off the event loop and hands the engine the plain
-{"type": "image"} parts with the images in the same order. Remote http(s) URLs are refused with a 400: the
-server is offline-first and fetches nothing from the network.
+{"type": "image"} parts with the images in the same order (and as data: URLs, for a remote backend). Remote
+http(s) URLs are refused with a 400: the server is offline-first and fetches nothing from the network.
+
+A text-only model still takes a conversation whose earlier turns held images (the user switched models mid-chat):
+each of those images becomes the text "[image]". An image in the newest turn, the one the model answers, stays a
+400. A model that a routing rule sends elsewhere gets its images as sent: its backend decides.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from mlx_manager.api.errors import APIError
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.types import ChatPrompt
 
+IMAGE_PLACEHOLDER = "[image]"  # what a text-only model reads where an earlier turn held an image
+# Image types OpenAI, Anthropic and vLLM all take; anything else goes to a remote backend re-encoded as PNG.
+_PORTABLE_MEDIA = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 _DATA_URL = re.compile(r"data:(?P<media>[^;,]*)(?:;[^;,]*)*?;base64,(?P<data>.*)", re.DOTALL)
 
 
@@ -63,43 +70,84 @@ def content(parts: list[dict[str, Any]], separator: str) -> str | list[dict[str,
 
 
 def _refs(prompt: ChatPrompt) -> list[ImageRef]:
-    return [
-        part["ref"]
-        for message in prompt.messages
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict) and isinstance(part.get("ref"), ImageRef)
-    ]
+    return [ref for message in prompt.messages for ref in _message_refs(message)]
 
 
-async def attach_images(engine: Engine, model_id: str, prompt: ChatPrompt, limits: ImageLimits) -> ChatPrompt:
-    """The prompt with its images decoded, or a 400: the model is text-only, or an image is bad or too large."""
+def _message_refs(message: dict[str, Any]) -> list[ImageRef]:
+    parts = message.get("content")
+    if not isinstance(parts, list):
+        return []
+    return [p["ref"] for p in parts if isinstance(p, dict) and isinstance(p.get("ref"), ImageRef)]
+
+
+async def attach_images(
+    engine: Engine, model_id: str, prompt: ChatPrompt, limits: ImageLimits, routed: bool = False
+) -> ChatPrompt:
+    """The prompt with its images decoded, or a 400: an image is bad or too large, or a text-only model is asked
+    about one. `routed`: a routing rule sends the model elsewhere, so this server cannot know whether it sees."""
     refs = _refs(prompt)
     if not refs:
         return prompt
-    info = await engine.resolve_for(model_id, "generate")
-    if not info.vision:
-        kinds = ", ".join(dict.fromkeys(r.kind for r in refs))
-        raise APIError(
-            400,
-            f"The model '{model_id}' does not accept images ({kinds} content): it is a text-only model."
-            " Send text only, or use a vision model.",
-            param=refs[0].param,
-            code="images_not_supported",
-        )
-    images = await asyncio.to_thread(lambda: tuple(decode(ref, limits) for ref in refs))
+    if not routed and not (await engine.resolve_for(model_id, "generate")).vision:
+        return _without_images(model_id, prompt)
+    decoded = await asyncio.to_thread(lambda: tuple(decode_with_url(ref, limits) for ref in refs))
     messages = [
         {**m, "content": [{"type": "image"} if "ref" in p else p for p in m["content"]]}
         if isinstance(m.get("content"), list)
         else m
         for m in prompt.messages
     ]
-    return replace(prompt, messages=messages, images=images)
+    images, urls = tuple(d[0] for d in decoded), tuple(d[1] for d in decoded)
+    return replace(prompt, messages=messages, images=images, image_urls=urls)
 
 
-def decode(ref: ImageRef, limits: ImageLimits) -> Image.Image:
-    if ref.data is not None:
-        return decode_base64(ref.data, limits, ref.param)
+def _without_images(model_id: str, prompt: ChatPrompt) -> ChatPrompt:
+    """Earlier turns' images as "[image]" for a text-only model; a 400 when the newest turn holds one."""
+    current = _current_turn(prompt)
+    asked = [r for m in prompt.messages[current:] for r in _message_refs(m)]
+    if asked:
+        kinds = ", ".join(dict.fromkeys(r.kind for r in asked))
+        raise APIError(
+            400,
+            f"The model '{model_id}' does not accept images ({kinds} content): it is a text-only model."
+            " Send text only, or use a vision model.",
+            param=asked[0].param,
+            code="images_not_supported",
+        )
+    messages = [{**m, "content": _placeholders(m["content"])} if _message_refs(m) else m for m in prompt.messages]
+    return replace(prompt, messages=messages)
+
+
+def _placeholders(parts: list[dict[str, Any]]) -> str:
+    # Plain text, as text-only chat templates expect; each image on a line of its own.
+    return "\n".join(IMAGE_PLACEHOLDER if "ref" in p else str(p.get("text") or "") for p in parts)
+
+
+def _current_turn(prompt: ChatPrompt) -> int:
+    """Where the newest turn starts: after the last assistant message (an Anthropic prefill does not count)."""
+    end = len(prompt.messages) - 1 if prompt.continue_final else len(prompt.messages)
+    return next((i + 1 for i in range(end - 1, -1, -1) if prompt.messages[i].get("role") == "assistant"), 0)
+
+
+def decode_with_url(ref: ImageRef, limits: ImageLimits) -> tuple[Image.Image, str]:
+    """The decoded image and a data: URL of it for a remote backend: the client's bytes when the media type is
+    one every API takes, else the image again as PNG."""
+    data = ref.data if ref.data is not None else _url_data(ref)
+    data = "".join(data.split())  # some clients wrap base64 in lines
+    image = open_base64(data, limits, ref.param)
+    media = Image.MIME.get(image.format or "", "")
+    try:
+        rgb = image.convert("RGB")
+    except Exception as exc:  # a truncated or corrupt body fails only when decoded
+        raise _unreadable(exc, ref.param) from exc
+    if media not in _PORTABLE_MEDIA:
+        buf = io.BytesIO()
+        rgb.save(buf, "PNG")
+        media, data = "image/png", base64.b64encode(buf.getvalue()).decode()
+    return rgb, f"data:{media};base64,{data}"
+
+
+def _url_data(ref: ImageRef) -> str:
     url = ref.url or ""
     if url.startswith(("http://", "https://")):
         raise APIError(
@@ -113,11 +161,11 @@ def decode(ref: ImageRef, limits: ImageLimits) -> Image.Image:
     if match is None:
         message = "An image must be a base64 data: URL (data:image/png;base64,...)."
         raise APIError(400, message, param=ref.param, code="invalid_image")
-    return decode_base64(match["data"], limits, ref.param)
+    return match["data"]
 
 
-def decode_base64(data: str, limits: ImageLimits, param: str) -> Image.Image:
-    data = "".join(data.split())  # some clients wrap base64 in lines
+def open_base64(data: str, limits: ImageLimits, param: str) -> Image.Image:
+    """The image opened from its header, within the limits; its pixels are decoded by whoever converts it."""
     if len(data) // 4 * 3 > limits.max_bytes + 2:  # refuse before decoding a huge payload
         raise _too_large(len(data) // 4 * 3, limits, param)
     try:
@@ -139,10 +187,7 @@ def decode_base64(data: str, limits: ImageLimits, param: str) -> Image.Image:
             param=param,
             code="image_too_large",
         )
-    try:
-        return image.convert("RGB")
-    except Exception as exc:  # a truncated or corrupt body fails only when decoded
-        raise _unreadable(exc, param) from exc
+    return image
 
 
 def _too_large(size: int, limits: ImageLimits, param: str) -> APIError:

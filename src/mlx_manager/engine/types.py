@@ -15,17 +15,33 @@ ModelTask = Literal["generate", "embed", "score"]
 
 
 @dataclass(frozen=True)
+class SamplingDefaults:
+    """Some sampling values, as a model, a profile or the server recommend them; None = this layer does not say."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+
+    def items(self) -> dict[str, float | int]:
+        return {name: v for name in vars(self) if (v := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
+    # None: the request left it out; the engine fills it from the model, the server, then the API default
+    # (engine/generation_defaults.py).
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    repetition_penalty: float = 1.0
+    repetition_penalty: float | None = None
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: bool = False
     top_logprobs: int = 0
@@ -51,10 +67,15 @@ class ChatPrompt:
     parallel_tool_calls: bool = True
     # "required" or a function name: the call is enforced with a grammar.
     force_tool: str | None = None
+    # False: the reply starts with its answer, no reasoning first (Anthropic's forced tool use): a block the
+    # template opened is closed in the prompt, and the grammar allows none.
+    allow_reasoning: bool = True
     # The last message is the start of the assistant's reply, to be continued (Anthropic prefill).
     continue_final: bool = False
     # Decoded RGB images, in the order of the {"type": "image"} parts in `messages` (vision models only).
     images: tuple[Image, ...] = ()
+    # The same images as data: URLs (the client's bytes), for a remote backend that gets them as sent.
+    image_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,3 +152,5 @@ class ModelInfo:
     vision: bool = False
     # KV cache bytes one token of context costs (0 when config.json does not say), for the memory gate.
     kv_bytes_per_token: int = 0
+    # The model authors' sampling recommendation (generation_config.json).
+    generation_defaults: SamplingDefaults = field(default_factory=lambda: SamplingDefaults())

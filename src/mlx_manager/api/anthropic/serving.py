@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import EngineError
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import GenerationChunk
+from mlx_manager.engine.types import ChatPrompt, GenerationChunk
 from mlx_manager.manager.profiles import ProfileLookup, resolve_target
 
 log = logging.getLogger(__name__)
@@ -30,20 +30,25 @@ class AnthropicServing:
     ) -> None:
         self.engine = engine
         self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
+        self.count = engine.count_tokens  # likewise: a routed model's tokens are counted where it runs
+        self.routed: Callable[[str], bool] = lambda _model: False  # likewise: whether a rule sends it elsewhere
         self.max_stop = max_stop
         self.images = images or ImageLimits()
         self.profiles = profiles
 
     async def start(self, req: MessagesRequest) -> Generation:
         target = resolve_target(self.profiles, req.model)
-        prompt = target.prompt(await attach_images(self.engine, target.model, translate.chat_prompt(req), self.images))
+        prompt = target.prompt(await self._attach(target.model, translate.chat_prompt(req)))
         params = target.params(translate.sampling_params(req, self.max_stop), translate.explicit_fields(req))
         return await self.route(target.model, prompt, params)
 
     async def count_tokens(self, req: CountTokensRequest) -> TokenCount:
         target = resolve_target(self.profiles, req.model)
-        prompt = target.prompt(await attach_images(self.engine, target.model, translate.chat_prompt(req), self.images))
-        return TokenCount(input_tokens=await self.engine.count_tokens(target.model, prompt))
+        prompt = target.prompt(await self._attach(target.model, translate.chat_prompt(req)))
+        return TokenCount(input_tokens=await self.count(target.model, prompt))
+
+    async def _attach(self, model: str, prompt: ChatPrompt) -> ChatPrompt:
+        return await attach_images(self.engine, model, prompt, self.images, routed=self.routed(model))
 
     async def message(self, req: MessagesRequest, gen: Generation, is_disconnected: Disconnected) -> Message:
         chunks = (await collect(gen, is_disconnected)).get(0, [])

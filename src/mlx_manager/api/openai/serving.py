@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -76,7 +76,7 @@ def sampling_params(
         max_tokens=max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
-        top_k=max(req.top_k, 0),
+        top_k=None if req.top_k is None else max(req.top_k, 0),
         min_p=req.min_p,
         seed=req.seed,
         stop=tuple(stops),
@@ -217,6 +217,7 @@ class OpenAIServing:
     def __init__(self, engine: Engine, limits: Limits, profiles: ProfileLookup | None = None) -> None:
         self.engine = engine
         self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
+        self.routed: Callable[[str], bool] = lambda _model: False  # likewise: whether a rule sends it elsewhere
         self.limits = limits
         self.profiles = profiles
 
@@ -233,7 +234,10 @@ class OpenAIServing:
             max_reasoning_tokens=req.max_reasoning_tokens,
         )
         params = target.params(params, explicit_fields(req))
-        prompt = target.prompt(await attach_images(self.engine, target.model, chat_prompt(req), self.limits.images))
+        routed = self.routed(target.model)
+        prompt = target.prompt(
+            await attach_images(self.engine, target.model, chat_prompt(req), self.limits.images, routed)
+        )
         return await self.route(target.model, prompt, params, n=req.n, priority=req.priority)
 
     async def chat(self, req: ChatCompletionRequest, gen: Generation, is_disconnected: Disconnected) -> ChatCompletion:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ class ResponsesServing:
     ) -> None:
         self.engine = engine
         self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
+        self.routed: Callable[[str], bool] = lambda _model: False  # likewise: whether a rule sends it elsewhere
         self.store = store
         self.images = images or ImageLimits()
         self.profiles = profiles
@@ -62,7 +63,8 @@ class ResponsesServing:
             history = [*previous.input_items, *previous.response.get("output", [])]
         history += tr.input_items(req)
         target = resolve_target(self.profiles, req.model)
-        prompt = await attach_images(self.engine, target.model, tr.chat_prompt(req, history), self.images)
+        routed = self.routed(target.model)
+        prompt = await attach_images(self.engine, target.model, tr.chat_prompt(req, history), self.images, routed)
         params = target.params(tr.sampling_params(req), tr.explicit_fields(req))
         gen = await self.route(target.model, target.prompt(prompt), params)
         return Started(gen, tr.new_id("resp"), int(time.time()), history)
