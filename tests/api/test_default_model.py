@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from mlx_manager.engine.cpu_dtype import on_cpu
 from mlx_manager.manager.embedded import DEFAULT_GGUF_FILENAME, DEFAULT_MODEL_NAME, fetch_default_gguf
 from mlx_manager.testing.server import ServerProcess, run_server, server_env
 from tests.conftest import asset_cache
@@ -72,3 +73,13 @@ def test_server_log_reports_openblas_on_linux(default_server: ServerProcess) -> 
     if not Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0").exists():
         pytest.skip("system OpenBLAS not installed")
     assert "BLAS: system OpenBLAS" in default_server.log()
+
+
+def test_default_model_runs_in_float32_on_a_cpu_backend(default_server: ServerProcess) -> None:
+    if not on_cpu():
+        pytest.skip("on Metal/CUDA the 4-bit weights stay as stored")
+    httpx.post(f"{default_server.base_url}/admin/models/{DEFAULT_MODEL_NAME}/load", timeout=120).raise_for_status()
+    listed = httpx.get(f"{default_server.base_url}/admin/models").json()["data"]
+    model = next(m for m in listed if m["id"] == DEFAULT_MODEL_NAME)
+    assert (model["dtype"], model["quantization_bits"], model["converted_from"]) == ("float32", None, "4-bit")
+    assert model["memory_bytes"] > 500e6  # 135M parameters in float32
