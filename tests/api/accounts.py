@@ -81,6 +81,7 @@ def assert_problem(resp: httpx.Response, status: int, code: str | None = None) -
     body: dict[str, Any] = resp.json()
     assert {"type", "title", "status", "detail", "instance"} <= set(body), body
     assert body["status"] == status and body["instance"] == resp.request.url.path
+    assert body["request_id"] == resp.headers["x-request-id"], body
     if code is not None:
         assert body.get("code") == code, body
     return body

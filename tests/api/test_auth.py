@@ -50,6 +50,7 @@ def test_anthropic_routes_take_x_api_key_or_bearer_and_answer_401_in_anthropic_s
         assert resp.json() == {
             "type": "error",
             "error": {"type": "authentication_error", "message": resp.json()["error"]["message"]},
+            "request_id": resp.headers["x-request-id"],
         }
         ok = httpx.post(f"{keyed.base_url}{path}", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
         assert ok.status_code == 200, ok.text

@@ -18,9 +18,9 @@ def _post(server: ServerProcess, path: str, body: object) -> httpx.Response:
 def _assert_openai_error(resp: httpx.Response, status: int) -> dict[str, object]:
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
     assert error["message"]
-    assert resp.headers["x-request-id"]
+    assert error["request_id"] == resp.headers["x-request-id"]
     return dict(error)
 
 
@@ -115,6 +115,22 @@ def test_request_id_is_generated_or_echoed(server: ServerProcess) -> None:
     assert generated.headers["x-request-id"].startswith("req-")
     echoed = httpx.get(f"{server.base_url}/v1/models", headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
+
+
+def test_both_sdks_see_the_request_id_in_the_error_body_and_header(server: ServerProcess) -> None:
+    import anthropic
+
+    with pytest.raises(openai.NotFoundError) as oa:
+        openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0).models.retrieve("nope")
+    assert isinstance(oa.value.body, dict) and oa.value.body["request_id"] == oa.value.request_id
+    assert str(oa.value.request_id).startswith("req-")
+    with pytest.raises(anthropic.NotFoundError) as an:
+        anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0).messages.create(
+            model="nope", max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+        )
+    # Anthropic's shape: request_id at the top level of the body, and its own `request-id` header.
+    assert isinstance(an.value.body, dict) and an.value.body["request_id"] == an.value.request_id
+    assert an.value.response.headers["x-request-id"] == an.value.request_id
 
 
 @pytest.mark.parametrize(

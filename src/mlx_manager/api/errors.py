@@ -47,8 +47,20 @@ class APIError(Exception):
         self.headers = headers
 
 
-def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+def error_body(
+    message: str, type: str, param: str | None = None, code: str | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error object; `request_id` (the X-Request-ID) is an extra member, which the SDKs keep in `body`."""
+    error: dict[str, Any] = {"message": message, "type": type, "param": param, "code": code}
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}
+
+
+def request_id_of(request: Request) -> str | None:
+    """The id RequestIdMiddleware gave this request (also in the X-Request-ID header)."""
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
 
 
 PROBLEM_JSON = "application/problem+json"
@@ -60,9 +72,15 @@ def is_problem_path(path: str) -> bool:
 
 
 def problem_body(
-    status: int, detail: str, instance: str, code: str | None = None, errors: list[dict[str, Any]] | None = None
+    status: int,
+    detail: str,
+    instance: str,
+    code: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """RFC 7807: `type` about:blank with the status phrase as `title`; `code` says which problem it is."""
+    """RFC 7807: `type` about:blank with the status phrase as `title`; `code` says which problem it is, and
+    `request_id` finds it in the server log."""
     try:
         title = HTTPStatus(status).phrase
     except ValueError:
@@ -73,6 +91,8 @@ def problem_body(
         body["code"] = code
     if errors is not None:
         body["errors"] = errors
+    if request_id is not None:
+        body["request_id"] = request_id
     return body
 
 
@@ -129,13 +149,14 @@ def error_response(request: Request, exc: APIError) -> JSONResponse:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(exc.code or exc.type).inc()
+    request_id = request_id_of(request)
     if is_problem_path(request.url.path):
-        problem = problem_body(exc.status, exc.message, request.url.path, exc.code)
+        problem = problem_body(exc.status, exc.message, request.url.path, exc.code, request_id=request_id)
         return JSONResponse(problem, exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
     if is_anthropic_path(request.url.path):
-        body = anthropic_error_body(exc.status, exc.message)
+        body = anthropic_error_body(exc.status, exc.message, request_id)
     else:
-        body = error_body(exc.message, exc.type, exc.param, exc.code)
+        body = error_body(exc.message, exc.type, exc.param, exc.code, request_id)
     return JSONResponse(body, exc.status, headers=exc.headers)
 
 
@@ -156,7 +177,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
                 for e in exc.errors()
             ]
-            body = problem_body(400, message, request.url.path, "invalid_request", errors)
+            body = problem_body(400, message, request.url.path, "invalid_request", errors, request_id_of(request))
             return JSONResponse(body, 400, media_type=PROBLEM_JSON)
         return error_response(request, APIError(400, message, param=param))
 

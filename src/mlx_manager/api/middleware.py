@@ -28,6 +28,9 @@ class RequestIdMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else f"req-{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
+        id_headers = [(b"x-request-id", request_id.encode())]
+        if is_anthropic_path(scope["path"]):  # Anthropic's own header, which its SDK reads (`err.request_id`)
+            id_headers.append((b"request-id", request_id.encode()))
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -35,7 +38,7 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], *id_headers]
             await send(message)
 
         try:
@@ -47,12 +50,12 @@ class RequestIdMiddleware:
             message = f"Internal server error (request id {request_id})."
             content_type = b"application/json"
             if is_problem_path(scope["path"]):
-                shaped = problem_body(500, message, scope["path"], "internal")
+                shaped = problem_body(500, message, scope["path"], "internal", request_id=request_id)
                 content_type = PROBLEM_JSON.encode()
             elif is_anthropic_path(scope["path"]):
-                shaped = anthropic_error_body(500, message)
+                shaped = anthropic_error_body(500, message, request_id)
             else:
-                shaped = error_body(message, "server_error", None, "internal")
+                shaped = error_body(message, "server_error", None, "internal", request_id)
             body = json.dumps(shaped).encode()
             await send_with_id(
                 {

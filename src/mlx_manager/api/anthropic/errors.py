@@ -1,4 +1,5 @@
-"""Anthropic's error shape: {"type": "error", "error": {"type": ..., "message": ...}}, typed by status."""
+"""Anthropic's error shape: {"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}, typed by
+status (the real API sends its request id in the body as well as in a header)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def is_anthropic_path(path: str) -> bool:
     return path.startswith(PATH_PREFIXES)
 
 
-def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+def anthropic_error_body(status: int, message: str, request_id: str | None = None) -> dict[str, Any]:
     kind = _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
+    body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from mlx_manager.api.manager.deps import AdminUser, SessionDep
+from mlx_manager.api.manager.fields import Count, RowId
 from mlx_manager.api.manager.schemas import AuditEntryPublic, AuditPage, problems
 from mlx_manager.manager import audit
 
@@ -22,7 +23,7 @@ def _epoch(value: datetime | None) -> float | None:
 
 
 def audit_filter(
-    user_id: int | None = None,
+    user_id: RowId | None = None,
     model: str | None = None,
     endpoint: Annotated[str | None, Query(description="A route, e.g. /v1/chat/completions")] = None,
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
@@ -41,7 +42,7 @@ def list_audit(
     session: SessionDep,
     where: Filter,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> AuditPage:
     """Entries newest first, with the total that match."""
     rows, total = audit.search(session, where, limit, offset)

@@ -10,18 +10,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from mlx_manager.api.errors import request_id_of
 from mlx_manager.manager.hub_errors import HubError
 
 PROBLEM_JSON = "application/problem+json"
 
 
-def hub_problem_body(exc: HubError, instance: str) -> dict[str, Any]:
+def hub_problem_body(exc: HubError, instance: str, request_id: str | None = None) -> dict[str, Any]:
     try:
         title = HTTPStatus(exc.status).phrase
     except ValueError:
         title = "Error"
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": exc.status, "detail": exc.detail}
-    return body | {"instance": instance, "code": exc.code} | exc.extra
+    ids = {"request_id": request_id} if request_id is not None else {}
+    return body | {"instance": instance, "code": exc.code} | ids | exc.extra
 
 
 async def _hub_error(request: Request, exc: Exception) -> JSONResponse:
@@ -30,7 +32,8 @@ async def _hub_error(request: Request, exc: Exception) -> JSONResponse:
     if metrics is not None:
         metrics.errors.labels(exc.code or "hub_error").inc()
     headers = {"Retry-After": "30"} if exc.status == 502 else None  # offline (503) is a setting: retrying is no use
-    return JSONResponse(hub_problem_body(exc, request.url.path), exc.status, headers=headers, media_type=PROBLEM_JSON)
+    body = hub_problem_body(exc, request.url.path, request_id_of(request))
+    return JSONResponse(body, exc.status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def install_hub_problems(app: FastAPI) -> None:

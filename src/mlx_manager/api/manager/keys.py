@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mlx_manager.api.manager.deps import CurrentUser, SessionDep
+from mlx_manager.api.manager.fields import RowId
 from mlx_manager.api.manager.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, problems
 from mlx_manager.db.models import ApiKey
 from mlx_manager.manager import api_keys
@@ -33,6 +34,6 @@ def list_keys(user: CurrentUser, session: SessionDep, all: bool = False) -> list
 
 
 @router.delete("/{key_id}", responses=problems(404))
-def revoke_key(key_id: int, user: CurrentUser, session: SessionDep) -> ApiKeyPublic:
+def revoke_key(key_id: RowId, user: CurrentUser, session: SessionDep) -> ApiKeyPublic:
     """Revoke one of the caller's keys (an admin: anyone's); it stops working at once."""
     return public(api_keys.revoke(session, key_id, user))

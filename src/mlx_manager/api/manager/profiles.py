@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.manager.deps import AdminUser, CurrentUser, ManagerDep, SessionDep, write_then
+from mlx_manager.api.manager.fields import RowId
 from mlx_manager.api.manager.schemas import (
     ProfileCreate,
     ProfileDuplicate,
@@ -54,13 +55,13 @@ async def create_profile(body: ProfileCreate, _: AdminUser, manager: ManagerDep,
 
 
 @router.get("/{profile_id}", responses=problems(404))
-def get_profile(profile_id: int, _: CurrentUser, session: SessionDep) -> ProfilePublic:
+def get_profile(profile_id: RowId, _: CurrentUser, session: SessionDep) -> ProfilePublic:
     return public(profiles.get_profile(session, profile_id))
 
 
 @router.patch("/{profile_id}", responses=problems(400, 403, 404, 409))
 async def update_profile(
-    profile_id: int, body: ProfileUpdate, _: AdminUser, manager: ManagerDep, engine: EngineDep
+    profile_id: RowId, body: ProfileUpdate, _: AdminUser, manager: ManagerDep, engine: EngineDep
 ) -> ProfilePublic:
     """Change the fields sent; null clears an optional one."""
     await _not_a_model(engine, body.name)
@@ -69,14 +70,14 @@ async def update_profile(
 
 
 @router.delete("/{profile_id}", status_code=204, responses=problems(403, 404))
-async def delete_profile(profile_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_profile(profile_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
     await _write(manager, lambda s: profiles.delete(s, profile_id))
     return Response(status_code=204)
 
 
 @router.post("/{profile_id}/duplicate", status_code=201, responses=problems(400, 403, 404, 409))
 async def duplicate_profile(
-    profile_id: int, _: AdminUser, manager: ManagerDep, engine: EngineDep, body: ProfileDuplicate | None = None
+    profile_id: RowId, _: AdminUser, manager: ManagerDep, engine: EngineDep, body: ProfileDuplicate | None = None
 ) -> ProfilePublic:
     """A copy under a new name (default '<name>-copy')."""
     name = body.name if body else None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from mlx_manager.api.manager.deps import AdminUser, ManagerDep, write_then
+from mlx_manager.api.manager.fields import Int64, PartialUpdate, RowId, Strict
 from mlx_manager.api.manager.schemas import problems
 from mlx_manager.db.models import Backend, Credential, RoutingRule
 from mlx_manager.manager.services import Manager
@@ -19,11 +22,7 @@ router = APIRouter(prefix="/routing", tags=["routing"], responses=problems(401, 
 T = TypeVar("T")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CredentialCreate(_Strict):
+class CredentialCreate(Strict):
     name: str = Field(min_length=1, max_length=64)
     provider: str = Field(min_length=1, max_length=64)
     secret: str = Field(min_length=1, max_length=4096)
@@ -38,18 +37,37 @@ class CredentialPublic(BaseModel):
     created_at: float
 
 
-class BackendCreate(_Strict):
+def _http_url(value: str) -> str:
+    """A URL the remote clients can send to (else a 400 naming base_url, not a 500 at the first routed request)."""
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0 or any(c.isspace() for c in url):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class BackendCreate(Strict):
     name: str = Field(min_length=1, max_length=64)
     kind: Literal["local", "openai", "anthropic"]
-    base_url: str | None = None
-    credential_id: int | None = None
+    base_url: BaseUrl | None = None
+    credential_id: RowId | None = None
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     enabled: bool = True
 
 
-class BackendUpdate(_Strict):
-    base_url: str | None = None
-    credential_id: int | None = None
+class BackendUpdate(PartialUpdate):
+    clearable = frozenset({"base_url", "credential_id"})
+
+    base_url: BaseUrl | None = None
+    credential_id: RowId | None = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     enabled: bool | None = None
 
@@ -59,20 +77,22 @@ class BackendPublic(BackendCreate):
     id: int
 
 
-class RuleCreate(_Strict):
+class RuleCreate(Strict):
     pattern: str = Field(min_length=1, max_length=512)
     match_type: Literal["exact", "glob", "regex"] = "exact"
-    priority: int = 0
-    backend_ids: list[int] = Field(min_length=1)
+    priority: Int64 = 0
+    backend_ids: list[RowId] = Field(min_length=1)
     remote_model: str | None = None
     enabled: bool = True
 
 
-class RuleUpdate(_Strict):
+class RuleUpdate(PartialUpdate):
+    clearable = frozenset({"remote_model"})
+
     pattern: str | None = Field(default=None, min_length=1, max_length=512)
     match_type: Literal["exact", "glob", "regex"] | None = None
-    priority: int | None = None
-    backend_ids: list[int] | None = Field(default=None, min_length=1)
+    priority: Int64 | None = None
+    backend_ids: list[RowId] | None = Field(default=None, min_length=1)
     remote_model: str | None = None
     enabled: bool | None = None
 
@@ -120,7 +140,7 @@ async def create_credential(body: CredentialCreate, _: AdminUser, manager: Manag
 
 
 @router.delete("/credentials/{credential_id}", status_code=204, responses=problems(404))
-async def delete_credential(credential_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_credential(credential_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
     await _write(manager, lambda s: manager.routing.delete(s, Credential, credential_id))
     return Response(status_code=204)
 
@@ -138,14 +158,14 @@ async def create_backend(body: BackendCreate, _: AdminUser, manager: ManagerDep)
 
 
 @router.patch("/backends/{backend_id}", responses=problems(400, 404))
-async def update_backend(backend_id: int, body: BackendUpdate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
+async def update_backend(backend_id: RowId, body: BackendUpdate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
     values = body.model_dump(exclude_unset=True)
     row = await _write(manager, lambda s: manager.routing.update(s, Backend, backend_id, values))
     return BackendPublic.model_validate(row, from_attributes=True)
 
 
 @router.delete("/backends/{backend_id}", status_code=204, responses=problems(404))
-async def delete_backend(backend_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_backend(backend_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
     await _write(manager, lambda s: manager.routing.delete(s, Backend, backend_id))
     return Response(status_code=204)
 
@@ -164,14 +184,14 @@ async def create_rule(body: RuleCreate, _: AdminUser, manager: ManagerDep) -> Ru
 
 
 @router.patch("/rules/{rule_id}", responses=problems(400, 404))
-async def update_rule(rule_id: int, body: RuleUpdate, _: AdminUser, manager: ManagerDep) -> RulePublic:
+async def update_rule(rule_id: RowId, body: RuleUpdate, _: AdminUser, manager: ManagerDep) -> RulePublic:
     values = body.model_dump(exclude_unset=True)
     row = await _write(manager, lambda s: manager.routing.update(s, RoutingRule, rule_id, values))
     return RulePublic.model_validate(row, from_attributes=True)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, responses=problems(404))
-async def delete_rule(rule_id: int, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_rule(rule_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
     await _write(manager, lambda s: manager.routing.delete(s, RoutingRule, rule_id))
     return Response(status_code=204)
 

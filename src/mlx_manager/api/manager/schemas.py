@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
+from mlx_manager.api.manager.fields import Count, PartialUpdate, PositiveInt, Strict
 from mlx_manager.manager.settings_store import ManagedSettings
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
 
 # --- problems -----------------------------------------------------------------------------------
 
@@ -33,6 +29,7 @@ class Problem(BaseModel):
     instance: str
     code: str | None = None
     errors: list[InvalidParam] | None = Field(default=None, description="Each invalid field (validation errors).")
+    request_id: str | None = Field(default=None, description="The request's X-Request-ID, to find it in the log.")
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -54,7 +51,7 @@ class UserCreate(UserBase):
     password: Password
 
 
-class UserUpdate(Strict):
+class UserUpdate(PartialUpdate):
     is_admin: bool | None = None
     is_approved: bool | None = None
 
@@ -137,7 +134,6 @@ ProfileName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Z
 ModelName = Annotated[str, Field(min_length=1, max_length=512)]
 Temperature = Annotated[float, Field(ge=0, le=2)]
 TopP = Annotated[float, Field(gt=0, le=1)]
-PositiveInt = Annotated[int, Field(ge=1)]
 SystemPrompt = Annotated[str, Field(max_length=200_000)]
 
 
@@ -156,8 +152,10 @@ class ProfileCreate(ProfileBase):
     pass
 
 
-class ProfileUpdate(Strict):
+class ProfileUpdate(PartialUpdate):
     """Only the fields sent change; null clears an optional one."""
+
+    clearable = frozenset({"temperature", "top_p", "max_tokens", "system_prompt", "thinking", "context_length"})
 
     name: ProfileName | None = None
     model: ModelName | None = None
@@ -167,13 +165,6 @@ class ProfileUpdate(Strict):
     system_prompt: SystemPrompt | None = None
     thinking: bool | None = None
     context_length: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _required_stay(self) -> ProfileUpdate:
-        for name in ("name", "model"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
 
 
 class ProfileDuplicate(Strict):
@@ -193,13 +184,15 @@ class SettingsPublic(ManagedSettings):
     overridden: list[str] = Field(description="Settings saved here, overriding the server's configuration.")
 
 
-class SettingsUpdate(Strict):
+class SettingsUpdate(PartialUpdate):
     """Only the fields sent change; null removes the saved value (the configured one applies again)."""
 
-    memory_budget_bytes: Annotated[int, Field(ge=0)] | None = None
-    max_models: Annotated[int, Field(ge=1)] | None = None
+    clearable = frozenset(ManagedSettings.model_fields)
+
+    memory_budget_bytes: Count | None = None
+    max_models: PositiveInt | None = None
     idle_ttl_seconds: Annotated[float, Field(ge=0)] | None = None
     room_wait_seconds: Annotated[float, Field(ge=0)] | None = None
     preload: list[Annotated[str, Field(min_length=1, max_length=512)]] | None = None
     require_api_key: bool | None = None
-    audit_retention_days: Annotated[int, Field(ge=0)] | None = None
+    audit_retention_days: Count | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from mlx_manager.api.manager.deps import AdminUser, CurrentUser, ManagerDep, SessionDep
+from mlx_manager.api.manager.fields import RowId
 from mlx_manager.api.manager.schemas import (
     AuthStatus,
     LoginRequest,
@@ -56,18 +57,18 @@ def list_users(_: AdminUser, session: SessionDep) -> list[UserPublic]:
 
 
 @users_router.post("/{user_id}/approve", responses=problems(404))
-def approve_user(user_id: int, _: AdminUser, session: SessionDep) -> UserPublic:
+def approve_user(user_id: RowId, _: AdminUser, session: SessionDep) -> UserPublic:
     return public(users.approve(session, user_id))
 
 
 @users_router.patch("/{user_id}", responses=problems(400, 404, 409))
-def update_user(user_id: int, body: UserUpdate, _: AdminUser, session: SessionDep) -> UserPublic:
+def update_user(user_id: RowId, body: UserUpdate, _: AdminUser, session: SessionDep) -> UserPublic:
     """Make a user an admin or not, approve or suspend; the last admin cannot be demoted (409)."""
     return public(users.update(session, user_id, is_admin=body.is_admin, is_approved=body.is_approved))
 
 
 @users_router.delete("/{user_id}", status_code=204, responses=problems(404, 409))
-def delete_user(user_id: int, _: AdminUser, session: SessionDep) -> Response:
+def delete_user(user_id: RowId, _: AdminUser, session: SessionDep) -> Response:
     """Delete a user and their API keys; never the last admin (409)."""
     users.delete_user(session, user_id)
     return Response(status_code=204)
