@@ -58,3 +58,18 @@ def test_a_typo_in_the_toml_file_is_an_error_not_ignored(home: Path) -> None:
     (home / "config.toml").write_text("max_model = 2\n")
     with pytest.raises(ValueError, match="max_model"):
         load_settings()
+
+
+def test_generation_defaults_merge_toml_env_and_cli_key_by_key(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (home / "config.toml").write_text("[generation]\ntemperature = 0.3\ntop_p = 0.8\n")
+    monkeypatch.setenv("MLX_MANAGER_GENERATION__TOP_K", "20")
+    s = load_settings(generation={"top_p": "0.5"})
+    assert s.generation.defaults().items() == {"temperature": 0.3, "top_p": 0.5, "top_k": 20}
+
+
+def test_generation_defaults_out_of_range_or_misspelt_are_errors(home: Path) -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        load_settings(generation={"temperature": 3})
+    (home / "config.toml").write_text("[generation]\ntemprature = 0.3\n")
+    with pytest.raises(ValueError, match="temprature"):
+        load_settings()

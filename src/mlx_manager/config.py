@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -17,6 +17,7 @@ from pydantic_settings import (
 
 from mlx_manager import paths
 from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
+from mlx_manager.engine.types import SamplingDefaults
 
 LOCAL_CONFIG_FILE = Path("mlx-manager.toml")
 
@@ -34,9 +35,27 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+class GenerationSettings(BaseModel):
+    """[generation]: sampling defaults for requests that leave a value out, below each model's own
+    generation_config.json and above the API's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+
+    def defaults(self) -> SamplingDefaults:
+        return SamplingDefaults(**self.model_dump())
+
+
 class Settings(BaseSettings):
     # Unknown keys in a TOML file are typos: say so instead of ignoring them.
-    model_config = SettingsConfigDict(env_prefix="MLX_MANAGER_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MLX_MANAGER_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -85,6 +104,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 << 20, ge=1024, description="Largest request body accepted (413).")
     max_tools: int = Field(default=128, ge=1, description="Most tools one request may offer.")
     default_max_tokens: int = Field(default=4096, ge=1)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
     max_n: int = Field(default=8, ge=1)
     max_stop_sequences: int = Field(default=16, ge=1)
     max_image_bytes: int = Field(default=20 << 20, ge=1, description="Largest image accepted, encoded (400).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -53,8 +54,6 @@ def test_default_model_streams_paris_to_a_plain_http_client(default_server: Serv
         assert resp.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
-    import json
-
     for line in lines[:-1]:
         for choice in json.loads(line[6:])["choices"]:
             text += choice["delta"].get("content") or ""
@@ -73,6 +72,57 @@ def test_server_log_reports_openblas_on_linux(default_server: ServerProcess) -> 
     if not Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0").exists():
         pytest.skip("system OpenBLAS not installed")
     assert "BLAS: system OpenBLAS" in default_server.log()
+
+
+# --- the README's first example, as a new user sends it (no temperature: the model's defaults apply) -----------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_curl_body() -> dict[str, object]:
+    text = README.read_text()
+    start = text.index("curl -N http://127.0.0.1:8080/v1/chat/completions")
+    body = text[text.index("-d '", start) + 4 : text.index("}'", start) + 1]
+    return dict(json.loads(body))
+
+
+def _readme_python_example(base_url: str) -> str:
+    text = README.read_text()
+    start = text.index("```python\nfrom openai import OpenAI")
+    code = text[start + len("```python\n") : text.index("```", start + 10)]
+    assert 'base_url="http://127.0.0.1:8080/v1"' in code
+    return code.replace("http://127.0.0.1:8080", base_url)
+
+
+def test_readme_curl_example_answers_paris_every_time(default_server: ServerProcess) -> None:
+    body = _readme_curl_body()
+    assert "temperature" not in body and "seed" not in body  # sent as is: the model's own defaults decide
+    for _ in range(5):
+        text = ""
+        with httpx.stream("POST", f"{default_server.base_url}/v1/chat/completions", json=body, timeout=120) as resp:
+            assert resp.status_code == 200
+            for line in resp.iter_lines():
+                if line.startswith("data: {"):
+                    for choice in json.loads(line[6:])["choices"]:
+                        text += choice["delta"].get("content") or ""
+        assert "Paris" in text, text
+
+
+def test_readme_python_example_prints_paris(default_server: ServerProcess) -> None:
+    code = _readme_python_example(default_server.base_url)
+    for _ in range(3):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0, run.stderr
+        assert "Paris" in run.stdout, run.stdout
+
+
+def test_default_model_lists_its_sampling_defaults_and_context(default_server: ServerProcess) -> None:
+    card = httpx.get(f"{default_server.base_url}/v1/models/{DEFAULT_MODEL_NAME}", timeout=30).json()
+    defaults = card["sampling_defaults"]
+    assert defaults["temperature"] == {"value": 0.0, "source": "model"}
+    assert defaults["top_p"] == {"value": 1.0, "source": "api"}
+    assert defaults["top_k"] == {"value": 0, "source": "api"}
+    assert card["context_length"] == card["max_model_len"] == 8192
 
 
 def test_default_model_runs_in_float32_on_a_cpu_backend(default_server: ServerProcess) -> None:

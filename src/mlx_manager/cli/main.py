@@ -44,6 +44,15 @@ CpuDtype = Annotated[
         " (always) or keep (as stored). [default: auto]",
     ),
 ]
+Generation = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--generation",
+        help="Server-wide sampling default, KEY=VALUE (temperature, top_p, top_k, min_p, repetition_penalty;"
+        " repeatable). A model's generation_config.json comes first; requests and profiles override both.",
+        show_default=False,
+    ),
+]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -68,9 +77,11 @@ def _serve_overrides(
     log_level: str | None,
     allow_unauthenticated_remote: bool | None,
     openblas: bool | None,
+    generation: list[str] | None = None,
     cpu_dtype: str | None = None,
 ) -> dict[str, object]:
     return {
+        "generation": _key_values(generation, "--generation") if generation else None,
         "host": host,
         "port": port,
         "model_dirs": model_dir or None,
@@ -82,6 +93,14 @@ def _serve_overrides(
         "use_openblas": openblas,
         "cpu_dtype": cpu_dtype,
     }
+
+
+def _key_values(items: list[str], option: str) -> dict[str, str]:
+    pairs = [item.partition("=") for item in items]
+    bad = [item for item, (_, eq, value) in zip(items, pairs, strict=True) if not eq or not value]
+    if bad:
+        raise typer.BadParameter(f"expected KEY=VALUE, got {bad[0]!r}", param_hint=f"'{option}'")
+    return {key.strip(): value.strip() for key, _, value in pairs}
 
 
 def _check_bind(settings: Settings) -> None:
@@ -109,6 +128,7 @@ def serve(
     log_level: LogLevel = None,
     allow_unauthenticated_remote: AllowRemote = None,
     openblas: OpenBlas = None,
+    generation: Generation = None,
     cpu_dtype: CpuDtype = None,
 ) -> None:
     """Run the server in the foreground."""
@@ -122,6 +142,7 @@ def serve(
         log_level,
         allow_unauthenticated_remote,
         openblas,
+        generation,
         cpu_dtype=cpu_dtype,
     )
     settings = _settings(**overrides)
@@ -169,6 +190,7 @@ def start(
     log_level: LogLevel = None,
     allow_unauthenticated_remote: AllowRemote = None,
     openblas: OpenBlas = None,
+    generation: Generation = None,
     cpu_dtype: CpuDtype = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 60.0,
 ) -> None:
@@ -187,6 +209,7 @@ def start(
         log_level,
         allow_unauthenticated_remote,
         openblas,
+        generation,
         cpu_dtype=cpu_dtype,
     )
     settings = _settings(**overrides)

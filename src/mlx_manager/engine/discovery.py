@@ -12,7 +12,8 @@ from typing import Any
 
 from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
-from mlx_manager.engine.types import ModelInfo
+from mlx_manager.engine.generation_defaults import read_generation_config
+from mlx_manager.engine.types import ModelInfo, SamplingDefaults
 from mlx_manager.engine.vision.detect import is_vision_model
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
         task=spec.task,
         vision=vision,
         kv_bytes_per_token=kv_bytes_per_token(config) if spec.task == "generate" else 0,
+        generation_defaults=read_generation_config(folder) if spec.task == "generate" else SamplingDefaults(),
     )
 
 

@@ -8,8 +8,10 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
+from mlx_manager.engine import generation_defaults
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.cpu_dtype import WeightPlan
 from mlx_manager.engine.discovery import discover_models
@@ -22,8 +24,8 @@ from mlx_manager.engine.output import output_parser_factory, reasoning_budget_fa
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.sequence import Sequence
-from mlx_manager.engine.structured import Constraint, request_constraint
-from mlx_manager.engine.types import ChatPrompt, ModelInfo, ModelTask, Prompt, SamplingParams
+from mlx_manager.engine.structured import Constraint, fit_forced_call, request_constraint
+from mlx_manager.engine.types import ChatPrompt, ModelInfo, ModelTask, Prompt, SamplingDefaults, SamplingParams
 from mlx_manager.engine.vision.inputs import VisionInputs, prepare_inputs
 from mlx_manager.engine.vision.scheduler import VisionScheduler
 
@@ -52,6 +54,8 @@ class EngineConfig:
     volatile_prompt_patterns: tuple[str, ...] = DEFAULT_VOLATILE_PATTERNS
     observer: GenerationObserver | None = None  # token timing for metrics
     max_tools: int = 128
+    # Server-wide sampling defaults ([generation] settings), below the model's own.
+    generation_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
 
 
 class Engine:
@@ -121,6 +125,14 @@ class Engine:
             raise InvalidRequestError(f"The model '{model_id}' {_WRONG_TASK[info.task]}.", param="model")
         return info
 
+    def sampling_for(self, info: ModelInfo, params: SamplingParams) -> SamplingParams:
+        """The request's sampling values, with what it left out from the model, then the server's defaults."""
+        return generation_defaults.fill(params, info.generation_defaults, self.config.generation_defaults)
+
+    def sampling_defaults(self, info: ModelInfo) -> dict[str, tuple[float | int, generation_defaults.Source]]:
+        """The values a request that sets none gets on this model, and where each comes from."""
+        return generation_defaults.resolved(None, info.generation_defaults, self.config.generation_defaults)
+
     def active_requests(self) -> int:
         """Requests holding a model: generating, embedding, or waiting for a load."""
         return sum(e.active for e in self.pool.entries())
@@ -157,13 +169,15 @@ class Engine:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")
             param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
             max_tokens = self._max_tokens(lm, len(prompt_ids), params, param)
-            if params.top_k >= lm.vocab_size:  # keeping every token is no filter at all
+            params = self.sampling_for(lm.info, params)
+            if params.top_k is not None and params.top_k >= lm.vocab_size:  # keeping every token is no filter at all
                 params = replace(params, top_k=0)
             bad = [t for t in params.logit_bias if t < 0 or t >= lm.vocab_size]
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
             gen = Generation(len(prompt_ids), n, model_id, self.config.observer)
             constraint = request_constraint(lm.family, prompt, params, rendered)
+            constraint = fit_forced_call(constraint, max_tokens, partial(_count_tokens, lm))
             grammar = await self._grammar(lm, constraint, params)
             parser = output_parser_factory(lm.family, prompt, rendered, constraint)
             # A grammar that allows reasoning bounds it itself; otherwise a processor forces the end tag.
@@ -223,7 +237,7 @@ class Engine:
         lm = entry.loaded
         if isinstance(prompt, ChatPrompt):
             prompt = strip_volatile(prompt, self._volatile)
-        ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size)
+        ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size, lm.family.reasoning)
         vision_inputs = await self._vision_inputs(entry, prompt, rendered)
         return (vision_inputs.ids if vision_inputs is not None else ids), prompt, rendered, vision_inputs
 
@@ -260,6 +274,10 @@ class Engine:
         if limit and prompt_len + requested > limit:
             raise ContextLengthError(prompt_len, requested, limit, param)
         return requested
+
+
+def _count_tokens(lm: LoadedModel, text: str) -> int:
+    return len(lm.tokenizer.encode(text, add_special_tokens=False))
 
 
 def _accepts(info: ModelInfo, prompt: Prompt) -> ModelInfo:

@@ -9,6 +9,7 @@ from typing import cast
 import mlx.core as mx
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_repetition_penalty
 
+from mlx_manager.engine.generation_defaults import effective
 from mlx_manager.engine.types import SamplingParams
 
 Sampler = Callable[[mx.array], mx.array]
@@ -23,18 +24,19 @@ def greedy(logprobs: mx.array) -> mx.array:
 
 def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
     # Greedy sequences share one function so the batch samples them in a single call.
-    if params.temperature == 0:
+    values = effective(params)
+    if values.temperature == 0:
         return greedy
     seed = params.seed if params.seed is not None else secrets.randbits(63)
     key = mx.random.key((seed + seed_offset) % (1 << 63))
     filters: list[Callable[[mx.array], mx.array]] = []
-    if 0 < params.top_p < 1:
-        filters.append(lambda x: apply_top_p(x, params.top_p))
-    if params.min_p > 0:
-        filters.append(lambda x: apply_min_p(x, params.min_p))
-    if params.top_k > 0:
-        filters.append(lambda x: apply_top_k(x, params.top_k))
-    inv_temp = 1.0 / params.temperature
+    if 0 < values.top_p < 1:
+        filters.append(lambda x: apply_top_p(x, values.top_p))
+    if values.min_p > 0:
+        filters.append(lambda x: apply_min_p(x, values.min_p))
+    if values.top_k > 0:
+        filters.append(lambda x: apply_top_k(x, values.top_k))
+    inv_temp = 1.0 / values.temperature
 
     def sample(logprobs: mx.array) -> mx.array:
         # Temperature first, then the filters, as OpenAI and vLLM do (mlx-lm filters before scaling).
@@ -82,6 +84,7 @@ def make_logits_processors(params: SamplingParams) -> list[LogitsProcessor]:
         processors.append(lambda _tokens, logits: logits.at[..., ids].add(values.astype(logits.dtype)))
     if params.presence_penalty or params.frequency_penalty:
         processors.append(OpenAIPenalties(params.presence_penalty, params.frequency_penalty))
-    if params.repetition_penalty != 1.0:
-        processors.append(make_repetition_penalty(params.repetition_penalty, REPETITION_CONTEXT))
+    repetition = effective(params).repetition_penalty
+    if repetition != 1.0:
+        processors.append(make_repetition_penalty(repetition, REPETITION_CONTEXT))
     return processors

@@ -122,6 +122,7 @@ def import_gguf(
     *,
     overwrite: bool = False,
     dtype: str | None = None,
+    sampling: dict[str, float] | None = None,
 ) -> Path:
     """Convert a llama GGUF (F32/F16/Q4_0/Q4_1/Q8_0 tensors) into ``models_dir / name`` and return it.
 
@@ -131,6 +132,10 @@ def import_gguf(
     on CPUs where the quantized kernels are slow.
 
     The folder appears atomically: it is written beside the target and renamed at the end.
+    The sampling values the model's authors publish in the GGUF (``general.sampling.*``) go into
+    generation_config.json, where the server takes its per-model defaults from; ``sampling`` adds to or
+    overrides them (e.g. a model card's recommendation the file lacks).
+
     Raises GGUFImportError for unsupported content, FileExistsError if the folder exists and
     ValueError for an unknown ``dtype``.
     """
@@ -156,6 +161,7 @@ def import_gguf(
         weights, module_bits = _to_float(weights, module_bits, FLOAT_DTYPES[dtype])
     tokenizer, token_files = _build_tokenizer(meta)
     gen = token_files["generation_config.json"]
+    gen.update({**_published_sampling(meta), **(sampling or {})})
     config = _build_config(meta, weights, module_bits, raw.get("rope_freqs.weight"), gen)
     if dtype is not None:
         config["torch_dtype"] = dtype
@@ -173,6 +179,25 @@ def import_gguf(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+# llama.cpp's keys for the sampling values a GGUF's authors recommend, by generation_config.json name.
+_SAMPLING_KEYS = {
+    "temperature": "general.sampling.temp",
+    "top_p": "general.sampling.top_p",
+    "top_k": "general.sampling.top_k",
+    "min_p": "general.sampling.min_p",
+    "repetition_penalty": "general.sampling.penalty_repeat",
+}
+
+
+def _published_sampling(meta: dict[str, Any]) -> dict[str, float | int]:
+    out: dict[str, float | int] = {}
+    for name, key in _SAMPLING_KEYS.items():
+        value = meta.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = int(value) if name == "top_k" else round(float(value), 6)  # float32 in the file
+    return out
 
 
 def _folder_name(name: str | None, gguf_path: Path, header: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from mlx_manager.api.admin.schemas import LoadedModelOut, LoadedModels, LocalModelOut, PrefixCacheOut
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.model_cards import is_loaded, sampling_defaults
 from mlx_manager.engine.loader import LoadedModel, memory_stats
 from mlx_manager.engine.pool import PoolEntry
 
@@ -61,7 +62,14 @@ async def memory() -> dict[str, int]:
 
 @router.get("/models/local")
 async def local_models(engine: EngineDep) -> list[LocalModelOut]:
-    return [LocalModelOut(**m.__dict__) for m in await engine.list_models()]
+    return [
+        LocalModelOut(
+            **{k: v for k, v in m.__dict__.items() if k in LocalModelOut.model_fields},
+            loaded=is_loaded(engine, m.id),
+            sampling_defaults=sampling_defaults(engine, m) if m.task == "generate" else {},
+        )
+        for m in await engine.list_models()
+    ]
 
 
 @router.get("/models/{model_id:path}/cache")

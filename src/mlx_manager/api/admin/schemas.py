@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from mlx_manager.api.model_cards import SamplingDefault
 
 
 class LoadedModelOut(BaseModel):
@@ -44,6 +46,9 @@ class LocalModelOut(BaseModel):
     source: str
     task: str = "generate"  # generate, embed or score (reranker)
     vision: bool = False  # accepts images (a vision-language model)
+    loaded: bool = False
+    # What a request that leaves a sampling value out gets on this model, and from where.
+    sampling_defaults: dict[str, SamplingDefault] = Field(default_factory=dict)
 
 
 class PrefixCacheOut(BaseModel):

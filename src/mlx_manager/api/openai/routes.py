@@ -12,6 +12,7 @@ from mlx_manager.api.anthropic.routes import list_models as anthropic_models
 from mlx_manager.api.anthropic.schemas import ModelList as AnthropicModelList
 from mlx_manager.api.deps import EngineDep, ProfilesDep
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.model_cards import is_loaded, sampling_defaults
 from mlx_manager.api.openai.embedding_schemas import EmbeddingList, EmbeddingRequest
 from mlx_manager.api.openai.embedding_serving import create_embeddings
 from mlx_manager.api.openai.schemas import (
@@ -23,7 +24,10 @@ from mlx_manager.api.openai.schemas import (
     ModelList,
 )
 from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import ModelNotFoundError
+from mlx_manager.engine.types import ModelInfo
+from mlx_manager.manager.profiles import ProfileDefaults
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -71,9 +75,9 @@ async def list_models(engine: EngineDep, profiles: ProfilesDep, request: Request
     """The models, then the profiles (usable as models too; owned_by "profile")."""
     if "anthropic-version" in request.headers:  # the Anthropic SDK's models.list() asks here too
         return await anthropic_models(engine, profiles)
-    models = await engine.list_models()
-    cards = [ModelCard(id=m.id, created=m.created) for m in sorted(models, key=lambda m: m.id)]
-    cards += [ModelCard(id=p.name, created=p.created, owned_by="profile") for p in profiles]
+    models = {m.id: m for m in await engine.list_models()}
+    cards = [_card(engine, info) for _, info in sorted(models.items())]
+    cards += [_profile_card(engine, p, models.get(p.model)) for p in profiles]
     return ModelList(data=cards)
 
 
@@ -81,9 +85,35 @@ async def list_models(engine: EngineDep, profiles: ProfilesDep, request: Request
 async def get_model(model_id: str, engine: EngineDep, profiles: ProfilesDep) -> ModelCard:
     profile = next((p for p in profiles if p.name == model_id), None)
     if profile is not None:
-        return ModelCard(id=profile.name, created=profile.created, owned_by="profile")
+        models = {m.id: m for m in await engine.list_models()}
+        return _profile_card(engine, profile, models.get(profile.model))
     try:
         info = await engine.resolve(model_id)
     except ModelNotFoundError as exc:
         raise APIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found") from exc
-    return ModelCard(id=info.id, created=info.created)
+    return _card(engine, info)
+
+
+def _card(engine: Engine, info: ModelInfo) -> ModelCard:
+    return ModelCard(
+        id=info.id,
+        created=info.created,
+        context_length=info.context_length,
+        max_model_len=info.context_length,
+        loaded=is_loaded(engine, info.id),
+        sampling_defaults=sampling_defaults(engine, info) if info.task == "generate" else {},
+    )
+
+
+def _profile_card(engine: Engine, profile: ProfileDefaults, info: ModelInfo | None) -> ModelCard:
+    """A profile is described by its model (None: one only a routing rule knows), capped by its own values."""
+    limits = [n for n in (profile.context_length, info.context_length if info else None) if n]
+    return ModelCard(
+        id=profile.name,
+        created=profile.created,
+        owned_by="profile",
+        context_length=min(limits) if limits else None,
+        max_model_len=min(limits) if limits else None,
+        loaded=info is not None and is_loaded(engine, info.id),
+        sampling_defaults=sampling_defaults(engine, info, profile),
+    )

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlx_manager.api.model_cards import SamplingDefault
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -50,10 +52,12 @@ class SamplingFields(NullsAsAbsent):
     """Fields shared by chat and text completions."""
 
     model: str = Field(min_length=1)
-    temperature: float = Field(default=1.0, ge=0, le=2)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    top_k: int = Field(default=0, ge=-1)
-    min_p: float = Field(default=0.0, ge=0, le=1)
+    # Sampling values left out (None) come from the profile, the model's generation_config.json, the server's
+    # [generation] settings, then OpenAI's defaults (temperature 1, no filters).
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=-1, description="-1 or 0: no top-k filter.")
+    min_p: float | None = Field(default=None, ge=0, le=1)
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1)
@@ -61,7 +65,7 @@ class SamplingFields(NullsAsAbsent):
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
-    repetition_penalty: float = Field(default=1.0, gt=0)
+    repetition_penalty: float | None = Field(default=None, gt=0)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-sequence (vLLM extension).")
@@ -244,6 +248,12 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "mlx-manager"
+    # Extensions (vLLM and LM Studio clients read these): tokens of context, whether it is in memory now,
+    # and the sampling values a request that leaves them out gets, with where each comes from.
+    context_length: int | None = None
+    max_model_len: int | None = None
+    loaded: bool = False
+    sampling_defaults: dict[str, SamplingDefault] = Field(default_factory=dict)
 
 
 class ModelList(BaseModel):

@@ -153,8 +153,8 @@ def sampling_params(req: ResponsesRequest) -> SamplingParams:
         raise _bad("Use either a forced tool_choice or text.format, not both.", "text.format")
     return SamplingParams(
         max_tokens=req.max_output_tokens,
-        temperature=1.0 if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
+        temperature=req.temperature,
+        top_p=req.top_p,
         response_format=response_format,
         max_reasoning_tokens=req.max_reasoning_tokens,
     )
