@@ -78,6 +78,21 @@ def test_tool_choice_maps_to_the_engines_forced_call(
 ) -> None:
     prompt = chat_prompt(_req(messages=[{"role": "user", "content": "x"}], tools=[TOOL], tool_choice=choice))
     assert (prompt.force_tool, prompt.parallel_tool_calls, len(prompt.tools or [])) == (force, parallel, tools)
+    # A forced tool_use is the reply's first block: thinking off, no reasoning before it.
+    assert prompt.allow_reasoning is (force is None)
+    assert prompt.template_kwargs == ({} if force is None else {"enable_thinking": False})
+
+
+@pytest.mark.parametrize("thinking", [{"type": "enabled", "budget_tokens": 2}, {"type": "adaptive"}])
+@pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "get_weather"}])
+def test_thinking_with_a_forcing_tool_choice_is_refused_as_anthropic_does(thinking: Any, choice: Any) -> None:
+    msgs = [{"role": "user", "content": "x"}]
+    with pytest.raises(APIError, match=r"^Thinking may not be enabled when tool_choice forces tool use\.$"):
+        chat_prompt(_req(messages=msgs, tools=[TOOL], tool_choice=choice, thinking=thinking))
+    off = chat_prompt(_req(messages=msgs, tools=[TOOL], tool_choice=choice, thinking={"type": "disabled"}))
+    assert not off.allow_reasoning
+    auto = chat_prompt(_req(messages=msgs, tools=[TOOL], tool_choice={"type": "auto"}, thinking=thinking))
+    assert auto.allow_reasoning and auto.template_kwargs == {"enable_thinking": True}
 
 
 def test_thinking_switches_the_template_flag_and_absent_leaves_the_default() -> None:

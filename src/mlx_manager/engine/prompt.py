@@ -12,6 +12,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlx_manager.engine import tool_prompt
 from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
+from mlx_manager.engine.structured import reasoning_opened
 from mlx_manager.engine.types import ChatPrompt, Prompt, TextPrompt
 
 
@@ -30,8 +31,14 @@ def strip_volatile(prompt: ChatPrompt, patterns: Sequence[re.Pattern[str]]) -> C
     return replace(prompt, messages=messages)
 
 
-def render_chat(tokenizer: TokenizerWrapper, prompt: ChatPrompt) -> tuple[list[int], str]:
-    """Token ids and the rendered text (the text tells whether the template opened a reasoning block)."""
+def render_chat(
+    tokenizer: TokenizerWrapper, prompt: ChatPrompt, reasoning: tuple[str, str] | None = None
+) -> tuple[list[int], str]:
+    """Token ids and the rendered text (the text tells whether the template opened a reasoning block).
+
+    `reasoning` is the family's tags: a prompt that allows no reasoning has thinking switched off in the
+    template, and a block the template opens anyway is closed empty (as Qwen3's template does when switched off).
+    """
     if not tokenizer.has_chat_template:
         raise InvalidRequestError(
             "This model has no chat template, so it cannot serve chat completions. Use /v1/completions.",
@@ -40,17 +47,23 @@ def render_chat(tokenizer: TokenizerWrapper, prompt: ChatPrompt) -> tuple[list[i
     messages, tool_kwargs = tool_prompt.prepare(prompt.messages, prompt.tools, tokenizer.chat_template)
     # A prefilled reply is continued where it stops instead of opening a new assistant turn.
     turn = {"continue_final_message": True} if prompt.continue_final else {"add_generation_prompt": True}
+    kwargs = prompt.template_kwargs if prompt.allow_reasoning else {**prompt.template_kwargs, "enable_thinking": False}
     try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, **turn, **tool_kwargs, **prompt.template_kwargs)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, **turn, **tool_kwargs, **kwargs)
     except Exception as exc:  # jinja raise_exception() and template errors
         raise InvalidRequestError(f"The model's chat template rejected the messages: {exc}") from exc
-    return list(tokenizer.encode(text, add_special_tokens=False)), str(text)
+    text = str(text)
+    if not prompt.allow_reasoning and reasoning is not None and reasoning_opened(text, reasoning):
+        text += reasoning[1] + "\n\n"
+    return list(tokenizer.encode(text, add_special_tokens=False)), text
 
 
-def tokenize(tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int) -> tuple[list[int], str | None]:
-    """Prompt token ids, plus the rendered text for chat prompts."""
+def tokenize(
+    tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int, reasoning: tuple[str, str] | None = None
+) -> tuple[list[int], str | None]:
+    """Prompt token ids, plus the rendered text for chat prompts (`reasoning`: the family's tags)."""
     if isinstance(prompt, ChatPrompt):
-        return render_chat(tokenizer, prompt)
+        return render_chat(tokenizer, prompt, reasoning)
     if prompt.token_ids is not None:
         bad = [t for t in prompt.token_ids if t < 0 or t >= vocab_size]
         if bad:

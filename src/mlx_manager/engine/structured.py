@@ -1,12 +1,15 @@
 """Which grammar a chat request's output gets: its response format or a forced tool call, framed the family's way.
 
 A reasoning model may still reason first: the grammar allows (or, when the prompt opened the block, requires)
-a reasoning block and constrains only what follows it; `max_reasoning_tokens` then bounds that block.
+a reasoning block and constrains only what follows it; `max_reasoning_tokens` then bounds that block. A prompt
+that allows no reasoning (Anthropic's forced tool use) gets the answer from the first token. A forced call must
+fit in the tokens left: reasoning the client did not bound stops where the call's estimated size still fits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from mlx_manager.engine.constraints import (
@@ -18,6 +21,9 @@ from mlx_manager.engine.constraints import (
     ToolCallSpec,
     ToolFunction,
 )
+from mlx_manager.engine.constraints.sizing import sample_call
+from mlx_manager.engine.constraints.specs import WIDEST_GAP
+from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.families import Family
 from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
 
@@ -46,6 +52,8 @@ _WRAPPERS: dict[str, dict[str, Any]] = {
 _SINGLE_CALL = {"gemma", HARMONY}  # harmony: one call per message, then <|call|> hands over to the tool
 _HARMONY_ANALYSIS = Preamble(open="<|channel|>analysis<|message|>", close="<|end|><|start|>assistant")
 _HARMONY_FINAL = "<|channel|>final<|message|>"
+# A forced call's room after reasoning: its estimated size, and at least this share of max_tokens.
+CALL_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -88,9 +96,10 @@ def request_constraint(
         inner = forced_tool_spec(family, prompt.tools or [], only, prompt.parallel_tool_calls)
     if inner is None:
         return None
-    mode = reasoning_mode(family, rendered) if isinstance(prompt, ChatPrompt) else "none"
+    reasons = isinstance(prompt, ChatPrompt) and prompt.allow_reasoning
+    mode = reasoning_mode(family, rendered) if reasons else "none"
     preamble: Preamble | None = None
-    if family.tool_format == HARMONY:
+    if reasons and family.tool_format == HARMONY:
         preamble = _HARMONY_ANALYSIS
     elif mode != "none" and family.reasoning is not None:
         start, end = family.reasoning
@@ -120,3 +129,38 @@ def forced_tool_spec(family: Family, tools: list[dict[str, Any]], only: str | No
     # Parallel calls are capped at one per offered function, so a weak model cannot call forever.
     parallel = parallel and fmt not in _SINGLE_CALL and len(functions) > 1
     return ToolCallSpec(functions, parallel=parallel, max_calls=len(functions) if parallel else None, **_WRAPPERS[fmt])
+
+
+def fit_forced_call(
+    constraint: Constraint | None, max_tokens: int, count_tokens: Callable[[str], int]
+) -> Constraint | None:
+    """Make a forced tool call fit in `max_tokens`: a 400 when not even its shortest form does, and a bound on
+    reasoning the client left unbounded, so the call keeps the larger of its estimated size and a share of
+    `max_tokens` (no reasoning at all when that leaves none)."""
+    if constraint is None or not isinstance(constraint.spec.inner, ToolCallSpec):
+        return constraint
+    spec, calls, pre = constraint.spec, constraint.spec.inner, constraint.spec.preamble
+    closing = count_tokens(pre.close) if pre is not None and pre.required else 0  # an opened block must close
+    shortest = min(count_tokens(sample_call(calls, f, shortest=True).text) for f in calls.functions) + closing
+    if max_tokens < shortest:
+        raise InvalidRequestError(
+            f"The forced tool call needs at least {shortest} tokens, but only {max_tokens} may be generated;"
+            " raise max_tokens.",
+            param="max_tokens",
+        )
+    if pre is None or pre.max_tokens is not None:  # no reasoning, or the client bounded it
+        return constraint
+    typical = max(_typical_tokens(calls, f, count_tokens) for f in calls.functions)
+    room = max(typical, max_tokens // CALL_SHARE)
+    tags = count_tokens(pre.open) + count_tokens(pre.close) + 4  # its tags, then up to 4 whitespace tokens
+    budget = max_tokens - room - tags
+    if budget <= 0 and not pre.required:
+        return Constraint(FramedSpec(calls, None, spec.prefix), "none")
+    bounded = replace(pre, max_tokens=max(budget, 0), strict=False)  # unenforceable (plain-text tags): unbounded
+    return Constraint(FramedSpec(calls, bounded, spec.prefix), constraint.reasoning)
+
+
+def _typical_tokens(calls: ToolCallSpec, fn: ToolFunction, count_tokens: Callable[[str], int]) -> int:
+    # A weak model may write strings a character per token and the widest whitespace at each gap.
+    sample = sample_call(calls, fn, shortest=False)
+    return count_tokens(sample.text) + sample.string_chars + sample.gaps * count_tokens(WIDEST_GAP)

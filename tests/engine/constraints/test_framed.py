@@ -42,6 +42,8 @@ def test_a_budget_needs_a_single_token_closing_tag(qwen: TinyLM) -> None:
         qwen.factory.compile(spec)
     unbounded = FramedSpec(JsonSchemaSpec(PERSON), Preamble(open="[R]", close="[/R]"))
     assert accepts(qwen, unbounded, f"[R] a, b [/R] {ANSWER}")
+    lenient = FramedSpec(JsonSchemaSpec(PERSON), Preamble(open="[R]", close="[/R]", max_tokens=1, strict=False))
+    assert accepts(qwen, lenient, f"[R] a, b, c, d [/R] {ANSWER}")  # the server's own bound: dropped, not a 400
 
 
 def test_harmony_answers_on_the_final_channel_after_optional_analysis(gpt_oss: TinyLM) -> None:

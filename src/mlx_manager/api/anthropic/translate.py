@@ -152,9 +152,13 @@ def chat_prompt(req: MessagesRequestBase) -> ChatPrompt:
     tools, force, parallel = _tools(req)
     messages = _messages(req)
     kwargs: dict[str, Any] = {}
-    if req.thinking is not None:
+    thinking = req.thinking is not None and req.thinking.type != "disabled"
+    if force is not None and thinking:
+        raise _bad("Thinking may not be enabled when tool_choice forces tool use.", "thinking")
+    if req.thinking is not None or force is not None:
         # Without `thinking` the model's own default holds; reasoning it writes still comes back as thinking blocks.
-        kwargs["enable_thinking"] = req.thinking.type != "disabled"
+        # A forced tool_use is the reply's first block (Anthropic prefills the turn): no thinking before it.
+        kwargs["enable_thinking"] = thinking
     if req.output_config is not None and req.output_config.effort is not None:
         # Templates that take an effort (gpt-oss) know low/medium/high; the higher levels read as high.
         effort = req.output_config.effort
@@ -167,6 +171,7 @@ def chat_prompt(req: MessagesRequestBase) -> ChatPrompt:
         parse_tool_calls=bool(tools),
         parallel_tool_calls=parallel,
         force_tool=force,
+        allow_reasoning=force is None,
         continue_final=last.role == "assistant",  # a prefilled reply: continue it
     )
 
@@ -185,9 +190,9 @@ def sampling_params(req: MessagesRequest, max_stop: int) -> SamplingParams:
         raise _bad("Use either a forced tool_choice or output_config.format, not both.", "output_config.format")
     return SamplingParams(
         max_tokens=req.max_tokens,
-        temperature=1.0 if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=req.top_k or 0,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
         stop=tuple(stops),
         max_reasoning_tokens=budget,
         strict_reasoning_budget=False,  # clients send thinking to every model; ones that cannot reason ignore it

@@ -79,13 +79,16 @@ class Preamble:
 
     ``open`` starts it ("" when the prompt already opened it, which makes it required), ``close`` ends it;
     `max_tokens` bounds its length (the grammar then forces ``close``), which needs ``close`` to begin with a
-    special token. Gemma-style ``<think>``/``</think>``: open="<think>", close="</think>".
+    special token (else a ConstraintError, or no bound when not `strict`).
+    Gemma-style ``<think>``/``</think>``: open="<think>", close="</think>".
     """
 
     open: str
     close: str
     required: bool = False
     max_tokens: int | None = None
+    # False: a budget the grammar cannot enforce (a plain-text ``close``) is dropped instead of refused.
+    strict: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +110,10 @@ class LarkSpec:
 ConstraintSpec = JsonObjectSpec | JsonSchemaSpec | ToolCallSpec | FramedSpec | LarkSpec | Mapping[str, Any]
 Normalized = JsonObjectSpec | JsonSchemaSpec | ToolCallSpec | FramedSpec | LarkSpec
 ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
+
+
+# The widest indentation the default whitespace pattern allows between two JSON tokens, for sizing outputs.
+WIDEST_GAP = "\n" + " " * 20
 
 
 @dataclass
@@ -147,7 +154,7 @@ def spec_key(spec: Normalized) -> str:
         return "lark:" + spec.grammar
     if isinstance(spec, FramedSpec):
         pre = spec.preamble
-        head = [pre.open, pre.close, pre.required, pre.max_tokens] if pre else None
+        head = [pre.open, pre.close, pre.required, pre.max_tokens, pre.strict] if pre else None
         return "framed:" + _dumps([head, spec.prefix]) + ":" + spec_key(spec.inner)
     fields = [
         [[f.name, f.parameters] for f in spec.functions],
@@ -181,7 +188,7 @@ def framed_lark(spec: FramedSpec, options: JsonOptions, literal: Callable[[str],
         if close.startswith("<["):  # a special token ends the block: free text cannot contain it
             budget = f"[max_tokens={pre.max_tokens}]" if pre.max_tokens is not None else ""
             rules += [f"preamble: {_seq(literal(pre.open), 'body', close)}", f"body{budget}: /(?s:.*)/"]
-        elif pre.max_tokens is not None:
+        elif pre.max_tokens is not None and pre.strict:
             raise ConstraintError(
                 f"A reasoning budget needs a single-token closing tag; {pre.close!r} is plain text.",
                 param="max_reasoning_tokens",
@@ -223,11 +230,7 @@ def tool_call_rules(spec: ToolCallSpec, options: JsonOptions, literal: Callable[
             )
         params = dict(fn.parameters) if fn.parameters is not None else dict(ANY_OBJECT)
         params["x-guidance"] = options.as_dict()
-        if spec.head is None:
-            head = f"{{{json.dumps(spec.name_key)}: {json.dumps(fn.name)}, {json.dumps(spec.arguments_key)}: "
-            tail = "}"
-        else:
-            head, tail = spec.head.replace("{name}", fn.name), spec.tail
+        head, tail = call_envelope(spec, fn.name)
         rules.append(f"fn_{i}: {_seq(literal(spec.prefix + head), f'args_{i}', literal(tail + spec.suffix))}")
         rules.append(f"args_{i}: %json {_dumps(params)}")
     call = " | ".join(f"fn_{i}" for i in range(len(spec.functions)))
@@ -235,6 +238,13 @@ def tool_call_rules(spec: ToolCallSpec, options: JsonOptions, literal: Callable[
     repeat = spec.parallel and spec.max_calls != 1
     calls = f"call ({_seq(literal(spec.separator), 'call')}){more}" if repeat else "call"
     return [f"answer: {_seq(literal(spec.begin), calls, literal(spec.end))}", f"call: {call}", *rules]
+
+
+def call_envelope(spec: ToolCallSpec, name: str) -> tuple[str, str]:
+    """The fixed text before and after a call's arguments (inside `prefix` and `suffix`)."""
+    if spec.head is None:
+        return f"{{{json.dumps(spec.name_key)}: {json.dumps(name)}, {json.dumps(spec.arguments_key)}: ", "}"
+    return spec.head.replace("{name}", name), spec.tail
 
 
 def _seq(*parts: str) -> str:
