@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mlx_manager import __version__, paths
+from mlx_manager import __version__, paths, status_token
 from mlx_manager.api.access import AccessMiddleware
 from mlx_manager.api.admin.routes import router as admin_router
+from mlx_manager.api.admin.routes import status_router as admin_status_router
 from mlx_manager.api.anthropic.routes import router as anthropic_router
 from mlx_manager.api.anthropic.serving import AnthropicServing
 from mlx_manager.api.body_limit import BodyLimitMiddleware
@@ -32,7 +33,7 @@ from mlx_manager.api.openai.serving import Limits, OpenAIServing
 from mlx_manager.api.rerank import router as rerank_router
 from mlx_manager.api.responses.routes import router as responses_router
 from mlx_manager.api.responses.serving import ResponsesServing
-from mlx_manager.api.security import require_admin, require_api_key
+from mlx_manager.api.security import require_admin, require_admin_or_status_token, require_api_key
 from mlx_manager.api.security_headers import SecurityHeadersMiddleware
 from mlx_manager.api.web import WebUI
 from mlx_manager.config import Settings
@@ -118,9 +119,11 @@ def create_app(settings: Settings) -> FastAPI:
         await manager.start(engine)
         await downloads.start()  # downloads that were running when the server stopped resume
         router.start_health_checks(settings.health_check_seconds)
+        app.state.status_token = status_token.write(settings.port)  # for `mlx-manager status` (0600 file)
         try:
             yield
         finally:
+            status_token.remove(settings.port, app.state.status_token)
             await router.close()
             await downloads.stop()
             await engine.stop()
@@ -131,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.draining = False
+    app.state.status_token = None
     app.state.api_key = api_key
     app.state.db = db
     app.state.manager = manager
@@ -174,6 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic_router, dependencies=guarded)
     app.include_router(responses_router, dependencies=guarded)
     app.include_router(rerank_router, dependencies=guarded)
+    app.include_router(admin_status_router, dependencies=[Depends(require_admin_or_status_token)])
     app.include_router(admin_router, dependencies=[Depends(require_admin)])
     app.include_router(health_router)
     app.include_router(metrics_router, dependencies=[Depends(require_admin)])

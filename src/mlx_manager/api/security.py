@@ -9,6 +9,8 @@ compared in constant time), a user's API key (`mlxm-…`, by its SHA-256) and a 
   revoked key or an expired session is a 401 even there.
 - `/admin` and `/metrics` (`require_admin`): as above, and once users exist they need the server key or an
   admin's key or session (a 401 without a credential, a 403 for a non-admin).
+- `GET /admin/models` also takes the server's status token (`mlx_manager.status_token`), so that
+  `mlx-manager status` run by the server's owner lists the loaded models without an account.
 
 The caller's user and key ids go to `request.state` for the audit log.
 """
@@ -19,6 +21,7 @@ import asyncio
 
 from fastapi import Request
 
+from mlx_manager import status_token
 from mlx_manager.api.errors import APIError
 from mlx_manager.manager.auth import Principal, presented_credential
 from mlx_manager.manager.errors import AuthenticationFailed
@@ -100,3 +103,9 @@ async def require_admin(request: Request) -> None:
     principal = await _check(request, required)
     if principal is not None and not principal.is_admin:
         raise APIError(403, "This needs an administrator's API key or session.", code="permission_denied")
+
+
+async def require_admin_or_status_token(request: Request) -> None:
+    """GET /admin/models: the status token (read-only, the server owner's), else as any /admin route."""
+    if not status_token.matches(_token(request), getattr(request.app.state, "status_token", None)):
+        await require_admin(request)

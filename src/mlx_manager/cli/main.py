@@ -290,7 +290,7 @@ def status() -> None:
     if health:
         settings = _settings()
         key = settings.api_key.get_secret_value() if settings.api_key else None
-        loaded = process.loaded_models(info.base_url, key)
+        loaded = process.loaded_models(info, key)
         console.print(f"  loaded:  {', '.join(loaded) if loaded else '(none)'}")
 
 

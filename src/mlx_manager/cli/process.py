@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import psutil
 
-from mlx_manager import paths
+from mlx_manager import paths, status_token
 
 
 @dataclass
@@ -194,10 +194,12 @@ def stop_process(pid: int, timeout: float) -> bool:
         clear_run_info(pid)
 
 
-def loaded_models(base_url: str, api_key: str | None) -> list[str]:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+def loaded_models(info: RunInfo, api_key: str | None) -> list[str]:
+    """The server's status token when this user can read it (it works with accounts too), else the API key."""
+    token = status_token.read(info.port) or api_key
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(f"{base_url}/admin/models", headers=headers, timeout=5)
+        response = httpx.get(f"{info.base_url}/admin/models", headers=headers, timeout=5)
         return [m["id"] for m in response.json().get("data", [])] if response.status_code == 200 else []
     except (httpx.HTTPError, ValueError):
         return []

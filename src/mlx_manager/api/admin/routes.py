@@ -15,6 +15,8 @@ from mlx_manager.engine.loader import LoadedModel, memory_stats
 from mlx_manager.engine.pool import PoolEntry
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+# GET /admin/models alone: it also takes the status token (see mlx_manager.status_token).
+status_router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 def _out(entry: PoolEntry) -> LoadedModelOut:
@@ -43,7 +45,7 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
     )
 
 
-@router.get("/models")
+@status_router.get("/models")
 async def loaded_models(engine: EngineDep) -> LoadedModels:
     cfg = engine.pool.config
     return LoadedModels(
