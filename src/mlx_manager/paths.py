@@ -63,3 +63,8 @@ def user_config_file() -> Path:
 
 def database_file() -> Path:
     return data_dir() / "mlx-manager.db"
+
+
+def credential_key_file() -> Path:
+    """The key that encrypts routing credentials, kept apart from the database (manager/credential_keys.py)."""
+    return data_dir() / "credentials.key"

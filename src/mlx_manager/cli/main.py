@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlx_manager import __version__, blas, paths
+from mlx_manager import __version__, blas, file_modes, paths
 from mlx_manager.cli import process
 from mlx_manager.config import Settings, load_settings
 from mlx_manager.observability.logs import setup_logging
@@ -148,10 +148,13 @@ def serve(
     settings = _settings(**overrides)
     blas.reexec_with_openblas(settings.use_openblas)
     _check_bind(settings)
+    narrowed = file_modes.secure_install()  # before the log file exists: it is created 0600
     log_file = process.log_file() if settings.log_file else None
     setup_logging(settings.log_level, settings.log_json, log_file)
     log = logging.getLogger("mlx_manager")
     log.info("mlx-manager %s on http://%s:%d; BLAS: %s", __version__, settings.host, settings.port, blas.describe())
+    for path in narrowed:
+        log.warning("%s was readable by other users; it is owner-only now (see README: rotate-secrets)", path)
 
     import uvicorn
 
@@ -159,6 +162,7 @@ def serve(
     from mlx_manager.api.drain import DrainingServer
 
     pid = os.getpid()
+    process.clear_on_sigterm(pid)
     if process.running() is None:
         args, _ = process.split_api_key(_forward_args(sys.argv, "serve"))
         process.write_run_info(
@@ -214,6 +218,7 @@ def start(
     )
     settings = _settings(**overrides)
     _check_bind(settings)
+    file_modes.secure_install()  # the console log is created below
     args, key = process.split_api_key(_forward_args(sys.argv, "start"))
     try:
         info = process.start_background(args, settings.host, settings.port, timeout, key)
@@ -397,6 +402,38 @@ def bench(
     write_json(rows, out / "bench.json", meta)
     plotted = write_plot(rows, out / "bench.png")
     console.print(f"wrote {out / 'bench.json'}" + (f" and {out / 'bench.png'}" if plotted else ""))
+
+
+@app.command("rotate-secrets")
+def rotate_secrets(
+    credentials: Annotated[
+        bool, typer.Option("--credentials/--no-credentials", help="New credential key; stored credentials move to it.")
+    ] = True,
+    sessions: Annotated[
+        bool, typer.Option("--sessions/--no-sessions", help="New session (JWT) secret: every session ends.")
+    ] = True,
+) -> None:
+    """Replace the secrets at rest. Stop the server first: it holds the current ones in memory."""
+    from mlx_manager.db.session import open_database
+    from mlx_manager.manager import credential_keys
+    from mlx_manager.manager.settings_store import rotate_server_secret
+
+    running = process.running()
+    if running is not None:
+        raise _fail(f"the server is running (pid {running.pid}); stop it first (`mlx-manager stop`).")
+    file_modes.secure_install()
+    db = open_database(paths.database_file())
+    try:
+        if credentials:
+            done = credential_keys.rotate(db, paths.credential_key_file())
+            console.print(f"credential key replaced ({paths.credential_key_file()}); {done.resealed} re-encrypted")
+            if done.unreadable:
+                err.print(f"[yellow]could not open (left as they were):[/yellow] {', '.join(done.unreadable)}")
+        if sessions:
+            rotate_server_secret(db)
+            console.print("session secret replaced: everyone signs in again")
+    finally:
+        db.dispose()
 
 
 @app.command()

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -29,6 +30,9 @@ class RunInfo:
     # The serve arguments, without any API key, so `restart` brings back the same server.
     args: list[str] = field(default_factory=list)
     key_required: bool = False
+    # The kernel's start time of `pid` (psutil create_time): a recycled pid has another, so it is never taken
+    # for this server (an unrelated process with "mlx-manager" in its arguments was, and `stop` killed it).
+    process_started: float = 0.0
 
     @property
     def base_url(self) -> str:
@@ -37,6 +41,8 @@ class RunInfo:
 
 
 def write_run_info(info: RunInfo) -> None:
+    if not info.process_started:
+        info.process_started = psutil.Process(info.pid).create_time()
     paths.state_dir().mkdir(parents=True, exist_ok=True)
     paths.pid_file().write_text(f"{info.pid}\n")
     paths.run_file().write_text(json.dumps(info.__dict__))
@@ -64,18 +70,20 @@ def read_run_info() -> RunInfo | None:
             started_at=float(data["started_at"]),
             args=[str(a) for a in data.get("args", [])],
             key_required=bool(data.get("key_required", False)),
+            process_started=float(data.get("process_started", 0.0)),
         )
     except (OSError, ValueError, KeyError):
         return RunInfo(pid=pid, host="127.0.0.1", port=0, started_at=0.0)
 
 
-def is_our_process(pid: int) -> bool:
-    """True when pid is alive and is an mlx-manager server (guards against recycled pids)."""
+def is_our_process(info: RunInfo) -> bool:
+    """True when the run file's pid is alive and is the process that wrote it: same kernel start time (a pid
+    recycled since, or a run file without the start time, is not ours)."""
     try:
-        proc = psutil.Process(pid)
+        proc = psutil.Process(info.pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return any("mlx_manager" in part or "mlx-manager" in part for part in proc.cmdline())
+        return info.process_started > 0 and abs(proc.create_time() - info.process_started) < 0.5
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -84,10 +92,22 @@ def running() -> RunInfo | None:
     info = read_run_info()
     if info is None:
         return None
-    if not is_our_process(info.pid):
+    if not is_our_process(info):
         clear_run_info(info.pid)  # stale PID file from a crash
         return None
     return info
+
+
+def clear_on_sigterm(pid: int) -> None:
+    """Remove the run files when SIGTERM ends the server: uvicorn re-raises the signal after its shutdown, with
+    the handler found at start, so without this one the default kills the process before any `finally` runs."""
+
+    def end(sig: int, _frame: FrameType | None) -> None:
+        clear_run_info(pid)
+        signal.signal(sig, signal.SIG_DFL)  # then die of the signal, as the caller expects
+        signal.raise_signal(sig)
+
+    signal.signal(signal.SIGTERM, end)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -151,7 +171,7 @@ def start_background(
     """Spawn `mlx-manager serve` detached (any API key goes through the environment), return once /health answers."""
     log = console_file()
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         out.write(f"\n--- start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         out.flush()
         proc = subprocess.Popen(

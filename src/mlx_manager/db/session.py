@@ -9,6 +9,7 @@ from sqlalchemy import Engine, event
 from sqlmodel import create_engine
 
 from mlx_manager.db.migrate import upgrade
+from mlx_manager.file_modes import database_files, private_file, touch_private
 
 
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -20,8 +21,11 @@ def _pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_database(path: Path) -> Engine:
-    """Create the file if needed, bring its schema to the latest migration, and return its engine."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create the file if needed (0600: SQLite gives its -wal and -shm the same mode), bring its schema to the
+    latest migration, and return its engine."""
+    touch_private(path)
+    for existing in database_files(path):  # an older install's 0644 files
+        private_file(existing)
     url = f"sqlite:///{path}"
     upgrade(url)
     engine = create_engine(url, connect_args={"check_same_thread": False})

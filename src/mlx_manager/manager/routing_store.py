@@ -44,7 +44,10 @@ class RoutingStore:
                 credential = credentials.get(b.credential_id) if b.credential_id is not None else None
                 api_key = self.box.open(credential.secret_encrypted) if credential is not None else None
                 if credential is not None and api_key is None:
-                    log.warning("Credential %r no longer opens (the server secret changed)", credential.name)
+                    log.warning(
+                        "Credential %r does not open with the credential key (restored without its key file?)",
+                        credential.name,
+                    )
                 kind: Any = b.kind
                 backends[b.name] = BackendConfig(b.name, kind, b.base_url, api_key, b.timeout_seconds)
             rules = []

@@ -7,16 +7,17 @@ import asyncio
 import contextlib
 from collections.abc import Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine as Database
 
+from mlx_manager import paths
 from mlx_manager.engine.engine import Engine, EngineConfig
-from mlx_manager.manager import audit, pool_settings
+from mlx_manager.manager import audit, credential_keys, pool_settings
 from mlx_manager.manager.auth import Authenticator
 from mlx_manager.manager.profiles import ProfileIndex
 from mlx_manager.manager.routing_store import RoutingStore
-from mlx_manager.manager.secret_box import SecretBox
 from mlx_manager.manager.settings_store import (
     ManagedSettings,
     SettingsStore,
@@ -27,14 +28,18 @@ from mlx_manager.manager.settings_store import (
 
 
 class Manager:
-    def __init__(self, db: Database, config: EngineConfig, server_key: str | None) -> None:
-        """`config`: the engine config from the configuration; saved settings go on top (`engine_config`)."""
+    def __init__(
+        self, db: Database, config: EngineConfig, server_key: str | None, credential_key: Path | None = None
+    ) -> None:
+        """`config`: the engine config from the configuration; saved settings go on top (`engine_config`).
+        `credential_key`: the key file for routing credentials (the data dir's by default)."""
         self.db = db
         self.settings = SettingsStore(db, defaults_from(config))
         self.auth = Authenticator(db, server_secret(db), server_key)
         self.audit = audit.AuditWriter(db)
         self.profiles = ProfileIndex(db)
-        self.routing = RoutingStore(db, SecretBox(server_secret(db)))
+        key_file = credential_key or paths.credential_key_file()
+        self.routing = RoutingStore(db, credential_keys.open_box(db, key_file))
         self._config = config
         self._engine: Engine | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -153,3 +153,13 @@ def server_secret(db: Engine, key: str = JWT_SECRET_KEY) -> str:
             assert stored is not None
             return str(stored.value)
         return value
+
+
+def rotate_server_secret(db: Engine, key: str = JWT_SECRET_KEY) -> None:
+    """A new secret under `key`: every session signed with the old one stops working (at the next start)."""
+    with Session(db) as session:
+        session.connection().exec_driver_sql("PRAGMA secure_delete=ON")  # the old value does not linger in the file
+        row = session.get(Setting, key) or Setting(key=key, value=None)
+        row.value = secrets.token_urlsafe(64)
+        session.add(row)
+        session.commit()

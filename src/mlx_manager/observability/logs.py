@@ -6,13 +6,32 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import time
+from io import TextIOWrapper
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from mlx_manager.file_modes import FILE_MODE, private_dir, private_file
 
 # Fields an access line carries besides its message (see api/access.py).
 ACCESS_FIELDS = ("request_id", "method", "path", "status", "model", "prompt_tokens", "completion_tokens", "latency_ms")
 _THIRD_PARTY = ("uvicorn", "uvicorn.error", "httpx", "huggingface_hub", "alembic")
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are created 0600: logs name users, keys' prefixes and backends' errors."""
+
+    def _open(self) -> TextIOWrapper:
+        private_file(Path(self.baseFilename))  # one made by an older version
+        stream = open(  # noqa: SIM115 (the handler keeps it open)
+            self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=_owner_only
+        )
+        return cast(TextIOWrapper, stream)
+
+
+def _owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, FILE_MODE)
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,8 +55,8 @@ def setup_logging(level: str, json_lines: bool = False, log_file: Path | None = 
     )
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups))
+        private_dir(log_file.parent)
+        handlers.append(PrivateRotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups))
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
