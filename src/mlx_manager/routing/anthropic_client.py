@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration, image_url, send_checked
+from mlx_manager.routing.remote import RemoteError, RemoteGeneration, image_url, send_checked, stream_error
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; the engine's default when the client gave none
@@ -174,6 +174,6 @@ async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncItera
                 chunk.stop_sequence = event["delta"].get("stop_sequence")
                 yield chunk
             elif kind == "error":
-                raise RemoteError(gen.backend, None, str(event.get("error", {}).get("message", event)))
+                raise stream_error(gen.backend, event.get("error", event))
     finally:
         await response.aclose()

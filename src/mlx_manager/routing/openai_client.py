@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration, image_url, send_checked
+from mlx_manager.routing.remote import RemoteGeneration, image_url, send_checked, stream_error
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -93,7 +93,7 @@ async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncItera
                 break
             event = json.loads(data)
             if "error" in event:
-                raise RemoteError(gen.backend, None, str(event["error"].get("message", event["error"])))
+                raise stream_error(gen.backend, event["error"])
             if event.get("usage"):
                 _usage(gen, event["usage"])
             for choice in event.get("choices") or []:

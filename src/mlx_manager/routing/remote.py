@@ -4,16 +4,22 @@ every API's serving code answers from it unchanged and protocols translate both 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk
+from mlx_manager.routing.redact import public_url, redact, sensitive_values, upstream_message
+
+log = logging.getLogger(__name__)
+_LOGGED_BODY_BYTES = 16 << 10
 
 
 class RemoteError(Exception):
-    """The backend failed before any output: `status` None means no answer at all (refused, reset, timed out)."""
+    """The backend failed before any output: `status` None means no answer at all (refused, reset, timed out).
+    `message` reaches the caller, so it never holds the backend's raw body (routing/redact.py)."""
 
     def __init__(self, backend: str, status: int | None, message: str) -> None:
         super().__init__(f"{backend}: {message}")
@@ -54,18 +60,36 @@ class RemoteGeneration(Generation):
 
 async def send_checked(client: httpx.AsyncClient, backend: str, request: httpx.Request) -> httpx.Response:
     """The streaming response once the status is 200; anything else raises RemoteError (the caller may fall back).
-    The message names the URL tried, so a wrong base URL or upstream model name shows in the client's error."""
-    url = f"{request.method} {request.url}"
+    The message names the URL tried, so a wrong base URL or upstream model name shows in the client's error; the
+    backend's body goes to the log, and only its error message, redacted, to the caller."""
+    url = f"{request.method} {public_url(request.url)}"
+    secrets = sensitive_values(request)
     try:
         response = await client.send(request, stream=True)
     except httpx.HTTPError as exc:
-        raise RemoteError(backend, None, f"no answer from {url}: {type(exc).__name__}: {exc}") from exc
+        reason = redact(str(exc), secrets)[:200]
+        raise RemoteError(backend, None, f"no answer from {url}: {type(exc).__name__}: {reason}") from exc
     if response.status_code != 200:
-        text = (await response.aread()).decode(errors="replace")[:500]
+        status = response.status_code
+        body = b""
+        async for part in response.aiter_bytes():
+            body += part
+            if len(body) >= _LOGGED_BODY_BYTES:
+                break
         await response.aclose()
-        hint = " (check the backend's base URL and the upstream model name)" if response.status_code == 404 else ""
-        raise RemoteError(backend, response.status_code, f"{response.status_code} from {url}{hint}: {text}")
+        text = redact(body[:_LOGGED_BODY_BYTES].decode(errors="replace"), secrets)
+        log.warning("Backend %s answered %d to %s: %s", backend, status, url, text)
+        hint = " (check the backend's base URL and the upstream model name)" if status == 404 else ""
+        said = upstream_message(body, request)
+        raise RemoteError(backend, status, f"{status} from {url}{hint}" + (f": {said}" if said else ""))
     return response
+
+
+def stream_error(backend: str, error: object) -> RemoteError:
+    """An error event inside the backend's stream; the server log gets it (redacted), the caller a summary."""
+    text = redact(str(error), [])
+    log.warning("Backend %s sent an error mid-stream: %s", backend, text[:_LOGGED_BODY_BYTES])
+    return RemoteError(backend, None, "the backend reported an error mid-stream (see the server log)")
 
 
 def image_url(urls: Iterator[str]) -> str:
