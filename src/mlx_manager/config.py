@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     )
     max_request_bytes: int = Field(default=64 << 20, ge=1024, description="Largest request body accepted (413).")
     max_tools: int = Field(default=128, ge=1, description="Most tools one request may offer.")
+    max_prompt_bytes: int = Field(
+        default=16 << 20, ge=1024, description="Most bytes of text in one prompt, checked before templating (400)."
+    )
+    max_messages: int = Field(default=10_000, ge=1, description="Most messages in one request (400).")
     default_max_tokens: int = Field(default=4096, ge=1)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     max_n: int = Field(default=8, ge=1)

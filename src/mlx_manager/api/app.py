@@ -77,6 +77,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         default_max_tokens=settings.default_max_tokens,
         generation_defaults=settings.generation.defaults(),
         max_tools=settings.max_tools,
+        max_prompt_bytes=settings.max_prompt_bytes,
+        max_messages=settings.max_messages,
         volatile_prompt_patterns=tuple(settings.volatile_prompt_patterns),
         preload=list(settings.preload),
     )
@@ -151,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.breaker_failures,
         settings.breaker_cooldown_seconds,
         settings.backend_retries,
+        engine.check_prompt_size,
     )
     app.state.router = router
     metrics.attach_router(router)

@@ -23,6 +23,7 @@ from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
 from mlx_manager.engine.output import output_parser_factory, reasoning_budget_factory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
+from mlx_manager.engine.prompt_limits import check_size
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.structured import Constraint, fit_forced_call, request_constraint
 from mlx_manager.engine.types import ChatPrompt, ModelInfo, ModelTask, Prompt, SamplingDefaults, SamplingParams
@@ -56,6 +57,9 @@ class EngineConfig:
     max_tools: int = 128
     # Server-wide sampling defaults ([generation] settings), below the model's own.
     generation_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
+    # Checked before templating (400s naming the setting); None = no limit.
+    max_prompt_bytes: int | None = None
+    max_messages: int | None = None
 
 
 class Engine:
@@ -141,8 +145,13 @@ class Engine:
         """End every generation now with a final chunk (shutdown); returns how many were ended."""
         return sum(e.scheduler.abort_all() for e in self.pool.entries() if e.scheduler is not None)
 
+    def check_prompt_size(self, prompt: Prompt) -> None:
+        """The cheap 400s (bytes, messages), before a model is resolved or a template rendered."""
+        check_size(prompt, self.config.max_prompt_bytes, self.config.max_messages)
+
     async def count_tokens(self, model_id: str, prompt: Prompt) -> int:
         """Prompt tokens as `generate` would count them (loads the model: the tokenizer and template live there)."""
+        self.check_prompt_size(prompt)
         entry = await self.pool.acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
         try:
             ids, _, _, _ = await self._prompt_ids(entry, prompt)
@@ -154,6 +163,7 @@ class Engine:
         self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
     ) -> Generation:
         """Validate and queue a generation; request errors are raised here, before any output."""
+        self.check_prompt_size(prompt)
         entry = await self.pool.acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
         try:
             assert isinstance(entry.loaded, LoadedModel) and entry.scheduler is not None
@@ -164,7 +174,9 @@ class Engine:
                     " (max_tools).",
                     param="tools",
                 )
-            prompt_ids, prompt, rendered, vision_inputs = await self._prompt_ids(entry, prompt)
+            limits = [n for n in (lm.context_length, params.max_context) if n]
+            context = min(limits) if limits else None
+            prompt_ids, prompt, rendered, vision_inputs = await self._prompt_ids(entry, prompt, context)
             if not prompt_ids:
                 raise InvalidRequestError("The prompt is empty.", param="prompt")
             param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
@@ -229,15 +241,19 @@ class Engine:
             self.pool.release(entry)
 
     async def _prompt_ids(
-        self, entry: PoolEntry, prompt: Prompt
+        self, entry: PoolEntry, prompt: Prompt, context: int | None = None
     ) -> tuple[list[int], Prompt, str | None, VisionInputs | None]:
         """The token ids the model sees (a vision model's with each image's tokens, as usage counts them), the
-        prompt without volatile markers, its rendered text, and a vision model's inputs."""
+        prompt without volatile markers, its rendered text, and a vision model's inputs. A text longer than
+        `context` tokens (the model's by default) can hold is refused before it is tokenized."""
         assert isinstance(entry.loaded, LoadedModel)
         lm = entry.loaded
         if isinstance(prompt, ChatPrompt):
             prompt = strip_volatile(prompt, self._volatile)
-        ids, rendered = await asyncio.to_thread(tokenize, lm.tokenizer, prompt, lm.vocab_size, lm.family.reasoning)
+        bound = (context or lm.context_length, lm.max_token_chars)
+        ids, rendered = await asyncio.to_thread(
+            tokenize, lm.tokenizer, prompt, lm.vocab_size, lm.family.reasoning, bound
+        )
         vision_inputs = await self._vision_inputs(entry, prompt, rendered)
         return (vision_inputs.ids if vision_inputs is not None else ids), prompt, rendered, vision_inputs
 

@@ -44,6 +44,8 @@ class LoadedModel:
     dtype: str = "float32"
     quantization_bits: int | None = None
     converted_from: str | None = None
+    # The longest token in characters: a text longer than context x this (twice over) cannot fit the context.
+    max_token_chars: int = 0
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:
@@ -125,6 +127,7 @@ def describe_loaded(
         dtype=dtype,
         quantization_bits=info.quantization_bits if quantized else None,
         converted_from=converted_from,
+        max_token_chars=max((len(token) for token in vocab), default=0),
     )
 
 

@@ -11,6 +11,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlx_manager.engine import tool_prompt
 from mlx_manager.engine.errors import InvalidRequestError
+from mlx_manager.engine.prompt_limits import check_chars
 from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
 from mlx_manager.engine.structured import reasoning_opened
 from mlx_manager.engine.types import ChatPrompt, Prompt, TextPrompt
@@ -32,12 +33,17 @@ def strip_volatile(prompt: ChatPrompt, patterns: Sequence[re.Pattern[str]]) -> C
 
 
 def render_chat(
-    tokenizer: TokenizerWrapper, prompt: ChatPrompt, reasoning: tuple[str, str] | None = None
+    tokenizer: TokenizerWrapper,
+    prompt: ChatPrompt,
+    reasoning: tuple[str, str] | None = None,
+    context: tuple[int | None, int] = (None, 0),
 ) -> tuple[list[int], str]:
     """Token ids and the rendered text (the text tells whether the template opened a reasoning block).
 
     `reasoning` is the family's tags: a prompt that allows no reasoning has thinking switched off in the
     template, and a block the template opens anyway is closed empty (as Qwen3's template does when switched off).
+    `context` (context length, the tokenizer's longest token in characters): text that cannot fit is refused
+    before it is tokenized.
     """
     if not tokenizer.has_chat_template:
         raise InvalidRequestError(
@@ -55,15 +61,21 @@ def render_chat(
     text = str(text)
     if not prompt.allow_reasoning and reasoning is not None and reasoning_opened(text, reasoning):
         text += reasoning[1] + "\n\n"
+    check_chars(text, *context, param="messages")
     return list(tokenizer.encode(text, add_special_tokens=False)), text
 
 
 def tokenize(
-    tokenizer: TokenizerWrapper, prompt: Prompt, vocab_size: int, reasoning: tuple[str, str] | None = None
+    tokenizer: TokenizerWrapper,
+    prompt: Prompt,
+    vocab_size: int,
+    reasoning: tuple[str, str] | None = None,
+    context: tuple[int | None, int] = (None, 0),
 ) -> tuple[list[int], str | None]:
-    """Prompt token ids, plus the rendered text for chat prompts (`reasoning`: the family's tags)."""
+    """Prompt token ids, plus the rendered text for chat prompts (`reasoning`: the family's tags; `context`: as
+    for render_chat)."""
     if isinstance(prompt, ChatPrompt):
-        return render_chat(tokenizer, prompt, reasoning)
+        return render_chat(tokenizer, prompt, reasoning, context)
     if prompt.token_ids is not None:
         bad = [t for t in prompt.token_ids if t < 0 or t >= vocab_size]
         if bad:
@@ -72,6 +84,7 @@ def tokenize(
                 param="prompt",
             )
         return list(prompt.token_ids), None
+    check_chars(prompt.text or "", *context, param="prompt")
     return list(tokenizer.encode(prompt.text or "", add_special_tokens=True)), None
 
 

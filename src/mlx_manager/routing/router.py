@@ -72,9 +72,12 @@ class Router:
         failure_threshold: int = 5,
         cooldown: float = 30.0,
         retries: int = 1,
+        check_prompt: Callable[[Prompt], None] | None = None,
     ) -> None:
+        """`check_prompt`: the server's cheap prompt limits (bytes, messages), applied to routed requests too."""
         self.engine = engine
         self.table = table
+        self.check_prompt = check_prompt or (lambda _prompt: None)
         self.balancer = Balancer(lambda: CircuitBreaker(failure_threshold, cooldown))
         self.retries = retries  # per backend, for failures that are safe to resend
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -93,6 +96,7 @@ class Router:
         rule = self.route(model_id)
         if rule is None:
             return await self.engine.generate(model_id, prompt, params, n=n, priority=priority)
+        self.check_prompt(prompt)
         table = self.table()
         last_status: int | None = None
         problems: list[str] = []
@@ -134,6 +138,7 @@ class Router:
         rule = self.route(model_id)
         if rule is None:
             return await self.engine.count_tokens(model_id, prompt)
+        self.check_prompt(prompt)
         table, problems = self.table(), []
         last_status: int | None = 400  # when no backend of the rule can count at all
         for name in self.balancer.order(list(rule.backends)):
