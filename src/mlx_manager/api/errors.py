@@ -125,16 +125,35 @@ def from_engine_error(exc: EngineError) -> APIError:
     return APIError(500, exc.message, type="server_error")
 
 
-def _param(loc: tuple[Any, ...]) -> str | None:
+def _param(loc: tuple[Any, ...], body: Any = None, missing: bool = False) -> str | None:
     # Only the leading location is dropped: a body field may itself be called "query" (rerank).
+    if loc and loc[0] == "body" and body is not None:
+        loc = _in_body(loc[1:], body, missing)
     parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)]
     return ".".join(parts) or None
+
+
+def _in_body(loc: tuple[Any, ...], body: Any, missing: bool) -> tuple[Any, ...]:
+    """The location without the union members pydantic tried (`str`, `list[str]`, a model's name): walking the
+    body tells a field from a tag. Only a missing field may name what the body does not hold."""
+    kept: list[Any] = []
+    node = body
+    for i, part in enumerate(loc):
+        if isinstance(node, list):
+            holds = isinstance(part, int) and 0 <= part < len(node)
+        else:
+            holds = isinstance(node, dict) and part in node
+        if holds:
+            node = node[part]
+        if holds or (missing and i == len(loc) - 1):
+            kept.append(part)
+    return ("body", *kept)
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0] if exc.errors() else {}
     loc = tuple(first.get("loc", ()))
-    param = _param(loc)
+    param = _param(loc, exc.body, first.get("type") == "missing")
     if first.get("type") == "extra_forbidden":
         return f"Unrecognized request argument supplied: {param}", param
     if first.get("type") == "json_invalid":

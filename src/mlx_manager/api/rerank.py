@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field
 
 from mlx_manager.api.access import record
 from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.int64 import Count
 from mlx_manager.api.openai.schemas import Strict
+from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 
-router = APIRouter(tags=["rerank"])
+router = APIRouter(tags=["rerank"], route_class=UnicodeCheckedRoute)
 MAX_DOCUMENTS = 1000
 
 
@@ -24,7 +26,7 @@ class RerankRequest(Strict):
     query: str
     documents: list[str | RerankDocument] = Field(min_length=1, max_length=MAX_DOCUMENTS)
     # None or 0 (vLLM's default) returns every document.
-    top_n: int | None = Field(default=None, ge=0)
+    top_n: Count | None = None
     return_documents: bool = True
 
     def texts(self) -> list[str]:

@@ -19,10 +19,11 @@ from mlx_manager.api.anthropic.schemas import (
 from mlx_manager.api.anthropic.serving import AnthropicServing
 from mlx_manager.api.deps import EngineDep, ProfilesDep
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.types import ModelInfo as EngineModel
 
-router = APIRouter(tags=["anthropic"])
+router = APIRouter(tags=["anthropic"], route_class=UnicodeCheckedRoute)
 
 
 def _serving(request: Request) -> AnthropicServing:

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlx_manager.api.int64 import Count, Positive
+
 # --- request content blocks -------------------------------------------------------------------
 
 
@@ -91,7 +93,7 @@ class ToolChoice(BaseModel):
 class ThinkingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["enabled", "disabled", "adaptive"]
-    budget_tokens: int | None = Field(default=None, ge=1)
+    budget_tokens: Positive | None = None
     display: Literal["summarized", "omitted"] | None = None
 
 
@@ -121,12 +123,12 @@ class MessagesRequestBase(BaseModel):
 
 
 class MessagesRequest(MessagesRequestBase):
-    max_tokens: int = Field(ge=1)
+    max_tokens: Positive
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: Count | None = None
     metadata: dict[str, Any] | None = None
     # Accepted for compatibility; they change nothing on a local server (its prefix cache needs no markers).
     cache_control: dict[str, Any] | None = None

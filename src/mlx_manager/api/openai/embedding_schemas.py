@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from mlx_manager.api.int64 import Positive
 from mlx_manager.api.openai.schemas import NullsAsAbsent
 
 # OpenAI's own limit on inputs per request.
@@ -17,7 +18,7 @@ class EmbeddingRequest(NullsAsAbsent):
     # Text, texts, or token ids (one list, or one list per input).
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: Positive | None = None
     user: str | None = None
 
     def inputs(self) -> list[str] | list[list[int]]:

@@ -24,12 +24,13 @@ from mlx_manager.api.openai.schemas import (
     ModelList,
 )
 from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.types import ModelInfo
 from mlx_manager.manager.profiles import ProfileDefaults
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=UnicodeCheckedRoute)
 
 
 def _serving(request: Request) -> OpenAIServing:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mlx_manager.api.int64 import INT64_MAX, Count, Int64, Positive
 from mlx_manager.api.model_cards import SamplingDefault
 
 
@@ -33,13 +34,29 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCallParam(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    # A JSON string in OpenAI's API; some clients send the object itself, which is what templates want anyway.
+    arguments: str | dict[str, Any] | None = None
+
+
+class ToolCallParam(BaseModel):
+    """An earlier call in an assistant message: typed, so a wrong-typed entry is a 400 naming it."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallParam
+
+
 class ChatMessage(BaseModel):
     # Extra keys (e.g. `reasoning_content` echoed back by clients) pass through to the chat template.
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallParam] | None = None
     tool_call_id: str | None = None
 
 
@@ -56,11 +73,11 @@ class SamplingFields(NullsAsAbsent):
     # [generation] settings, then OpenAI's defaults (temperature 1, no filters).
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=-1, description="-1 or 0: no top-k filter.")
+    top_k: int | None = Field(default=None, ge=-1, le=INT64_MAX, description="-1 or 0: no top-k filter.")
     min_p: float | None = Field(default=None, ge=0, le=1)
-    seed: int | None = None
+    seed: Int64 | None = None
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1)
+    n: Positive = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
@@ -69,18 +86,25 @@ class SamplingFields(NullsAsAbsent):
     logit_bias: dict[str, float] | None = None
     user: str | None = None
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-sequence (vLLM extension).")
-    priority: int = Field(default=0, description="Scheduling priority (vLLM extension): lower runs sooner.")
+    priority: Int64 = Field(default=0, description="Scheduling priority (vLLM extension): lower runs sooner.")
 
     @model_validator(mode="after")
-    def _check_bias(self) -> SamplingFields:
+    def _check_stream_options(self) -> SamplingFields:
         if self.stream_options is not None and not self.stream:
             raise ValueError("stream_options is only allowed when stream is true")
-        for key, value in (self.logit_bias or {}).items():
-            if not (key.isascii() and key.lstrip("-").isdigit()):
-                raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
-            if not -100 <= value <= 100:
-                raise ValueError(f"logit_bias values must be between -100 and 100, got {value}")
         return self
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _check_bias(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for key, value in (bias or {}).items():
+            # At most 19 digits: a longer id is no token's, and int() of thousands of digits raises.
+            digits = key.removeprefix("-")
+            if not (key.isascii() and digits.isdigit() and len(digits) <= 19 and abs(int(key)) <= INT64_MAX):
+                raise ValueError(f"keys must be token ids, got {key[:40]!r}")
+            if not -100 <= value <= 100:
+                raise ValueError(f"values must be between -100 and 100, got {value}")
+        return bias
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -90,8 +114,8 @@ class SamplingFields(NullsAsAbsent):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Positive | None = None
+    max_completion_tokens: Positive | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
@@ -100,7 +124,7 @@ class ChatCompletionRequest(SamplingFields):
     parallel_tool_calls: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
-    max_reasoning_tokens: int | None = Field(default=None, ge=0, description="Reasoning budget (extension).")
+    max_reasoning_tokens: Count | None = Field(default=None, description="Reasoning budget (extension).")
     metadata: dict[str, str] | None = None
     store: bool | None = None
 
@@ -113,11 +137,11 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(default=16, ge=1)
+    max_tokens: Positive | None = 16
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool = False
     suffix: str | None = None
-    best_of: int | None = Field(default=None, ge=1)
+    best_of: Positive | None = None
 
 
 # --- responses ---------------------------------------------------------------------------------

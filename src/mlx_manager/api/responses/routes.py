@@ -10,8 +10,9 @@ from sse_starlette import EventSourceResponse
 from mlx_manager.api.access import record
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import ResponsesServing
+from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 
-router = APIRouter(prefix="/v1", tags=["responses"])
+router = APIRouter(prefix="/v1", tags=["responses"], route_class=UnicodeCheckedRoute)
 
 
 def _serving(request: Request) -> ResponsesServing:

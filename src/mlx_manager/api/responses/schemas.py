@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlx_manager.api.int64 import Count, Positive
 from mlx_manager.api.openai.schemas import NullsAsAbsent
 
 
@@ -40,11 +41,11 @@ class ResponsesRequest(NullsAsAbsent):
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     reasoning: Reasoning | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: Positive | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stream: bool = False
-    max_reasoning_tokens: int | None = Field(default=None, ge=0, description="Reasoning budget (extension).")
+    max_reasoning_tokens: Count | None = Field(default=None, description="Reasoning budget (extension).")
     previous_response_id: str | None = None
     store: bool = True
     metadata: dict[str, str] | None = None

@@ -40,6 +40,8 @@ def _content(content: Any, param: str, images: bool) -> str | list[dict[str, Any
     """A string, or text and (in user messages, for vision models) input_image parts in order."""
     if isinstance(content, str):
         return content
+    if content is not None and not isinstance(content, list):
+        raise _bad("Content must be a string or a list of content parts.", param)
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content or []):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -51,7 +53,10 @@ def _content(content: Any, param: str, images: bool) -> str | list[dict[str, Any
         if kind not in _TEXT_PARTS:
             where = "; send text (and input_image in user messages, for vision models)"
             raise _bad(f"Content parts of type '{kind}' are not supported here{where}.", f"{param}.{j}")
-        parts.append({"type": "text", "text": str(part.get("text") or part.get("refusal") or "")})
+        text = part.get("text") or part.get("refusal") or ""
+        if not isinstance(text, str):
+            raise _bad(f"The text of a '{kind}' part must be a string.", f"{param}.{j}.text")
+        parts.append({"type": "text", "text": text})
     return message_content(parts, "")
 
 
@@ -83,19 +88,30 @@ def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list
                 text_or_parts = _content(item.get("content"), f"{param}.content", images=role == "user")
                 out.append({"role": "system" if role == "developer" else role, "content": text_or_parts})
         elif kind == "function_call":
+            _strings(item, ("call_id", "name", "arguments"), param)
             call = {"id": item.get("call_id"), "type": "function"}
             call["function"] = {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}
             assistant().setdefault("tool_calls", []).append(call)
         elif kind == "function_call_output":
+            _strings(item, ("call_id",), param)
             output = item.get("output")
             content = output if isinstance(output, str) else _text(output, f"{param}.output")
             out.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": content})
         elif kind == "reasoning":
-            parts = item.get("content") or item.get("summary") or []
+            key = "content" if item.get("content") else "summary"
+            parts = item.get(key) or []
+            if not isinstance(parts, list):
+                raise _bad(f"The {key} of a reasoning item must be a list of parts.", f"{param}.{key}")
             reasoning.append("".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)))
         else:
             raise _bad(f"Input items of type '{kind}' are not supported by this server.", f"{param}.type")
     return out
+
+
+def _strings(item: dict[str, Any], keys: tuple[str, ...], param: str) -> None:
+    for key in keys:
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise _bad(f"'{key}' must be a string.", f"{param}.{key}")
 
 
 def _tools(req: ResponsesRequest) -> tuple[list[dict[str, Any]], str | None]:

@@ -1,0 +1,83 @@
+"""One check of every model-serving request body, before validation: a lone surrogate (a JSON escape from \\ud800 to
+\\udfff without its pair) anywhere in it, in nested content, tool arguments and keys too, is a 400 naming where.
+Python's json accepts them, but no UTF-8 consumer (tokenizers, the database, the JSON reply) can encode them."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MESSAGE = "must be valid Unicode text; it holds a lone surrogate (an escape from \\ud800 to \\udfff without its pair)"
+
+Path = tuple[str | int, ...]
+
+
+def lone_surrogate_at(data: Any) -> Path | None:
+    """Where the first string (or key) holding a lone surrogate is, or None. Iterative: bodies may nest deeply."""
+    stack: list[tuple[Path, Any]] = [((), data)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return path
+        elif isinstance(item, dict):
+            for key in item:
+                if _SURROGATE.search(key):
+                    return path  # the key itself cannot be echoed back, so name the object holding it
+            stack.extend(((*path, key), value) for key, value in reversed(item.items()) if _nested(value))
+        elif isinstance(item, list):
+            stack.extend(((*path, i), value) for i, value in reversed(list(enumerate(item))) if _nested(value))
+    return None
+
+
+def _nested(value: Any) -> bool:
+    # Numbers and booleans, the bulk of a token-id body, need no visit.
+    return isinstance(value, str | dict | list)
+
+
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type.endswith("json")
+
+
+async def refuse_lone_surrogates(request: Request) -> None:
+    if not _is_json(request) or not await request.body():
+        return
+    try:
+        data = await request.json()  # cached on the request: the route parses it once
+    except json.JSONDecodeError:
+        return  # not JSON: the route's own parsing answers that
+    except ValueError as exc:  # JSON Python cannot hold: bytes that are not UTF-8, a number of 4300+ digits
+        raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": _unreadable(exc)}]) from exc
+    path = lone_surrogate_at(data)
+    if path is not None:
+        message = MESSAGE if path else f"The request body {MESSAGE}"
+        error = {"type": "string_unicode", "loc": ("body", *path), "msg": message}
+        raise RequestValidationError([error], body=data)
+
+
+def _unreadable(exc: ValueError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"The request body is not UTF-8: {exc.reason} at byte {exc.start}."
+    return f"The request body could not be read: {str(exc).split(';')[0]}."
+
+
+class UnicodeCheckedRoute(APIRoute):
+    """Routes whose JSON bodies are checked for lone surrogates before FastAPI validates them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            await refuse_lone_surrogates(request)
+            return await handler(request)
+
+        return checked
