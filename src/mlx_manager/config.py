@@ -18,6 +18,7 @@ from pydantic_settings import (
 from mlx_manager import paths
 from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
 from mlx_manager.engine.types import SamplingDefaults
+from mlx_manager.manager import rate_limits
 
 LOCAL_CONFIG_FILE = Path("mlx-manager.toml")
 
@@ -62,6 +63,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     allow_unauthenticated_remote: bool = Field(
         default=False, description="Allow binding to a non-loopback address without an API key."
+    )
+    allow_registration: bool = Field(
+        default=True, description="Anyone may register an account (it waits for an admin's approval)."
+    )
+    login_rate_limit: str = Field(
+        default=rate_limits.DEFAULT_LOGIN, description="Failed sign-ins allowed per client address and per username."
+    )
+    register_rate_limit: str = Field(
+        default=rate_limits.DEFAULT_REGISTER, description="Registrations allowed per client address."
+    )
+    key_rate_limit: str = Field(
+        default=rate_limits.DEFAULT_KEYS, description="API keys made per client address and per user."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(default=False, description="Log JSON lines instead of human-readable ones.")
@@ -130,6 +143,12 @@ class Settings(BaseSettings):
         # An empty key must not pass the remote-bind check while turning auth off.
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
+        return value
+
+    @field_validator("login_rate_limit", "register_rate_limit", "key_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        rate_limits.parse(value)  # '10/minute;100/hour': a typo fails at start, not at the first sign-in
         return value
 
     @field_validator("cors_origins", mode="before")

@@ -44,8 +44,12 @@ class Api:
         return resp.json() if resp.content else None
 
 
-def register(server: ServerProcess, username: str, password: str = PASSWORD) -> dict[str, Any]:
-    resp = httpx.post(f"{server.base_url}/api/auth/register", json={"username": username, "password": password})
+def register(
+    server: ServerProcess, username: str, password: str = PASSWORD, setup_token: str | None = None
+) -> dict[str, Any]:
+    """A new account; `setup_token` (or the server key) for the first one where the server asks for it."""
+    body = {"username": username, "password": password, **({"setup_token": setup_token} if setup_token else {})}
+    resp = httpx.post(f"{server.base_url}/api/auth/register", json=body)
     assert resp.status_code == 201, resp.text
     body: dict[str, Any] = resp.json()
     return body

@@ -62,12 +62,13 @@ def server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="module")
 def admin(server: ServerProcess) -> Api:
     """The first account: registered before any other test's, so it is the admin."""
-    assert httpx.get(f"{server.base_url}/api/auth/status").json() == {"has_users": False}
+    status = httpx.get(f"{server.base_url}/api/auth/status").json()
+    assert status == {"has_users": False, "setup_required": False, "registration_open": True}  # loopback, no key
     # Before anyone registers, /admin is open on loopback as it always was.
     assert httpx.get(f"{server.base_url}/admin/models").status_code == 200
     user = register(server, "admin")
     assert user["is_admin"] and user["is_approved"]
-    assert httpx.get(f"{server.base_url}/api/auth/status").json() == {"has_users": True}
+    assert httpx.get(f"{server.base_url}/api/auth/status").json()["has_users"] is True
     return signed_in(server, "admin")
 
 

@@ -27,7 +27,7 @@ def server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="module")
 def admin(server: ServerProcess) -> Api:
-    register(server, "admin")
+    register(server, "admin", setup_token=SERVER_KEY)  # the first account needs the key here
     return signed_in(server, "admin")
 
 

@@ -119,13 +119,15 @@ def test_session_tokens_are_signed_with_the_stored_secret_and_expire(db: Engine)
         assert s.get(Setting, JWT_SECRET_KEY) is not None
         alice = users.register(s, "alice", "correct horse")
     authn = Authenticator(db, secret, None)
-    token, expires = authn.issue_session(alice)
+    with _session(db) as s:
+        token, expires = authn.issue_session(s, alice)
+        old, _ = authn.issue_session(s, alice, now=1_000_000)
     assert authn.authenticate(token).user_id == alice.id
-    assert expires - jwt.decode(token, secret, algorithms=["HS256"])["iat"] == auth.SESSION_SECONDS
-    old, _ = authn.issue_session(alice, now=1_000_000)
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    assert expires - claims["iat"] == auth.SESSION_SECONDS and claims["sub"] == alice.uid  # the uid, not the row id
     with pytest.raises(AuthenticationFailed, match="expired"):
         authn.authenticate(old)
-    forged = jwt.encode({"sub": str(alice.id), "exp": 2**40, "typ": "session"}, "x" * 64, algorithm="HS256")
+    forged = jwt.encode({"sub": alice.uid, "sid": "x", "exp": 2**40, "typ": "session"}, "x" * 64, algorithm="HS256")
     with pytest.raises(AuthenticationFailed, match="Incorrect"):
         authn.authenticate(forged)
 

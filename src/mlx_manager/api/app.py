@@ -46,6 +46,7 @@ from mlx_manager.engine.scheduler import SchedulerConfig
 from mlx_manager.manager.downloads import DownloadManager
 from mlx_manager.manager.hub import Hub
 from mlx_manager.manager.services import Manager
+from mlx_manager.manager.signup import AccountConfig
 from mlx_manager.observability.metrics import Metrics
 from mlx_manager.observability.tracing import setup_tracing
 from mlx_manager.routing.router import Router
@@ -105,7 +106,8 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
     db = open_database(paths.database_file())
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    manager = Manager(db, engine_config(settings), api_key)  # settings saved at run time apply from the start
+    accounts = AccountConfig.from_settings(settings)
+    manager = Manager(db, engine_config(settings), api_key, accounts=accounts)  # saved settings apply from the start
     engine = Engine(replace(manager.engine_config(), observer=metrics))
     metrics.attach(engine)
     downloads = DownloadManager(

@@ -97,8 +97,8 @@ def problem_body(
 
 
 def from_manager_error(exc: ManagerError) -> APIError:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return APIError(exc.status, exc.message, code=exc.code, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    return APIError(exc.status, exc.message, code=exc.code, headers={**headers, **(exc.headers or {})} or None)
 
 
 def from_engine_error(exc: EngineError) -> APIError:

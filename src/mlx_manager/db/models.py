@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -22,18 +23,32 @@ class StoredResponse(SQLModel, table=True):
     instructions: str | None = None
     # The full response object as returned to the client.
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # Who made it: a user's uid, "server" for the server key, None for an anonymous caller (open mode).
+    owner: str | None = Field(default=None, index=True)
 
 
 def _now() -> float:
     return time.time()
 
 
+def new_uid() -> str:
+    return secrets.token_urlsafe(16)
+
+
+# AUTOINCREMENT: a deleted row's id is never handed out again (audit rows and old credentials name it).
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
 class User(SQLModel, table=True):
-    """A UI/API user. The first one registered is the admin; later ones wait for an admin's approval."""
+    """A UI/API user. The first one registered is the admin; later ones wait for an admin's approval.
+    Usernames are unique regardless of case (the migration's unique index on lower(username))."""
 
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
+    # Random and never reused: what session tokens and stored responses name.
+    uid: str = Field(default_factory=new_uid, index=True, unique=True)
     username: str = Field(index=True, unique=True)
     password_hash: str  # argon2
     is_admin: bool = False
@@ -46,6 +61,7 @@ class ApiKey(SQLModel, table=True):
     """A per-user key for /v1 and the Anthropic routes: shown once, stored as a SHA-256 hash, revocable."""
 
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
@@ -55,6 +71,17 @@ class ApiKey(SQLModel, table=True):
     created_at: float = Field(default_factory=_now)
     last_used_at: float | None = None
     revoked_at: float | None = None
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in session (the `sid` of its token): logout, a password change or an admin removes it."""
+
+    __tablename__ = "sessions"
+
+    id: str = Field(primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: float = Field(default_factory=_now)
+    expires_at: float = Field(index=True)
 
 
 class AuditEntry(SQLModel, table=True):

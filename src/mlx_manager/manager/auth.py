@@ -3,12 +3,17 @@
 Three credentials are accepted, all as `Authorization: Bearer …` or `x-api-key`: the server's configured key
 (`--api-key`, admin rights, no user), a user's API key (`mlxm-…`) and a UI session token. Every check compares
 hashes or HMACs in constant time. The calls that read the database block: run them off the event loop.
+
+A session token names the user by their random `uid` (never reused, unlike a row id) and its own row in the
+`sessions` table (`sid`): logout deletes that row, and a password change, a suspension, a deletion or an admin's
+revocation delete all of the user's rows, so the token stops working at once although its signature still holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -18,15 +23,19 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, delete, select
 
-from mlx_manager.db.models import ApiKey, User
+from mlx_manager.db.models import ApiKey, User, UserSession
 from mlx_manager.manager.errors import AuthenticationFailed
 
 KEY_PREFIX = "mlxm-"
 DISPLAY_PREFIX_CHARS = 12  # "mlxm-" and 7 random characters: enough to tell keys apart, far too few to guess
 SESSION_SECONDS = 7 * 24 * 3600
 _ALGORITHM = "HS256"
+SERVER_OWNER = "server"  # what the server key's stored responses are owned by
+# Each argon2 hash takes 64 MiB for ~50 ms: a burst of logins queues here instead of taking all memory.
+HASH_CONCURRENCY = 2
+_hashing = threading.BoundedSemaphore(HASH_CONCURRENCY)
 
 
 @cache
@@ -34,19 +43,29 @@ def _hasher() -> PasswordHasher:
     return PasswordHasher()
 
 
-@cache
+_dummy: list[str] = []
+_dummy_lock = threading.Lock()
+
+
 def _dummy_hash() -> str:
-    return _hasher().hash(secrets.token_urlsafe(16))
+    """A hash to check unknown usernames against, made once (a burst of them must not each make one)."""
+    with _dummy_lock:
+        if not _dummy:
+            _dummy.append(hash_password(secrets.token_urlsafe(16)))
+        return _dummy[0]
 
 
 def hash_password(password: str) -> str:
-    return _hasher().hash(password)
+    with _hashing:
+        return _hasher().hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when the password matches; an unknown user is checked against a dummy hash so timing tells nothing."""
+    dummy = _dummy_hash() if password_hash is None else None  # hashed outside the semaphore: it takes it too
     try:
-        return _hasher().verify(password_hash or _dummy_hash(), password) and password_hash is not None
+        with _hashing:
+            return _hasher().verify(password_hash or dummy or "", password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -81,6 +100,13 @@ class Principal:
     is_admin: bool
     user_id: int | None = None
     api_key_id: int | None = None
+    user_uid: str | None = None
+    session_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """Whose things (stored responses) this caller makes: the user's uid, or "server" for the server key."""
+        return self.user_uid or SERVER_OWNER
 
 
 class Authenticator:
@@ -91,24 +117,41 @@ class Authenticator:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def issue_session(self, user: User, now: float | None = None) -> tuple[str, float]:
-        """A signed session token for the user and when it expires (epoch seconds)."""
+    def issue_session(self, session: Session, user: User, now: float | None = None) -> tuple[str, float]:
+        """A new session for the user (a `sessions` row, committed) and its signed token, with when it expires."""
+        assert user.id is not None
         issued = int(now if now is not None else time.time())
         expires = issued + SESSION_SECONDS
-        claims = {"sub": str(user.id), "iat": issued, "exp": expires, "typ": "session"}
+        sid = secrets.token_urlsafe(16)
+        session.exec(delete(UserSession).where(col(UserSession.expires_at) < issued))  # ended ones go on the way
+        session.add(UserSession(id=sid, user_id=user.id, created_at=issued, expires_at=expires))
+        session.commit()
+        claims = {"sub": user.uid, "sid": sid, "iat": issued, "exp": expires, "typ": "session"}
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM), float(expires)
 
-    def _session_user_id(self, token: str) -> int:
+    def _session_claims(self, token: str) -> tuple[str, str]:
+        """The token's user uid and session id, once its signature and expiry hold."""
         try:
             claims = jwt.decode(token, self._secret, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationFailed("Your session has expired; sign in again.", "session_expired") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthenticationFailed("Incorrect API key provided.", "invalid_api_key") from exc
-        sub = claims.get("sub")
-        if claims.get("typ") != "session" or not isinstance(sub, str) or not sub.isdigit():
-            raise AuthenticationFailed("Incorrect API key provided.", "invalid_api_key")
-        return int(sub)
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if claims.get("typ") != "session" or not isinstance(sub, str) or not isinstance(sid, str):
+            raise AuthenticationFailed("Incorrect API key provided.", "invalid_api_key")  # older tokens have no sid
+        return sub, sid
+
+    @staticmethod
+    def end_session(session: Session, session_id: str) -> None:
+        session.exec(delete(UserSession).where(col(UserSession.id) == session_id))
+        session.commit()
+
+    @staticmethod
+    def end_sessions(session: Session, user_id: int) -> int:
+        """End every session of the user (no commit: it goes with the change that calls for it)."""
+        result = session.exec(delete(UserSession).where(col(UserSession.user_id) == user_id))
+        return int(result.rowcount or 0)
 
     # --- any credential ---------------------------------------------------------------------
 
@@ -138,9 +181,18 @@ class Authenticator:
             if row.revoked_at is not None:
                 raise AuthenticationFailed("This API key has been revoked.", "revoked_api_key")
             user = self._active_user(session, row.user_id)
-            return Principal(via="api_key", is_admin=user.is_admin, user_id=user.id, api_key_id=row.id), user
-        user = self._active_user(session, self._session_user_id(token))
-        return Principal(via="session", is_admin=user.is_admin, user_id=user.id), user
+            principal = Principal("api_key", user.is_admin, user.id, api_key_id=row.id, user_uid=user.uid)
+            return principal, user
+        uid, sid = self._session_claims(token)
+        live = session.get(UserSession, sid)
+        if live is None or live.expires_at < time.time():
+            raise AuthenticationFailed(
+                "This session has ended (signed out or revoked); sign in again.", "session_ended"
+            )
+        user = self._active_user(session, live.user_id)
+        if not secrets.compare_digest(user.uid, uid):
+            raise AuthenticationFailed("Incorrect API key provided.", "invalid_api_key")
+        return Principal("session", user.is_admin, user.id, user_uid=user.uid, session_id=sid), user
 
     @staticmethod
     def _active_user(session: Session, user_id: int) -> User:

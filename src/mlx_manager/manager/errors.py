@@ -5,6 +5,7 @@ from __future__ import annotations
 
 class ManagerError(Exception):
     status = 400
+    headers: dict[str, str] | None = None  # sent with the error (a 429's Retry-After)
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -30,3 +31,7 @@ class NotFound(ManagerError):
 
 class Conflict(ManagerError):
     status = 409
+
+
+class WrongPassword(PermissionDenied):
+    """A signed-in user's current password did not match (a 403: their session itself is fine)."""

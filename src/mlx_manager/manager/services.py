@@ -17,6 +17,7 @@ from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.manager import audit, credential_keys, pool_settings
 from mlx_manager.manager.auth import Authenticator
 from mlx_manager.manager.profiles import ProfileIndex
+from mlx_manager.manager.rate_limits import AuthLimits
 from mlx_manager.manager.routing_store import RoutingStore
 from mlx_manager.manager.settings_store import (
     ManagedSettings,
@@ -25,17 +26,28 @@ from mlx_manager.manager.settings_store import (
     engine_config_with,
     server_secret,
 )
+from mlx_manager.manager.signup import AccountConfig, SetupGate
 
 
 class Manager:
     def __init__(
-        self, db: Database, config: EngineConfig, server_key: str | None, credential_key: Path | None = None
+        self,
+        db: Database,
+        config: EngineConfig,
+        server_key: str | None,
+        credential_key: Path | None = None,
+        accounts: AccountConfig | None = None,
     ) -> None:
         """`config`: the engine config from the configuration; saved settings go on top (`engine_config`).
         `credential_key`: the key file for routing credentials (the data dir's by default)."""
         self.db = db
-        self.settings = SettingsStore(db, defaults_from(config))
+        # `accounts`: who may make accounts, and the rate limits on signing in (mlx_manager.manager.signup).
+        accounts = accounts or AccountConfig(guarded=server_key is not None)
+        defaults = defaults_from(config).model_copy(update={"allow_registration": accounts.allow_registration})
+        self.settings = SettingsStore(db, defaults)
         self.auth = Authenticator(db, server_secret(db), server_key)
+        self.limits = AuthLimits(accounts.login_rate_limit, accounts.register_rate_limit, accounts.key_rate_limit)
+        self.setup = SetupGate(accounts.guarded, server_key, self.auth.has_users())
         self.audit = audit.AuditWriter(db)
         self.profiles = ProfileIndex(db)
         key_file = credential_key or paths.credential_key_file()
@@ -56,6 +68,7 @@ class Manager:
 
     async def start(self, engine: Engine) -> None:
         self._engine = engine
+        self.setup.announce()
         self.audit.start()
         if self._saved_preload():
             for model_id in self.settings.current.preload:

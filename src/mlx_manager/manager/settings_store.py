@@ -40,6 +40,11 @@ class ManagedSettings(BaseModel):
     audit_retention_days: int = Field(
         default=DEFAULT_AUDIT_RETENTION_DAYS, ge=0, description="Audit entries older than this are pruned; 0 = keep."
     )
+    allow_registration: bool = Field(
+        default=True,
+        description="Anyone may register an account that then waits for an admin's approval; off: only admins"
+        " add users (the first account is always possible, with the setup token where one is needed).",
+    )
 
     @field_validator("preload")
     @classmethod

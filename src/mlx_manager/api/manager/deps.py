@@ -68,6 +68,12 @@ def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+def client_address(request: Request) -> str:
+    """The caller's address, what rate limits count by (behind a reverse proxy: the proxy's; headers naming
+    another address are not trusted, since anyone can send them)."""
+    return request.client.host if request.client else "unknown"
+
+
 def admin_user(user: CurrentUser) -> User:
     if not user.is_admin:
         raise PermissionDenied("This needs an administrator.", "admin_required")

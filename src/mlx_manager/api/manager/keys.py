@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from mlx_manager.api.manager.deps import CurrentUser, SessionDep
+from mlx_manager.api.manager.deps import CurrentUser, ManagerDep, SessionDep, client_address
 from mlx_manager.api.manager.fields import RowId
 from mlx_manager.api.manager.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, problems
 from mlx_manager.db.models import ApiKey
@@ -18,9 +18,12 @@ def public(row: ApiKey) -> ApiKeyPublic:
     return ApiKeyPublic.model_validate(row, from_attributes=True)
 
 
-@router.post("", status_code=201, responses=problems(400))
-def create_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep) -> ApiKeyCreated:
+@router.post("", status_code=201, responses=problems(400, 429))
+def create_key(
+    body: ApiKeyCreate, request: Request, user: CurrentUser, session: SessionDep, manager: ManagerDep
+) -> ApiKeyCreated:
     """A new key for the caller: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'. Store it now."""
+    manager.limits.keys.hit(f"client:{client_address(request)}", f"user:{user.uid}")
     row, key = api_keys.create(session, user, body.name)
     return ApiKeyCreated(**public(row).model_dump(), key=key)
 

@@ -51,6 +51,25 @@ class UserCreate(UserBase):
     password: Password
 
 
+class RegisterRequest(UserCreate):
+    setup_token: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="For the first account where the server asks for it (`setup_required`): the one-time setup"
+        " token from the server's log, or the server's API key.",
+    )
+
+
+class PasswordChange(Strict):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: Password
+
+
+class SessionsRevoked(BaseModel):
+    user_id: int
+    sessions_ended: int
+
+
 class UserUpdate(PartialUpdate):
     is_admin: bool | None = None
     is_approved: bool | None = None
@@ -79,6 +98,12 @@ class SessionToken(BaseModel):
 
 class AuthStatus(BaseModel):
     has_users: bool = Field(description="False until the first account (the admin) is registered.")
+    setup_required: bool = Field(
+        default=False,
+        description="True while no account exists and making the first one needs the setup token (from the"
+        " server's log) or the server's API key, sent as `setup_token`.",
+    )
+    registration_open: bool = Field(default=True, description="Whether POST /api/auth/register takes new users.")
 
 
 # --- API keys -------------------------------------------------------------------------------------
@@ -196,3 +221,4 @@ class SettingsUpdate(PartialUpdate):
     preload: list[Annotated[str, Field(min_length=1, max_length=512)]] | None = None
     require_api_key: bool | None = None
     audit_retention_days: Count | None = None
+    allow_registration: bool | None = None

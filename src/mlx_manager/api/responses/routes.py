@@ -9,7 +9,7 @@ from sse_starlette import EventSourceResponse
 
 from mlx_manager.api.access import record
 from mlx_manager.api.responses.schemas import ResponsesRequest
-from mlx_manager.api.responses.serving import ResponsesServing
+from mlx_manager.api.responses.serving import Caller, ResponsesServing
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 
 router = APIRouter(prefix="/v1", tags=["responses"], route_class=UnicodeCheckedRoute)
@@ -20,11 +20,17 @@ def _serving(request: Request) -> ResponsesServing:
     return serving
 
 
+def _caller(request: Request) -> Caller:
+    """Whose stored responses this request may use: the credential's owner, or anonymous (open mode)."""
+    principal = getattr(request.state, "principal", None)
+    return Caller(principal.owner, principal.is_admin) if principal is not None else Caller()
+
+
 @router.post("/responses", response_model=None)
 async def create_response(body: ResponsesRequest, request: Request) -> dict[str, Any] | EventSourceResponse:
     serving = _serving(request)
     record(request, body.model)
-    run = await serving.start(body)
+    run = await serving.start(body, _caller(request))
     record(request, body.model, run.gen.usage, getattr(run.gen, "backend", "local"))
     if body.stream:
         stream = serving.stream(body, run)
@@ -34,9 +40,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> dict[str,
 
 @router.get("/responses/{response_id}")
 async def get_response(response_id: str, request: Request) -> dict[str, Any]:
-    return await _serving(request).get(response_id)
+    return await _serving(request).get(response_id, _caller(request))
 
 
 @router.delete("/responses/{response_id}")
 async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
-    return await _serving(request).delete(response_id)
+    return await _serving(request).delete(response_id, _caller(request))

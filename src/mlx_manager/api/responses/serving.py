@@ -25,14 +25,28 @@ from mlx_manager.manager.profiles import ProfileLookup, resolve_target
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asks for a stored response: its owner (a user's uid, "server" for the server key, None anonymous) and
+    whether they are an admin, who may see everyone's."""
+
+    owner: str | None = None
+    is_admin: bool = False
+
+    def may_see(self, stored: StoredResponse) -> bool:
+        return self.is_admin or stored.owner == self.owner
+
+
 @dataclass
 class Started:
-    """A generation under way, with what the response will need: its id and the conversation it answers."""
+    """A generation under way, with what the response will need: its id, the conversation it answers and whose
+    it is."""
 
     gen: Generation
     response_id: str
     created: int
     history: list[dict[str, Any]]
+    owner: str | None = None
 
 
 class ResponsesServing:
@@ -50,12 +64,12 @@ class ResponsesServing:
         self.images = images or ImageLimits()
         self.profiles = profiles
 
-    async def start(self, req: ResponsesRequest) -> Started:
+    async def start(self, req: ResponsesRequest, caller: Caller) -> Started:
         if req.background:
             raise APIError(400, "background responses are not supported by this server.", param="background")
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
-            previous = await self.store.get(req.previous_response_id)
+            previous = await self._find(req.previous_response_id, caller)
             if previous is None:
                 raise APIError(
                     404, f"Previous response '{req.previous_response_id}' not found.", param="previous_response_id"
@@ -67,16 +81,21 @@ class ResponsesServing:
         prompt = await attach_images(self.engine, target.model, tr.chat_prompt(req, history), self.images, routed)
         params = target.params(tr.sampling_params(req), tr.explicit_fields(req))
         gen = await self.route(target.model, target.prompt(prompt), params)
-        return Started(gen, tr.new_id("resp"), int(time.time()), history)
+        return Started(gen, tr.new_id("resp"), int(time.time()), history, caller.owner)
 
-    async def get(self, response_id: str) -> dict[str, Any]:
+    async def _find(self, response_id: str, caller: Caller) -> StoredResponse | None:
+        """The stored response if this caller may see it: someone else's is 'not found', as a missing one."""
         stored = await self.store.get(response_id)
+        return stored if stored is not None and caller.may_see(stored) else None
+
+    async def get(self, response_id: str, caller: Caller) -> dict[str, Any]:
+        stored = await self._find(response_id, caller)
         if stored is None:
             raise APIError(404, f"Response '{response_id}' not found.", param="response_id")
         return stored.response
 
-    async def delete(self, response_id: str) -> dict[str, Any]:
-        if not await self.store.delete(response_id):
+    async def delete(self, response_id: str, caller: Caller) -> dict[str, Any]:
+        if await self._find(response_id, caller) is None or not await self.store.delete(response_id):
             raise APIError(404, f"Response '{response_id}' not found.", param="response_id")
         return {"id": response_id, "object": "response", "deleted": True}
 
@@ -129,6 +148,7 @@ class ResponsesServing:
             input_items=run.history,
             instructions=req.instructions,
             response=response,
+            owner=run.owner,
         )
         await self.store.save(item)
 
