@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Browser origins allowed to call the API (CORS); none by default."
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names served besides loopback names and the bound address (DNS rebinding);"
+        " '*' serves any.",
+    )
     max_request_bytes: int = Field(default=64 << 20, ge=1024, description="Largest request body accepted (413).")
     max_tools: int = Field(default=128, ge=1, description="Most tools one request may offer.")
     max_prompt_bytes: int = Field(
@@ -151,7 +156,7 @@ class Settings(BaseSettings):
         rate_limits.parse(value)  # '10/minute;100/hour': a typo fails at start, not at the first sign-in
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> Any:
         # URLs hold ':' (os.pathsep), so origins are split on commas and spaces only.

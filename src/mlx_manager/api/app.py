@@ -19,6 +19,7 @@ from mlx_manager.api.admin.routes import status_router as admin_status_router
 from mlx_manager.api.anthropic.routes import router as anthropic_router
 from mlx_manager.api.anthropic.serving import AnthropicServing
 from mlx_manager.api.body_limit import BodyLimitMiddleware
+from mlx_manager.api.browser_guard import BrowserGuardMiddleware
 from mlx_manager.api.drain import DrainMiddleware
 from mlx_manager.api.errors import install_error_handlers
 from mlx_manager.api.images import ImageLimits
@@ -174,6 +175,13 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    # Outside CORS: DNS rebinding, cross-site form posts and non-JSON bodies stop here (api/browser_guard.py).
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        bind=settings.host,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(DrainMiddleware)
     app.add_middleware(AccessMiddleware, metrics=metrics, on_request=manager.audit.record_access)
