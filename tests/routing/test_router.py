@@ -161,3 +161,15 @@ def test_every_backend_breaker_takes_the_routers_settings() -> None:
     router = Router(NoLocal(), RoutingTable, failure_threshold=5, cooldown=2.0)
     breaker = router.balancer.state("any").breaker
     assert (breaker.failure_threshold, breaker.cooldown_seconds) == (5, 2.0)
+
+
+def test_a_backend_with_an_unusable_stored_url_is_a_failed_backend_not_a_crash(server: ServerProcess) -> None:
+    rule = Rule.create("peer-*", ["broken", "live"], "glob", remote_model="tiny-llama")
+    table = replace(
+        _table(server, rule),
+        backends={**_table(server, rule).backends, "broken": BackendConfig("broken", "openai", "http://[::1")},
+    )
+    router = Router(NoLocal(), lambda: table, failure_threshold=5, cooldown=60)
+    router.balancer.order = lambda names: list(names)  # type: ignore[method-assign]
+    assert _ask(router, "peer-small") == ["length"]
+    assert router.balancer.state("live").served == 1

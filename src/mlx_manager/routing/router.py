@@ -215,7 +215,7 @@ class Router:
             path = "/v1/models"
         try:
             response = await self._client(backend).get(path, headers=headers, timeout=5)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RemoteError):
             return False
         return response.status_code == 200
 
@@ -231,11 +231,15 @@ class Router:
         return await opener(client, backend.name, prompt, params, model, backend.api_key)
 
     def _client(self, backend: BackendConfig) -> httpx.AsyncClient:
-        base_url = normalize_base_url(backend.kind, backend.base_url or "")
-        client = self._clients.get(backend.name)
-        if client is None or str(client.base_url).rstrip("/") != base_url:
-            client = httpx.AsyncClient(base_url=base_url, timeout=backend.timeout_seconds)
-            self._clients[backend.name] = client
+        try:
+            base_url = normalize_base_url(backend.kind, backend.base_url or "")
+            client = self._clients.get(backend.name)
+            if client is None or str(client.base_url).rstrip("/") != base_url:
+                client = httpx.AsyncClient(base_url=base_url, timeout=backend.timeout_seconds)
+                self._clients[backend.name] = client
+        except (ValueError, httpx.InvalidURL) as exc:
+            # A row saved before base URLs were checked: a failed backend (fall back), never a 500.
+            raise RemoteError(backend.name, None, f"unusable base URL {backend.base_url!r}: {exc}") from exc
         return client
 
     async def close(self) -> None:
