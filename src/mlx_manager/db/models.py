@@ -41,7 +41,8 @@ NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
 
 class User(SQLModel, table=True):
     """A UI/API user. The first one registered is the admin; later ones wait for an admin's approval.
-    Usernames are unique regardless of case (the migration's unique index on lower(username))."""
+    Usernames are unique regardless of case: migration 0003's unique index on lower(username), which a later
+    batch migration of this table must create again (batch copies cannot reflect an expression index)."""
 
     __tablename__ = "users"
     __table_args__ = NEVER_REUSED

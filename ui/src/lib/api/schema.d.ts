@@ -403,7 +403,8 @@ export interface paths {
         };
         /**
          * Auth Status
-         * @description Whether any account exists yet (the UI offers to create the admin account when none does).
+         * @description Whether any account exists yet (the UI offers to create the admin account when none does), whether that
+         *     needs the setup token, and whether registration is open.
          */
         get: operations["auth_status_api_auth_status_get"];
         put?: never;
@@ -425,7 +426,8 @@ export interface paths {
         put?: never;
         /**
          * Register
-         * @description The first account becomes the approved admin; later ones wait for an admin's approval.
+         * @description The first account becomes the approved admin (with `setup_token` where the server asks for it: 403
+         *     `setup_token_required` otherwise); later ones wait for an admin's approval, or get 403 `registration_closed`.
          */
         post: operations["register_api_auth_register_post"];
         delete?: never;
@@ -445,9 +447,51 @@ export interface paths {
         put?: never;
         /**
          * Login
-         * @description A session token (JWT, 7 days) for the UI's routes and the model APIs. 403 while awaiting approval.
+         * @description A session token (JWT, 7 days) for the UI's routes and the model APIs. 403 while awaiting approval; 429
+         *     after too many failures from one address or for one username.
          */
         post: operations["login_api_auth_login_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Logout
+         * @description End the session whose token this is (other sessions of the user go on).
+         */
+        post: operations["logout_api_auth_logout_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change Password
+         * @description Change the caller's password (403 if `current_password` is wrong). Every session of theirs ends; the
+         *     answer is a new one. API keys keep working.
+         */
+        post: operations["change_password_api_auth_password_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -481,7 +525,31 @@ export interface paths {
         /** List Users */
         get: operations["list_users_api_users_get"];
         put?: never;
-        post?: never;
+        /**
+         * Create User
+         * @description Add an approved user (also while registration is switched off).
+         */
+        post: operations["create_user_api_users_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{user_id}/revoke-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke Sessions
+         * @description Sign the user out everywhere: every session token of theirs stops working (API keys are revoked apart).
+         */
+        post: operations["revoke_sessions_api_users__user_id__revoke_sessions_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -517,14 +585,15 @@ export interface paths {
         post?: never;
         /**
          * Delete User
-         * @description Delete a user and their API keys; never the last admin (409).
+         * @description Delete a user with their sessions, API keys and stored responses; never the last admin (409).
          */
         delete: operations["delete_user_api_users__user_id__delete"];
         options?: never;
         head?: never;
         /**
          * Update User
-         * @description Make a user an admin or not, approve or suspend; the last admin cannot be demoted (409).
+         * @description Make a user an admin or not, approve or suspend (their sessions end); the last admin cannot be demoted
+         *     (409).
          */
         patch: operations["update_user_api_users__user_id__patch"];
         trace?: never;
@@ -1121,6 +1190,18 @@ export interface components {
              * @description False until the first account (the admin) is registered.
              */
             has_users: boolean;
+            /**
+             * Setup Required
+             * @description True while no account exists and making the first one needs the setup token (from the server's log) or the server's API key, sent as `setup_token`.
+             * @default false
+             */
+            setup_required?: boolean;
+            /**
+             * Registration Open
+             * @description Whether POST /api/auth/register takes new users.
+             * @default true
+             */
+            registration_open?: boolean;
         };
         /** BackendCreate */
         BackendCreate: {
@@ -1194,34 +1275,25 @@ export interface components {
             /** Credential Id */
             credential_id?: number | null;
             /** Timeout Seconds */
-            timeout_seconds?: number | null;
+            timeout_seconds?: number;
             /** Enabled */
-            enabled?: boolean | null;
+            enabled?: boolean;
         };
         /** ChatCompletionRequest */
         ChatCompletionRequest: {
             /** Model */
             model: string;
-            /**
-             * Temperature
-             * @default 1
-             */
-            temperature?: number;
-            /**
-             * Top P
-             * @default 1
-             */
-            top_p?: number;
+            /** Temperature */
+            temperature?: number | null;
+            /** Top P */
+            top_p?: number | null;
             /**
              * Top K
-             * @default 0
+             * @description -1 or 0: no top-k filter.
              */
-            top_k?: number;
-            /**
-             * Min P
-             * @default 0
-             */
-            min_p?: number;
+            top_k?: number | null;
+            /** Min P */
+            min_p?: number | null;
             /** Seed */
             seed?: number | null;
             /** Stop */
@@ -1247,11 +1319,8 @@ export interface components {
              * @default 0
              */
             frequency_penalty?: number;
-            /**
-             * Repetition Penalty
-             * @default 1
-             */
-            repetition_penalty?: number;
+            /** Repetition Penalty */
+            repetition_penalty?: number | null;
             /** Logit Bias */
             logit_bias?: {
                 [key: string]: number;
@@ -1336,26 +1405,17 @@ export interface components {
         CompletionRequest: {
             /** Model */
             model: string;
-            /**
-             * Temperature
-             * @default 1
-             */
-            temperature?: number;
-            /**
-             * Top P
-             * @default 1
-             */
-            top_p?: number;
+            /** Temperature */
+            temperature?: number | null;
+            /** Top P */
+            top_p?: number | null;
             /**
              * Top K
-             * @default 0
+             * @description -1 or 0: no top-k filter.
              */
-            top_k?: number;
-            /**
-             * Min P
-             * @default 0
-             */
-            min_p?: number;
+            top_k?: number | null;
+            /** Min P */
+            min_p?: number | null;
             /** Seed */
             seed?: number | null;
             /** Stop */
@@ -1381,11 +1441,8 @@ export interface components {
              * @default 0
              */
             frequency_penalty?: number;
-            /**
-             * Repetition Penalty
-             * @default 1
-             */
-            repetition_penalty?: number;
+            /** Repetition Penalty */
+            repetition_penalty?: number | null;
             /** Logit Bias */
             logit_bias?: {
                 [key: string]: number;
@@ -1787,6 +1844,12 @@ export interface components {
             running: number;
             /** Waiting */
             waiting: number;
+            /** Dtype */
+            dtype?: string | null;
+            /** Quantization Bits */
+            quantization_bits?: number | null;
+            /** Converted From */
+            converted_from?: string | null;
         };
         /** LoadedModels */
         LoadedModels: {
@@ -1834,6 +1897,15 @@ export interface components {
              * @default false
              */
             vision?: boolean;
+            /**
+             * Loaded
+             * @default false
+             */
+            loaded?: boolean;
+            /** Sampling Defaults */
+            sampling_defaults?: {
+                [key: string]: components["schemas"]["SamplingDefault"];
+            };
         };
         /** LoginRequest */
         LoginRequest: {
@@ -1928,6 +2000,19 @@ export interface components {
              * @default mlx-manager
              */
             owned_by?: string;
+            /** Context Length */
+            context_length?: number | null;
+            /** Max Model Len */
+            max_model_len?: number | null;
+            /**
+             * Loaded
+             * @default false
+             */
+            loaded?: boolean;
+            /** Sampling Defaults */
+            sampling_defaults?: {
+                [key: string]: components["schemas"]["SamplingDefault"];
+            };
         };
         /** ModelInfo */
         ModelInfo: {
@@ -1975,6 +2060,13 @@ export interface components {
             schema: {
                 [key: string]: unknown;
             };
+        };
+        /** PasswordChange */
+        PasswordChange: {
+            /** Current Password */
+            current_password: string;
+            /** New Password */
+            new_password: string;
         };
         /** PrefixCacheOut */
         PrefixCacheOut: {
@@ -2026,6 +2118,11 @@ export interface components {
              * @description Each invalid field (validation errors).
              */
             errors?: components["schemas"]["InvalidParam"][] | null;
+            /**
+             * Request Id
+             * @description The request's X-Request-ID, to find it in the log.
+             */
+            request_id?: string | null;
         };
         /** ProfileCreate */
         ProfileCreate: {
@@ -2115,9 +2212,9 @@ export interface components {
          */
         ProfileUpdate: {
             /** Name */
-            name?: string | null;
+            name?: string;
             /** Model */
-            model?: string | null;
+            model?: string;
             /** Temperature */
             temperature?: number | null;
             /** Top P */
@@ -2151,6 +2248,18 @@ export interface components {
             data: string;
         } & {
             [key: string]: unknown;
+        };
+        /** RegisterRequest */
+        RegisterRequest: {
+            /** Username */
+            username: string;
+            /** Password */
+            password: string;
+            /**
+             * Setup Token
+             * @description For the first account where the server asks for it (`setup_required`): the one-time setup token from the server's log, or the server's API key.
+             */
+            setup_token?: string | null;
         };
         /** RerankDocument */
         RerankDocument: {
@@ -2338,17 +2447,27 @@ export interface components {
         /** RuleUpdate */
         RuleUpdate: {
             /** Pattern */
-            pattern?: string | null;
-            /** Match Type */
-            match_type?: ("exact" | "glob" | "regex") | null;
+            pattern?: string;
+            /**
+             * Match Type
+             * @enum {string}
+             */
+            match_type?: "exact" | "glob" | "regex";
             /** Priority */
-            priority?: number | null;
+            priority?: number;
             /** Backend Ids */
-            backend_ids?: number[] | null;
+            backend_ids?: number[];
             /** Remote Model */
             remote_model?: string | null;
             /** Enabled */
-            enabled?: boolean | null;
+            enabled?: boolean;
+        };
+        /** SamplingDefault */
+        SamplingDefault: {
+            /** Value */
+            value: number;
+            /** Source */
+            source: string;
         };
         /** SessionToken */
         SessionToken: {
@@ -2366,6 +2485,13 @@ export interface components {
             /** Expires At */
             expires_at: number;
             user: components["schemas"]["UserPublic"];
+        };
+        /** SessionsRevoked */
+        SessionsRevoked: {
+            /** User Id */
+            user_id: number;
+            /** Sessions Ended */
+            sessions_ended: number;
         };
         /** SettingsPublic */
         SettingsPublic: {
@@ -2407,6 +2533,12 @@ export interface components {
              */
             audit_retention_days?: number;
             /**
+             * Allow Registration
+             * @description Anyone may register an account that then waits for an admin's approval; off: only admins add users (the first account is always possible, with the setup token where one is needed).
+             * @default true
+             */
+            allow_registration?: boolean;
+            /**
              * Overridden
              * @description Settings saved here, overriding the server's configuration.
              */
@@ -2431,6 +2563,8 @@ export interface components {
             require_api_key?: boolean | null;
             /** Audit Retention Days */
             audit_retention_days?: number | null;
+            /** Allow Registration */
+            allow_registration?: boolean | null;
         };
         /** StreamOptions */
         StreamOptions: {
@@ -2593,9 +2727,9 @@ export interface components {
         /** UserUpdate */
         UserUpdate: {
             /** Is Admin */
-            is_admin?: boolean | null;
+            is_admin?: boolean;
             /** Is Approved */
-            is_approved?: boolean | null;
+            is_approved?: boolean;
         };
         /** ValidationError */
         ValidationError: {
@@ -3312,7 +3446,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["UserCreate"];
+                "application/json": components["schemas"]["RegisterRequest"];
             };
         };
         responses: {
@@ -3335,7 +3469,25 @@ export interface operations {
                 };
             };
             /** @description A problem (RFC 7807). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3387,6 +3539,111 @@ export interface operations {
             };
             /** @description A problem (RFC 7807). */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    logout_api_auth_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    change_password_api_auth_password_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChange"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionToken"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3454,6 +3711,124 @@ export interface operations {
             };
             /** @description A problem (RFC 7807). */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_user_api_users_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserPublic"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revoke_sessions_api_users__user_id__revoke_sessions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionsRevoked"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3739,6 +4114,15 @@ export interface operations {
             };
             /** @description A problem (RFC 7807). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
