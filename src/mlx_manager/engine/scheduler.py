@@ -15,7 +15,7 @@ from typing import Any
 
 from mlx_lm.generate import BatchGenerator, StopSequences
 
-from mlx_manager.engine.errors import QueueFullError
+from mlx_manager.engine.errors import InvalidRequestError, QueueFullError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.prefix_cache import PrefixCache
@@ -69,11 +69,21 @@ class Scheduler:
     # --- called from the event loop -----------------------------------------------------------
 
     def submit(self, seqs: list[Sequence]) -> None:
+        """Queue a request's sequences. The model holds `running_slots` running plus max_waiting queued: a request
+        with more sequences than that could never be admitted (a 400), one that does not fit now is a 429."""
+        capacity = self.running_slots + self.config.max_waiting
+        if len(seqs) > capacity:
+            raise InvalidRequestError(
+                f"n={len(seqs)} is more sequences than '{self.lm.info.id}' can ever hold at once: {capacity}"
+                f" ({self.running_slots} running, max_num_seqs, and {self.config.max_waiting} queued, max_waiting)."
+                " Lower n.",
+                param="n",
+            )
         with self._cond:
             queued = len(self._inbox) + len(self._waiting)
             if self._stopping:
                 raise QueueFullError("The model is being unloaded; retry shortly.", retry_after=1)
-            if queued + len(seqs) > self.config.max_waiting:
+            if queued + len(self._running) + len(seqs) > capacity:
                 raise QueueFullError(
                     f"The server is at capacity: {queued} requests are waiting for '{self.lm.info.id}'"
                     f" (max_waiting={self.config.max_waiting}). Retry shortly.",
@@ -82,6 +92,11 @@ class Scheduler:
             self._inbox.extend(seqs)
             self.stats.waiting = queued + len(seqs)
             self._cond.notify()
+
+    @property
+    def running_slots(self) -> int:
+        """Sequences decoded together (the vision scheduler runs one)."""
+        return self.config.max_num_seqs
 
     def cancel_all(self) -> None:
         with self._cond:

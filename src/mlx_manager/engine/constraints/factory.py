@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +141,27 @@ class ConstraintFactory:
         matcher = llguidance.LLMatcher(self.ll_tokenizer, source, log_level=0)
         if matcher.is_error():
             raise _compile_error(matcher.get_error(), spec)
+        self._check_satisfiable(spec, opts)
         warnings = tuple(matcher.get_grammar_warnings())
         if warnings:
             log.warning("grammar %s compiled with warnings: %s", key[:120], "; ".join(warnings))
         return Grammar(key=key, source=source, template=matcher, warnings=warnings)
+
+    def _check_satisfiable(self, spec: Normalized, opts: dict[str, Any]) -> None:
+        """A 400 for a schema no JSON value matches (a $ref that only refers to itself): such a grammar compiles,
+        but allows no first token, and decoding would go on unconstrained instead."""
+        for param, what, schema in _schemas(spec):
+            source = llguidance.LLMatcher.grammar_from_json_schema(copy.deepcopy(dict(schema)), overrides=opts)  # type: ignore[arg-type]
+            probe = llguidance.LLMatcher(self.ll_tokenizer, source, log_level=0)
+            if probe.is_error() or probe.is_accepting():
+                continue
+            probe.compute_bitmask()
+            if probe.is_error():
+                raise ConstraintError(
+                    f"The JSON schema of {what} cannot be satisfied: no JSON value matches it (for example a $ref"
+                    " that only refers to itself). Fix the schema.",
+                    param=param,
+                )
 
     def _special_tokens(self, backend: str) -> dict[str, int]:
         """Added tokens llguidance treats as special: grammar literals must name them as tokens, not text."""
@@ -156,6 +173,16 @@ class ConstraintFactory:
             if ok and self.ll_tokenizer.is_special_token(tid):
                 out[text] = tid
         return out
+
+
+def _schemas(spec: Normalized) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """The JSON schemas a constraint holds: (request field, what to call it, schema)."""
+    inner = spec.inner if isinstance(spec, FramedSpec) else spec
+    if isinstance(inner, JsonSchemaSpec):
+        return [("response_format", "response_format", inner.schema)]
+    if isinstance(inner, ToolCallSpec):
+        return [("tools", f"tool '{f.name}'", f.parameters) for f in inner.functions if f.parameters is not None]
+    return []
 
 
 def _compile_error(message: str, spec: object) -> ConstraintError:

@@ -43,6 +43,10 @@ class VisionScheduler(Scheduler):
         self._tokens: Iterator[tuple[int, mx.array]] | None = None  # the running sequence's generate_step
         self._uid = 0
 
+    @property
+    def running_slots(self) -> int:
+        return 1  # one sequence at a time (module docstring)
+
     # --- called from the event loop -----------------------------------------------------------
 
     def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
