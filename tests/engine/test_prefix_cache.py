@@ -64,7 +64,7 @@ def test_miss_reports_where_the_prompt_diverged() -> None:
     pc.insert(list(range(20)), kv(20))
     miss = pc.lookup([0, 1, 99, 3, 4, 5, 6, 7])
     assert miss.length == 0 and miss.cache is None and miss.diverged_at == 2
-    assert pc.stats.recent[-1] == {"prompt_tokens": 8, "reused_tokens": 0, "diverged_at": 2}
+    assert pc.stats.recent[-1] == {"prompt_tokens": 8, "reused_tokens": 0, "diverged_at": 2, "tier": None}
 
 
 def test_lru_eviction_keeps_the_byte_budget() -> None:

@@ -18,7 +18,8 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_manager.engine.errors import InvalidRequestError, QueueFullError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel
-from mlx_manager.engine.prefix_cache import PrefixCache
+from mlx_manager.engine.prefill_sharing import Prefill, PrefillSharing
+from mlx_manager.engine.prefix_cache import KVCache, PrefixCache
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.types import GenerationChunk
 
@@ -44,6 +45,8 @@ class SchedulerStats:
     steps: int = 0
     running: int = 0
     waiting: int = 0
+    # Prompt tokens prefilled (not taken from the cache), to see that a shared prefix is computed once.
+    prompt_tokens_computed: int = 0
 
 
 def admission_order(waiting: list[Sequence], now: float, aging_seconds: float) -> list[Sequence]:
@@ -64,6 +67,7 @@ class Scheduler:
         self._running: dict[int, Sequence] = {}
         self._stopping = False
         self._stop_tokens = StopSequences([[t] for t in sorted(lm.stop_token_ids)])
+        self.sharing = PrefillSharing(config.prefix_block_size, config.prefill_step_size, trimmable=True)
         self._no_stop = StopSequences()
 
     # --- called from the event loop -----------------------------------------------------------
@@ -149,6 +153,7 @@ class Scheduler:
             self._running.clear()
             self._waiting.clear()
             self._inbox.clear()
+            self.sharing.clear()
         for gen in {s.gen for s in failed}:
             gen.deliver([], error=exc)
 
@@ -167,8 +172,9 @@ class Scheduler:
         self._drop_cancelled(batch, out)
         self._admit(batch)
         if self._running:
-            _, responses = batch.next()
+            prompt_responses, responses = batch.next()
             self.stats.steps += 1
+            self._share_progress(batch, prompt_responses)
             for r in responses:
                 seq = self._running.get(r.uid)
                 if seq is None:
@@ -190,14 +196,33 @@ class Scheduler:
         if room <= 0 or not self._waiting:
             return
         ordered = admission_order(self._waiting, time.monotonic(), self.config.aging_seconds)
-        admitted, self._waiting = ordered[:room], ordered[room:]
-        for seq in admitted:
-            self._insert(batch, seq)
+        kept: list[Sequence] = []
+        for i, seq in enumerate(ordered):
+            if room <= 0 or self._defer(batch, seq):
+                kept.append(seq)
+                continue
+            self._insert(batch, seq, ordered[i + 1 :])
+            room -= 1
+        self._waiting = kept
 
-    def _insert(self, batch: BatchGenerator, seq: Sequence) -> None:
+    def _defer(self, batch: BatchGenerator, seq: Sequence) -> bool:
+        """Hold `seq` back while a running prefill computes a prefix it shares (it then reuses that KV)."""
+        found = self.sharing.provider(seq, self.cache.peek(seq.prompt, self.sharing.hashes(seq)))
+        if found is None:
+            return False
+        provider, target = found
+        if self.sharing.trimmable and provider.computed >= target:
+            self._publish(batch, provider)  # already computed: publish it now and reuse it at once
+            return False
+        self.sharing.wait_for(provider, target)
+        return True
+
+    def _insert(self, batch: BatchGenerator, seq: Sequence, later: list[Sequence]) -> None:
         seq.start(self.lm.tokenizer)
-        match = self.cache.lookup(seq.prompt)
-        seq.gen.usage.cached_tokens = max(seq.gen.usage.cached_tokens, match.length)
+        match = self.cache.lookup(seq.prompt, self.sharing.hashes(seq))
+        if seq.index == 0:  # n > 1: the others reuse the first one's prefill, which is not the client's saving
+            seq.gen.usage.cached_tokens = match.length
+        self.stats.prompt_tokens_computed += len(seq.prompt) - match.length
         log.debug(
             "prefix cache for %s: reused %d of %d prompt tokens%s",
             self.lm.info.id,
@@ -205,8 +230,12 @@ class Scheduler:
             len(seq.prompt),
             f" (diverged at token {match.diverged_at})" if match.diverged_at is not None else "",
         )
-        (uid,) = batch.insert(
-            [seq.prompt[match.length :]],
+        later_have = [
+            (s, self.cache.peek(s.prompt, self.sharing.hashes(s))) for s in later if not self.sharing.trimmable
+        ]
+        prefill = self.sharing.plan(seq, match.length, match.diverged_at, later_have)
+        (uid,) = batch.insert_segments(
+            [prefill.segments()],
             max_tokens=[seq.max_tokens],
             caches=[match.cache] if match.cache is not None else None,
             all_tokens=[seq.prompt[: match.length]],
@@ -216,6 +245,28 @@ class Scheduler:
         )
         seq.uid = uid
         self._running[uid] = seq
+        self.sharing.start(uid, prefill)
+
+    def _share_progress(self, batch: BatchGenerator, responses: list[Any]) -> None:
+        """Follow each prefill; publish its KV where it is done or where a waiting request needs it."""
+        for r in responses:
+            prefill = self.sharing.running.get(r.uid)
+            if prefill is None:
+                continue
+            if r.end_of_prompt:  # decoding now: its prompt KV was published at the segment before
+                del self.sharing.running[r.uid]
+            elif self.sharing.progress(prefill, r.progress[0], r.end_of_segment):
+                self._publish(batch, prefill)
+
+    def _publish(self, batch: BatchGenerator, prefill: Prefill) -> None:
+        uid = prefill.seq.uid
+        got = batch.extract_cache([uid]).get(uid) if uid is not None else None
+        if got is not None and len(got[1]) > prefill.start:
+            self._store(list(got[1]), got[0])  # a copy: the batch keeps appending to its token list
+        self.sharing.published(prefill)
+
+    def _store(self, tokens: list[int], cache: KVCache) -> None:
+        self.cache.insert(tokens, cache)
 
     def _drop_cancelled(self, batch: BatchGenerator, out: dict[Generation, list[GenerationChunk]]) -> None:
         for seq in [s for s in self._waiting if s.gen.cancelled()]:
@@ -225,9 +276,14 @@ class Scheduler:
             self._count_done(seq)
         gone = [s for s in self._running.values() if s.gen.cancelled()]
         if gone:
-            batch.remove([s.uid for s in gone])
+            # What a cancelled sequence computed stays reusable: agent users interrupt and retry all the time.
+            kept = batch.remove([s.uid for s in gone], return_prompt_caches=True)
             for seq in gone:
                 del self._running[seq.uid]  # type: ignore[arg-type]
+                got = kept.get(seq.uid)
+                if got is not None and seq.params.cache and len(got[1]) > self.sharing.reused(seq):
+                    self._store(list(got[1]), got[0])
+                self.sharing.forget(seq)
                 out[seq.gen].extend(seq.finish("aborted" if seq.gen.aborted else "cancelled"))
                 self._count_done(seq)
 
@@ -237,8 +293,9 @@ class Scheduler:
         if cache is None:  # ended by a stop string: the batch still holds it
             extracted = batch.remove([seq.uid], return_prompt_caches=True).get(seq.uid)
             cache, tokens = extracted if extracted else (None, None)
-        if cache is not None and tokens:
-            self.cache.insert(list(tokens), cache)
+        if cache is not None and tokens and seq.params.cache:
+            self._store(list(tokens), cache)
+        self.sharing.forget(seq)
         self._count_done(seq)
 
     def _count_done(self, seq: Sequence) -> None:

@@ -54,6 +54,8 @@ class SamplingParams:
     response_format: dict[str, Any] | None = None
     # A context length below the model's own (prompt + completion tokens), e.g. a profile's; None = the model's.
     max_context: int | None = None
+    # False: nothing of this request is written to the prefix cache, RAM or disk (it still reuses what is there).
+    cache: bool = True
 
 
 @dataclass(frozen=True)

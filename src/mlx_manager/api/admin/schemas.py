@@ -61,4 +61,4 @@ class PrefixCacheOut(BaseModel):
     tokens_requested: int
     tokens_reused: int
     evictions: int
-    recent: list[dict[str, int | None]]
+    recent: list[dict[str, int | str | None]]
