@@ -10,80 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from peers import ROOT, blas_env, ours_command, peer_command, running, served_model_id
 from rich.console import Console
 
 from mlx_manager.bench.client import Target, one_request
 from mlx_manager.bench.report import LevelStats, table, write_json, write_plot
 from mlx_manager.bench.sweep import run_sweep
 from mlx_manager.bench.workloads import PromptMaker
-from mlx_manager.testing.server import ServerProcess, free_port, server_env, wait_until_ready
+from mlx_manager.testing.server import free_port, server_env
 
-ROOT = Path(__file__).resolve().parents[1]
-VENVS = ROOT / ".cache" / "bench-venvs"
-OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
 console = Console(width=170)
-
-PEER_INSTALL = {
-    "mlx-lm": [["mlx[cpu]", "mlx-lm"]],
-    # torch first, so vllm-mlx's torch requirement takes the local CPU build instead of CUDA wheels.
-    "vllm-mlx": [["torch==2.13.0"], ["vllm-mlx==0.6.*", "mlx[cpu]"]],
-}
-
-
-def blas_env() -> dict[str, str]:
-    env = dict(os.environ)
-    if Path(OPENBLAS).exists():
-        env["LD_PRELOAD"] = OPENBLAS
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
-
-
-def ensure_venv(name: str) -> Path:
-    venv = VENVS / name
-    marker = venv / ".installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        for group in PEER_INSTALL[name]:
-            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *group], check=True)
-        marker.write_text("ok")
-    return venv
-
-
-def peer_command(name: str, model: Path, port: int) -> list[str]:
-    venv = ensure_venv(name)
-    if name == "mlx-lm":
-        return [str(venv / "bin" / "python"), "-m", "mlx_lm", "server", "--model", str(model), "--port", str(port)]
-    return [str(venv / "bin" / "vllm-mlx"), "serve", str(model), "--port", str(port), "--continuous-batching"]
-
-
-@contextmanager
-def running(cmd: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[str]:
-    """Any OpenAI-compatible server command; yields its base URL once /v1/models answers."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        server = ServerProcess(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), port, log)
-    try:
-        wait_until_ready(server, "/v1/models", timeout=300, interval=0.5)
-        yield server.base_url
-    finally:
-        server.stop(30)
-
-
-def served_model_id(base: str, fallback: str) -> str:
-    """The id the server lists, else the model path (mlx-lm's server answers /v1/models with an empty body)."""
-    try:
-        ids = [m["id"] for m in httpx.get(f"{base}/v1/models", timeout=10).json().get("data", [])]
-    except ValueError:
-        return fallback
-    return fallback if fallback in ids or not ids else ids[0]
 
 
 def prefix_cache_ttft(target: Target, maker: PromptMaker, prefix_tokens: int, rounds: int = 3) -> dict[str, float]:
@@ -149,8 +90,7 @@ def main() -> None:
     extra: dict[str, object] = {"baseline": baseline}
     home = ROOT / ".cache" / "bench-home"
     port = free_port()
-    ours_cmd = [sys.executable, "-m", "mlx_manager", "serve", "--port", str(port), "--model-dir", str(model.parent)]
-    with running(ours_cmd, port, out / "mlx-manager.log", server_env(home, blas_env())) as base:
+    with running(ours_command(model, port), port, out / "mlx-manager.log", server_env(home, blas_env())) as base:
         target = Target(base, model.name, ignore_eos=True)
         rows += run_sweep(target, "mlx-manager", [workload], levels, args.requests)
         extra["prefix_cache"] = prefix_cache_ttft(target, maker, args.prefix_tokens)

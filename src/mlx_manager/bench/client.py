@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+
+from mlx_manager.bench.sse import sse_events
 
 
 @dataclass
@@ -51,13 +52,7 @@ async def one_request(client: httpx.AsyncClient, target: Target, prompt: str, ma
             if resp.status_code != 200:
                 result.error = f"HTTP {resp.status_code}: {(await resp.aread())[:200]!r}"
                 return result
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                event = json.loads(data)
+            async for _, event in sse_events(resp):
                 usage = event.get("usage")
                 if usage:
                     result.completion_tokens = int(usage.get("completion_tokens") or 0)
