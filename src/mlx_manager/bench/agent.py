@@ -71,6 +71,7 @@ class AgentShape:
     reply_tokens: tuple[int, int] = (20, 60)
     result_tokens: tuple[int, int] = (250, 900)
     seed: int = 0
+    tools: int = 8  # the first this many of the eight tools below
 
 
 # (name, parameters) of the tools offered; descriptions are seeded text of tool_description_tokens.
@@ -91,7 +92,8 @@ _SECTIONS = ("Tone and style", "Doing tasks", "Tool usage policy", "Code referen
 def make_sessions(shape: AgentShape, tokenizer_dir: Path | None = None) -> list[AgentSession]:
     """`shape.agents` sessions of `shape.turns` requests each, sharing one system prompt and tool list."""
     maker = PromptMaker(tokenizer_dir, seed=shape.seed)
-    tools = tuple(_tool(maker, name, params, shape.tool_description_tokens) for name, params in _TOOL_PARAMS.items())
+    offered = list(_TOOL_PARAMS.items())[: shape.tools]
+    tools = tuple(_tool(maker, name, params, shape.tool_description_tokens) for name, params in offered)
     system = _system_prompt(maker, shape.system_tokens)
     sessions = []
     for index in range(shape.agents):

@@ -1,0 +1,103 @@
+"""The agent-loop workload: seeded sessions, both wire formats, and a short session against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx
+
+from mlx_manager.bench.agent import AgentSession, AgentShape, make_sessions
+from mlx_manager.bench.agent_run import AgentOptions, run_agents
+from mlx_manager.bench.agent_wire import anthropic_body, openai_body
+from mlx_manager.bench.sse import sse_events
+from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
+from mlx_manager.testing.server import ServerProcess
+
+SMALL = AgentShape(
+    agents=2, turns=3, system_tokens=60, tool_description_tokens=8, task_tokens=20, result_tokens=(30, 60)
+)
+
+
+def test_sessions_are_seeded_and_share_system_prompt_and_tools() -> None:
+    first, again = make_sessions(SMALL), make_sessions(SMALL)
+    assert first == again
+    a, b = first
+    assert a.system == b.system and a.tools == b.tools
+    assert a.turns[0].user != b.turns[0].user
+    assert len(a.turns) == 3 and not a.turns[0].calls
+    for turn in a.turns[1:]:
+        assert turn.calls and len(turn.calls) == len(turn.results)
+    # The billing line changes with every request and is what our server strips by default.
+    lines = {s.volatile_line(t) for s in first for t in range(3)}
+    assert len(lines) == 6
+    pattern = re.compile(DEFAULT_VOLATILE_PATTERNS[0])
+    assert all(pattern.fullmatch(line) for line in lines)
+    assert make_sessions(AgentShape(turns=2, seed=1, system_tokens=60))[0].system != a.system
+
+
+def test_openai_and_anthropic_bodies_carry_the_same_conversation() -> None:
+    session = make_sessions(SMALL)[0]
+    chat = openai_body(session, 2, "m", 16, volatile=True)
+    roles = [m["role"] for m in chat["messages"]]
+    calls = [c for t in session.turns[1:3] for c in t.calls]
+    assert roles == ["system", "user", *_assistant_then_tools(session, 2)]
+    assert chat["messages"][0]["content"].startswith("x-anthropic-billing-header:")
+    assert [m["tool_call_id"] for m in chat["messages"] if m["role"] == "tool"] == [c.id for c in calls]
+    assert len(chat["tools"]) == len(session.tools) and chat["max_tokens"] == 16
+
+    messages = anthropic_body(session, 2, "m", 16, volatile=True)
+    assert messages["system"][0]["text"].startswith("x-anthropic-billing-header:")
+    assert messages["system"][-1]["text"] == session.system
+    assert [m["role"] for m in messages["messages"]] == ["user", "assistant", "user", "assistant", "user"]
+    uses = [b["id"] for m in messages["messages"] for b in m["content"] if b["type"] == "tool_use"]
+    results = [b["tool_use_id"] for m in messages["messages"] for b in m["content"] if b["type"] == "tool_result"]
+    assert uses == results == [c.id for c in calls]
+    assert len(anthropic_body(session, 2, "m", 16, volatile=False)["system"]) == 1
+
+
+def _assistant_then_tools(session: AgentSession, upto: int) -> list[str]:
+    roles: list[str] = []
+    for turn in session.turns[1 : upto + 1]:
+        roles += ["assistant"] + ["tool"] * len(turn.calls)
+    return roles
+
+
+def test_sse_events_reads_both_formats() -> None:
+    body = (
+        b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+        b'event: message_delta\ndata: {"usage": {"output_tokens": 2}}\n\n'
+        b"data: [DONE]\n\n"
+        b'data: {"never": "read"}\n\n'
+    )
+
+    async def read() -> list[tuple[str, dict[str, object]]]:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+        async with httpx.AsyncClient(transport=transport) as client, client.stream("GET", "http://x/") as resp:
+            return [event async for event in sse_events(resp)]
+
+    events = asyncio.run(read())
+    assert [name for name, _ in events] == ["", "message_delta"]
+    assert events[1][1]["usage"] == {"output_tokens": 2}
+
+
+def test_agent_session_against_a_real_server_in_both_formats(
+    server: ServerProcess, tiny_models: dict[str, Path]
+) -> None:
+    """Two turns with a (pretend) restart before the second: usage read back, the second turn reuses the first."""
+    shape = AgentShape(
+        1, 2, system_tokens=40, tool_description_tokens=4, task_tokens=20, result_tokens=(30, 60), tools=3
+    )
+    sessions = make_sessions(shape, tiny_models["tiny-qwen2.5"])
+    for fmt in ("openai", "anthropic"):
+        options = AgentOptions("tiny-qwen2.5", fmt, max_tokens=4)
+        run = asyncio.run(run_agents("ours", server.base_url, sessions, options, 2, lambda: server.base_url))
+        assert not run.error, run.error
+        first, second = run.records
+        assert (first.turn, first.after_restart, second.turn, second.after_restart) == (1, False, 2, True)
+        assert first.result.ttft > 0 and second.result.latency >= second.result.ttft
+        assert 0 < first.result.prompt_tokens < second.result.prompt_tokens
+        # The billing line differs between the turns; stripped, the first turn's prompt is a cached prefix.
+        assert second.result.cached_tokens > 0
+        assert run.session_s > 0
