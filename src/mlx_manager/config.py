@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     max_waiting: int = Field(default=256, ge=0, description="Queued requests per model before 429.")
     prefix_cache_bytes: int = Field(default=1 << 30, ge=0, description="KV bytes kept for prefix reuse per model.")
     prefix_block_size: int = Field(default=32, ge=1)
+    disk_cache_bytes: int = Field(
+        default=10 << 30,
+        ge=0,
+        description="Bytes of prefix-cache files kept on disk for all models together (the cold tier); 0 = off.",
+    )
+    disk_cache_dir: Path | None = Field(
+        default=None, description="Folder of the prefix cache's disk tier; default: kv-cache in the data dir."
+    )
     room_wait_seconds: float = Field(default=120, ge=0, description="How long a load waits for busy models.")
     memory_reserve_bytes: int = Field(
         default=1 << 30, ge=0, description="Memory left free for the system; a load that would cut into it is a 507."

@@ -74,6 +74,8 @@ def engine_config(settings: Settings) -> EngineConfig:
                 max_waiting=settings.max_waiting,
                 prefix_cache_bytes=settings.prefix_cache_bytes,
                 prefix_block_size=settings.prefix_block_size,
+                disk_cache_dir=(settings.disk_cache_dir or paths.data_dir() / "kv-cache").expanduser(),
+                disk_cache_bytes=settings.disk_cache_bytes,
             ),
         ),
         default_max_tokens=settings.default_max_tokens,

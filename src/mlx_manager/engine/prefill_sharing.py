@@ -83,12 +83,13 @@ class PrefillSharing:
         if seq.uid is not None:
             self.running.pop(seq.uid, None)
 
-    def plan(self, seq: Sequence, start: int, diverged: int | None, later: list[tuple[Sequence, int]]) -> Prefill:
+    def plan(
+        self, seq: Sequence, start: int, diverged: int | None, later: list[tuple[Sequence, int]], store: bool
+    ) -> Prefill:
         """Where `seq`'s prefill stops. A cache that cannot be trimmed is published only where a segment ends, so
         it ends about every `step` tokens, where the prompt left the closest cached one, and where the waiting
         prompts in `later` (with what the cache holds for each) share blocks with it."""
         end = len(seq.prompt) - 1
-        store = seq.params.cache
         cuts: set[int] = set()
         if store and not self.trimmable:
             bs = self.block_size

@@ -128,6 +128,10 @@ class PrefixCache:
         with self._lock:
             return list(self._entries.values())
 
+    def holds(self, entry: Entry) -> bool:
+        with self._lock:
+            return self._entries.get(id(entry)) is entry
+
     def peek(self, prompt: list[int], hashes: list[bytes] | None = None) -> int:
         """How many prompt tokens a lookup would reuse now, without copying anything or counting a lookup."""
         with self._lock:

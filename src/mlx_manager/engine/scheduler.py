@@ -11,10 +11,12 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlx_lm.generate import BatchGenerator, StopSequences
 
+from mlx_manager.engine.cache_tiers import NOT_CACHED, TieredCache, open_tiers
 from mlx_manager.engine.errors import InvalidRequestError, QueueFullError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel
@@ -35,6 +37,10 @@ class SchedulerConfig:
     aging_seconds: float = 2.0  # waiting this long raises a request by one priority level
     prefix_cache_bytes: int = 1 << 30
     prefix_block_size: int = 32
+    # The cold tier (engine/disk_cache): off without a folder or with 0 bytes.
+    disk_cache_dir: Path | None = None
+    disk_cache_bytes: int = 0
+    disk_write_delay: float = 5.0  # an entry still in RAM (not replaced by a longer one) this long goes to disk
 
 
 @dataclass
@@ -67,7 +73,8 @@ class Scheduler:
         self._running: dict[int, Sequence] = {}
         self._stopping = False
         self._stop_tokens = StopSequences([[t] for t in sorted(lm.stop_token_ids)])
-        self.sharing = PrefillSharing(config.prefix_block_size, config.prefill_step_size, trimmable=True)
+        self.tiers = TieredCache(self.cache, None, NOT_CACHED, config.disk_write_delay)
+        self.sharing = PrefillSharing(config.prefix_block_size, config.prefill_step_size, trimmable=False)
         self._no_stop = StopSequences()
 
     # --- called from the event loop -----------------------------------------------------------
@@ -132,7 +139,13 @@ class Scheduler:
             prefill_step_size=self.config.prefill_step_size,
         )
 
+    def _open_cache(self) -> None:
+        cfg = self.config
+        self.tiers = open_tiers(self.lm, self.cache, cfg.disk_cache_dir, cfg.disk_cache_bytes, cfg.disk_write_delay)
+        self.sharing = PrefillSharing(cfg.prefix_block_size, cfg.prefill_step_size, self.tiers.support.trimmable)
+
     def run(self) -> None:
+        self._open_cache()
         batch = self._new_batch()
         try:
             while self._wait_for_work():
@@ -145,6 +158,7 @@ class Scheduler:
                     batch = self._new_batch()
         finally:
             batch.close()
+            self.tiers.flush()  # unloading: what RAM holds goes to disk, to be found after a reload or restart
             self.cache.clear()
 
     def _fail_all(self, exc: Exception) -> None:
@@ -207,7 +221,7 @@ class Scheduler:
 
     def _defer(self, batch: BatchGenerator, seq: Sequence) -> bool:
         """Hold `seq` back while a running prefill computes a prefix it shares (it then reuses that KV)."""
-        found = self.sharing.provider(seq, self.cache.peek(seq.prompt, self.sharing.hashes(seq)))
+        found = self.sharing.provider(seq, self.tiers.peek(seq.prompt, self.sharing.hashes(seq)))
         if found is None:
             return False
         provider, target = found
@@ -219,7 +233,7 @@ class Scheduler:
 
     def _insert(self, batch: BatchGenerator, seq: Sequence, later: list[Sequence]) -> None:
         seq.start(self.lm.tokenizer)
-        match = self.cache.lookup(seq.prompt, self.sharing.hashes(seq))
+        match = self.tiers.lookup(seq.prompt, self.sharing.hashes(seq))
         if seq.index == 0:  # n > 1: the others reuse the first one's prefill, which is not the client's saving
             seq.gen.usage.cached_tokens = match.length
         self.stats.prompt_tokens_computed += len(seq.prompt) - match.length
@@ -230,10 +244,11 @@ class Scheduler:
             len(seq.prompt),
             f" (diverged at token {match.diverged_at})" if match.diverged_at is not None else "",
         )
+        store = seq.params.cache and self.tiers.enabled
         later_have = [
-            (s, self.cache.peek(s.prompt, self.sharing.hashes(s))) for s in later if not self.sharing.trimmable
+            (s, self.tiers.peek(s.prompt, self.sharing.hashes(s))) for s in later if not self.sharing.trimmable
         ]
-        prefill = self.sharing.plan(seq, match.length, match.diverged_at, later_have)
+        prefill = self.sharing.plan(seq, match.length, match.diverged_at, later_have, store)
         (uid,) = batch.insert_segments(
             [prefill.segments()],
             max_tokens=[seq.max_tokens],
@@ -266,7 +281,7 @@ class Scheduler:
         self.sharing.published(prefill)
 
     def _store(self, tokens: list[int], cache: KVCache) -> None:
-        self.cache.insert(tokens, cache)
+        self.tiers.store(tokens, cache)
 
     def _drop_cancelled(self, batch: BatchGenerator, out: dict[Generation, list[GenerationChunk]]) -> None:
         for seq in [s for s in self._waiting if s.gen.cancelled()]:

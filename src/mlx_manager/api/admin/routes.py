@@ -7,10 +7,17 @@ import time
 import psutil
 from fastapi import APIRouter
 
-from mlx_manager.api.admin.schemas import LoadedModelOut, LoadedModels, LocalModelOut, PrefixCacheOut
+from mlx_manager.api.admin.schemas import (
+    DiskCacheOut,
+    LoadedModelOut,
+    LoadedModels,
+    LocalModelOut,
+    PrefixCacheOut,
+)
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.model_cards import is_loaded, sampling_defaults
+from mlx_manager.engine.disk_cache import DiskCache
 from mlx_manager.engine.loader import LoadedModel, memory_stats
 from mlx_manager.engine.pool import PoolEntry
 
@@ -82,6 +89,7 @@ async def prefix_cache(model_id: str, engine: EngineDep) -> PrefixCacheOut:
         raise APIError(404, f"The model '{model_id}' is not loaded.", param="model", code="model_not_loaded")
     cache = entry.scheduler.cache
     stats = cache.stats
+    tiers = entry.scheduler.tiers
     return PrefixCacheOut(
         entries=len(cache),
         bytes=cache.bytes,
@@ -93,6 +101,24 @@ async def prefix_cache(model_id: str, engine: EngineDep) -> PrefixCacheOut:
         tokens_reused=stats.tokens_reused,
         evictions=stats.evictions,
         recent=list(stats.recent),
+        reuse=tiers.support.reuse,
+        reuse_reason=tiers.support.reason,
+        layers=tiers.support.layers,
+        hits_by_tier=dict(stats.hits_by_tier),
+        tokens_reused_by_tier=dict(stats.tokens_by_tier),
+        prompt_tokens_computed=entry.scheduler.stats.prompt_tokens_computed,
+        disk=_disk_out(tiers.disk) if tiers.disk is not None else None,
+    )
+
+
+def _disk_out(disk: DiskCache) -> DiskCacheOut:
+    return DiskCacheOut(
+        folder=str(disk.folder),
+        entries=len(disk),
+        bytes=disk.nbytes,
+        folder_bytes=disk.store.bytes,
+        max_bytes=disk.store.max_bytes,
+        **vars(disk.stats),
     )
 
 

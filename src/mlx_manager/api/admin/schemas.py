@@ -51,6 +51,25 @@ class LocalModelOut(BaseModel):
     sampling_defaults: dict[str, SamplingDefault] = Field(default_factory=dict)
 
 
+class DiskCacheOut(BaseModel):
+    """The cold tier of one model: its files, and the folder's budget shared by all models."""
+
+    folder: str
+    entries: int
+    bytes: int
+    folder_bytes: int
+    max_bytes: int
+    reads: int
+    read_seconds: float
+    read_bytes: int
+    writes: int
+    write_seconds: float
+    written_bytes: int
+    evictions: int
+    unreadable: int  # torn or altered files found, deleted and never loaded
+    skipped: int  # writes left out for want of room
+
+
 class PrefixCacheOut(BaseModel):
     entries: int
     bytes: int
@@ -62,3 +81,11 @@ class PrefixCacheOut(BaseModel):
     tokens_reused: int
     evictions: int
     recent: list[dict[str, int | str | None]]
+    # "any-prefix" (plain attention KV), "exact" (sliding-window / recurrent layers) or "off", and why.
+    reuse: str = "any-prefix"
+    reuse_reason: str = ""
+    layers: dict[str, int] = Field(default_factory=dict)
+    hits_by_tier: dict[str, int] = Field(default_factory=dict)
+    tokens_reused_by_tier: dict[str, int] = Field(default_factory=dict)
+    prompt_tokens_computed: int = 0  # prefilled, not taken from a cache
+    disk: DiskCacheOut | None = None
