@@ -49,6 +49,7 @@ class BlockIndex(Generic[E]):
         self.block_size = block_size
         self._by_hash: dict[bytes, E] = {}  # trimmable entries, under each of their block hashes
         self._exact: dict[bytes, list[E]] = {}  # the others, under their last full block's hash
+        self._seen: dict[bytes, E] = {}  # the others under each block hash: where a prompt leaves them
 
     def add(self, entry: E) -> list[E]:
         """Index `entry`; returns the entries it makes redundant (to drop): trimmable ones whose blocks it all
@@ -58,6 +59,7 @@ class BlockIndex(Generic[E]):
             same = self._exact.setdefault(entry.hashes[-1], [])
             gone = [e for e in same if e.tokens == entry.tokens]
             same[:] = [e for e in same if e.tokens != entry.tokens] + [entry]
+            self._seen.update(dict.fromkeys(entry.hashes, entry))
             return gone
         for h in entry.hashes:
             old = self._by_hash.get(h)
@@ -73,6 +75,9 @@ class BlockIndex(Generic[E]):
                 same.remove(entry)
             if not same:
                 self._exact.pop(entry.hashes[-1], None)
+            for h in entry.hashes:
+                if self._seen.get(h) is entry:
+                    del self._seen[h]
             return
         for h in entry.hashes:
             if self._by_hash.get(h) is entry:
@@ -85,13 +90,13 @@ class BlockIndex(Generic[E]):
         best: E | None = None
         best_len = 0
         trim_entry: E | None = None
-        exact_seen: E | None = None
+        exact_seen: E | None = None  # the exact entry sharing the most blocks, usable or not
         # Chained hashes: a hit at some depth means the whole prompt up to it matched, so no early exit is needed
         # (an entry that cannot be trimmed is indexed under its last block only).
         for h in hashes:
             trim_entry = self._by_hash.get(h, trim_entry)
+            exact_seen = self._seen.get(h, exact_seen)
             for e in self._exact.get(h, ()):
-                exact_seen = e
                 n = len(e.tokens)
                 if best_len < n <= limit and tuple(prompt[:n]) == e.tokens:
                     best, best_len = e, n

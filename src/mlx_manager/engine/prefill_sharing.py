@@ -91,17 +91,21 @@ class PrefillSharing:
         prompts in `later` (with what the cache holds for each) share blocks with it."""
         end = len(seq.prompt) - 1
         cuts: set[int] = set()
+        demanded: set[int] = set()
         if store and not self.trimmable:
             bs = self.block_size
             cuts.update((start + k * self.step) // bs * bs for k in range(1, (end - start) // self.step + 1))
-            if diverged is not None:
-                cuts.add(diverged // bs * bs)
+            if diverged is not None:  # published: the next prompt with this head (and another tail) starts there
+                demanded.add(diverged // bs * bs)
             mine = self.hashes(seq)
             for other, have in later:
                 shared = _shared_blocks(mine, self.hashes(other)) * bs
                 if shared - have >= bs:
                     cuts.add(shared)
-        return Prefill(seq, self.hashes(seq), start, end, tuple(sorted(c for c in cuts if start < c < end)), store)
+        cuts = {c for c in cuts | demanded if start < c < end}
+        prefill = Prefill(seq, self.hashes(seq), start, end, tuple(sorted(cuts)), store)
+        prefill.demanded = demanded & cuts
+        return prefill
 
     def provider(self, seq: Sequence, have: int) -> tuple[Prefill, int] | None:
         """The running prefill worth waiting for and the position to wait for, or None to start now. `have`:

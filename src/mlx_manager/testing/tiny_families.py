@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlx_manager.testing.chat_templates import (
@@ -382,3 +382,31 @@ SPECS: dict[str, FamilySpec] = {
         seed=23,
     ),
 }
+
+
+def _with_config(spec: FamilySpec, **changes: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple((key, changes.get(key, value)) for key, value in spec.config)
+
+
+# Cache kinds beyond plain attention KV, written on request (not in the shared tiny-models folder): a hybrid of
+# Gated DeltaNet (recurrent state, ArraysCache) and attention layers, as in Qwen3.5; and Gemma 3 with a window
+# short prompts pass (RotatingKVCache past its size).
+SPECS["qwen3.5"] = replace(
+    SPECS["qwen3"],
+    model_type="qwen3_5",
+    architecture="Qwen3_5ForCausalLM",
+    config=(
+        ("rms_norm_eps", 1e-6),
+        ("hidden_act", "silu"),
+        ("attention_bias", False),
+        ("full_attention_interval", 2),  # layer 0 linear attention, layer 1 full attention
+        ("linear_num_key_heads", 2),
+        ("linear_num_value_heads", 4),
+        ("linear_key_head_dim", HEAD_DIM),
+        ("linear_value_head_dim", HEAD_DIM),
+        ("linear_conv_kernel_dim", 4),
+        ("rope_parameters", {"rope_type": "default", "rope_theta": 1000000.0, "partial_rotary_factor": 0.25}),
+    ),
+    seed=29,
+)
+SPECS["gemma3-sliding"] = replace(SPECS["gemma3"], config=_with_config(SPECS["gemma3"], sliding_window=16), seed=31)

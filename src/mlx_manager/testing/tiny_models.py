@@ -61,6 +61,8 @@ FAMILIES: tuple[str, ...] = (
     "gpt-oss",
     "qwen2.5",
 )
+# Families written on request by write_tiny_variant, not into the shared folder: their caches are not plain KV.
+VARIANTS: tuple[str, ...] = ("qwen3.5", "gemma3-sliding")
 MARKER_FILE = ".complete"
 
 # Dimensions are multiples of 64 so every linear layer and the embedding quantize with group size 64.
@@ -288,12 +290,12 @@ def _build_model(spec: _Family, config: dict[str, Any], suppressed: Sequence[int
             w[:, 0] = _ANCHOR_VALUE
         else:
             w = rng.standard_normal(tuple(param.shape), dtype=draw) / math.sqrt(cols)
-        if name.endswith(("o_proj.weight", "down_proj.weight")):
+        if name.endswith(("o_proj.weight", "down_proj.weight", "out_proj.weight")):
             if residual_scale != 1.0:
                 w *= residual_scale
             # Nothing writes to residual dimension 0, so it keeps the embedding's constant to the end.
             w[..., 0, :] = 0.0
-        if name == "lm_head.weight":
+        if name.endswith("lm_head.weight"):  # language_model.lm_head.weight in Qwen3.5's wrapper
             # Same draw as the embedding (same seed and name), so each token's output row leans to its input row.
             embed = np.random.default_rng([spec.seed, zlib.crc32(b"model.embed_tokens.weight")])
             w += spec.copy_weight * embed.standard_normal((rows, cols), dtype=draw) / math.sqrt(cols)
@@ -470,6 +472,13 @@ def write_tiny_model(out_dir: Path, family: str, *, force: bool = False) -> Path
     """Write ``out_dir/tiny-<family>`` unless a complete folder from this generator version is there."""
     if family not in FAMILIES:
         raise ValueError(f"unknown tiny model family {family!r}; choose from {', '.join(FAMILIES)}")
+    return _write_model(Path(out_dir), f"tiny-{family}", family, _TINY_SHAPE, force)
+
+
+def write_tiny_variant(out_dir: Path, family: str, *, force: bool = False) -> Path:
+    """Write ``out_dir/tiny-<family>`` for one of VARIANTS (a hybrid recurrent model, a short sliding window)."""
+    if family not in VARIANTS:
+        raise ValueError(f"unknown tiny model variant {family!r}; choose from {', '.join(VARIANTS)}")
     return _write_model(Path(out_dir), f"tiny-{family}", family, _TINY_SHAPE, force)
 
 
