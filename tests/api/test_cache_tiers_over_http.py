@@ -102,10 +102,14 @@ def test_the_disk_tier_survives_a_restart_with_the_same_greedy_output(tiny_model
     with run_server(tmp_path, args) as second:
         warm, cached, prompt_tokens = ask(second, QUESTION)
         stats = cache_stats(second)
+        metrics = httpx.get(f"{second.base_url}/metrics", timeout=10).text
     assert warm == cold
     assert cached == prompt_tokens - 1
     assert stats["recent"][-1]["tier"] == "disk" and stats["hits_by_tier"]["disk"] == 1
     assert stats["disk"]["reads"] == 1 and stats["disk"]["read_seconds"] > 0
+    assert 'mlx_manager_prefix_cache_hits_total{model="tiny-llama",tier="disk"} 1.0' in metrics
+    assert 'mlx_manager_prefix_cache_disk_reads_total{model="tiny-llama"} 1.0' in metrics
+    assert 'mlx_manager_prefix_cache_bytes{model="tiny-llama",tier="disk"}' in metrics
 
 
 def test_a_torn_cache_file_is_ignored_after_a_restart(tiny_models_dir: Path, tmp_path: Path) -> None:

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mlx_manager.engine.types import Usage
 
 if TYPE_CHECKING:
     from mlx_manager.engine.engine import Engine
+    from mlx_manager.engine.scheduler import Scheduler
     from mlx_manager.routing.router import Router
 
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -99,6 +100,7 @@ class _EngineCollector(Collector):
             "Share of prompt tokens served from the prefix cache.",
             labels=["model"],
         )
+        tiers = _TierMetrics()
         for e in entries:
             model = e.info.id
             memory.add_metric([model], e.memory_bytes)
@@ -108,7 +110,50 @@ class _EngineCollector(Collector):
                 running.add_metric([model], e.scheduler.stats.running)
                 stats = e.scheduler.cache.stats
                 hit.add_metric([model], stats.tokens_reused / stats.tokens_requested if stats.tokens_requested else 0.0)
-        yield from (loaded, budget, memory, load, waiting, running, hit)
+                tiers.add(model, e.scheduler)
+        yield from (loaded, budget, memory, load, waiting, running, hit, *tiers.families())
+
+
+class _TierMetrics:
+    """Prefix-cache tiers per model: hits, reused tokens and bytes per tier; disk reads and writes with their
+    time; prompt tokens prefilled (not reused). Counted since the model loaded."""
+
+    def __init__(self) -> None:
+        labels = ["model", "tier"]
+        self.hits = CounterMetricFamily("mlx_manager_prefix_cache_hits", "Prefix-cache hits by tier.", labels=labels)
+        self.tokens = CounterMetricFamily(
+            "mlx_manager_prefix_cache_tokens_reused", "Prompt tokens reused, by tier.", labels=labels
+        )
+        self.bytes = GaugeMetricFamily("mlx_manager_prefix_cache_bytes", "Prefix-cache bytes by tier.", labels=labels)
+        self.computed = CounterMetricFamily(
+            "mlx_manager_prompt_tokens_computed", "Prompt tokens prefilled, not taken from a cache.", labels=["model"]
+        )
+        self.disk: dict[str, CounterMetricFamily] = {
+            name: CounterMetricFamily(f"mlx_manager_prefix_cache_disk_{name}", text, labels=["model"])
+            for name, text in (
+                ("reads", "Prefix-cache files read on a hit."),
+                ("read_seconds", "Time spent reading prefix-cache files."),
+                ("writes", "Prefix-cache files written."),
+                ("write_seconds", "Time spent writing prefix-cache files."),
+                ("unreadable", "Torn or altered prefix-cache files found and deleted, never loaded."),
+            )
+        }
+
+    def add(self, model: str, scheduler: Scheduler) -> None:
+        stats = scheduler.cache.stats
+        for tier, count in stats.hits_by_tier.items():
+            self.hits.add_metric([model, tier], count)
+            self.tokens.add_metric([model, tier], stats.tokens_by_tier.get(tier, 0))
+        self.bytes.add_metric([model, "ram"], scheduler.cache.bytes)
+        self.computed.add_metric([model], scheduler.stats.prompt_tokens_computed)
+        disk = scheduler.tiers.disk
+        if disk is not None:
+            self.bytes.add_metric([model, "disk"], disk.nbytes)
+            for name, family in self.disk.items():
+                family.add_metric([model], getattr(disk.stats, name))
+
+    def families(self) -> list[Metric]:
+        return [self.hits, self.tokens, self.bytes, self.computed, *self.disk.values()]
 
 
 _BREAKER = {"closed": 0, "half_open": 1, "open": 2}
