@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from mlx_manager.sse import iter_json
 from mlx_manager.testing.hub_server import HubFile, HubRepo, LoopbackHub
 from mlx_manager.testing.server import ServerProcess, run_server
 
@@ -41,15 +41,9 @@ def hub_server(home: Path, hub: LoopbackHub, env: dict[str, str] | None = None) 
 
 def sse(url: str, timeout: float = 120) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event, data) pairs of a server-sent event stream, until the server ends it."""
-    event = "message"
     with httpx.stream("GET", url, timeout=timeout) as response:
         assert response.status_code == 200, response.read()
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line.removeprefix("event:").strip()
-            elif line.startswith("data:"):
-                yield event, json.loads(line.removeprefix("data:").strip())
-                event = "message"
+        yield from iter_json(response)
 
 
 def wait_for(url: str, predicate: Any, timeout: float = 120, what: str = "") -> dict[str, Any]:

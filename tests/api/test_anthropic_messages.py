@@ -11,6 +11,7 @@ import httpx
 import jsonschema
 import pytest
 
+from mlx_manager.sse import iter_json
 from mlx_manager.testing.server import ServerProcess
 
 HI: Any = [{"role": "user", "content": "Say hi."}]
@@ -68,14 +69,9 @@ def _sse(server: ServerProcess, body: dict[str, Any]) -> list[tuple[str, dict[st
     events: list[tuple[str, dict[str, Any]]] = []
     with httpx.stream("POST", f"{server.base_url}/v1/messages", json={**body, "stream": True}, timeout=60) as resp:
         assert resp.status_code == 200
-        name = ""
-        for line in resp.iter_lines():
-            if line.startswith("event:"):
-                name = line.removeprefix("event:").strip()
-            elif line.startswith("data:"):
-                data = json.loads(line.removeprefix("data:"))
-                assert data["type"] == name
-                events.append((name, data))
+        for name, data in iter_json(resp):
+            assert data["type"] == name
+            events.append((name, data))
     return events
 
 

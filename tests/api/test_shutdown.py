@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -11,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from mlx_manager.sse import END, iter_events, json_data
 from mlx_manager.testing.server import run_server
 
 LONG: dict[str, Any] = {
@@ -25,11 +25,11 @@ LONG: dict[str, Any] = {
 def _stream(base_url: str, out: dict[str, Any]) -> None:
     chunks: list[dict[str, Any]] = []
     with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=LONG, timeout=60) as resp:
-        for line in resp.iter_lines():
-            if line == "data: [DONE]":
+        for sse in iter_events(resp):
+            if (data := json_data(sse)) is END:
                 out["done"] = True
-            elif line.startswith("data: "):
-                chunks.append(json.loads(line[6:]))
+            elif data is not None:
+                chunks.append(data)
                 out.setdefault("first_at", time.monotonic())
     out["chunks"] = chunks
 

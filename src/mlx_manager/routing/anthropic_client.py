@@ -10,6 +10,7 @@ import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
 from mlx_manager.routing.remote import RemoteError, RemoteGeneration, image_url, send_checked, stream_error
+from mlx_manager.sse import END, aiter_events, json_data
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; the engine's default when the client gave none
@@ -141,10 +142,11 @@ async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncItera
     calls = -1  # the engine numbers tool calls from 0 in order
     block_call: dict[int, int] = {}
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
+        async for sse in aiter_events(response):  # read in place: this runs for every routed token
+            if (event := json_data(sse)) is END:
+                break
+            if event is None:
                 continue
-            event = json.loads(line[5:])
             kind = event.get("type")
             if kind == "message_start":
                 usage = event["message"].get("usage") or {}

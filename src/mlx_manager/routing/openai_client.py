@@ -3,7 +3,6 @@ and its SSE stream back into engine chunks."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
 from mlx_manager.routing.remote import RemoteGeneration, image_url, send_checked, stream_error
+from mlx_manager.sse import END, aiter_events, json_data
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -85,13 +85,11 @@ async def open_chat(
 async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncIterator[GenerationChunk]:
     final: GenerationChunk | None = None  # held back: the usage event comes after it
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
+        async for sse in aiter_events(response):  # read in place: this runs for every routed token
+            if (event := json_data(sse)) is END:
                 break
-            event = json.loads(data)
+            if event is None:
+                continue
             if "error" in event:
                 raise stream_error(gen.backend, event["error"])
             if event.get("usage"):
