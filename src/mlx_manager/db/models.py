@@ -187,3 +187,47 @@ class RoutingRule(SQLModel, table=True):
     backend_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     remote_model: str | None = None
     enabled: bool = True
+
+
+class Chat(SQLModel, table=True):
+    """A web UI conversation, kept per owner; its messages are rows of chat_messages, in id order."""
+
+    __tablename__ = "chats"
+    __table_args__ = NEVER_REUSED
+
+    id: int | None = Field(default=None, primary_key=True)
+    # A user's uid; None is the anonymous owner (open mode, before any account exists).
+    owner: str | None = Field(default=None, index=True)
+    title: str
+    model: str = ""
+    # The chat's own options (system_prompt, temperature, top_p, max_tokens), as the UI last set them.
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: float = Field(default_factory=_now)
+    updated_at: float = Field(default_factory=_now, index=True)
+
+
+class ChatMessage(SQLModel, table=True):
+    """One message of a chat. An assistant reply also records what made it: model, parameters, timings, tokens,
+    and its status (a reply still `streaming` when read back was cut off by a reload or a crash)."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = NEVER_REUSED
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(foreign_key="chats.id", index=True)
+    role: str  # user, assistant
+    content: str = ""
+    images: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # data: URLs
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    status: str = "complete"  # complete, streaming, interrupted, stopped, error
+    error: str | None = None
+    model: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: float | None = None  # from sending the request to the first token
+    decode_ms: float | None = None  # from the first token to the last
+    created_at: float = Field(default_factory=_now)
+    updated_at: float = Field(default_factory=_now)

@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, delete, select
 
 from mlx_manager.db.models import ApiKey, StoredResponse, User
-from mlx_manager.manager import auth
+from mlx_manager.manager import auth, chats
 from mlx_manager.manager.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, WrongPassword
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ def register(
             raise Conflict(f"The username '{username}' is taken.", "username_taken")
         user = User(username=username, password_hash=password_hash, is_admin=first, is_approved=first or approved)
         session.add(user)
+        if first:
+            chats.adopt_anonymous(session, user.uid)  # the chats of open mode become the administrator's
         session.commit()
         session.refresh(user)
     if first:
@@ -124,7 +126,7 @@ def approve(session: Session, user_id: int) -> User:
 
 
 def delete_user(session: Session, user_id: int) -> None:
-    """Remove the account, its sessions, API keys and stored responses; its audit entries stay (they name the
+    """Remove the account, its sessions, API keys, stored responses and chats; its audit entries stay (they name the
     user id, which is never given to anyone else)."""
     user = get_user(session, user_id)
     if _is_last_admin(session, user):
@@ -132,6 +134,7 @@ def delete_user(session: Session, user_id: int) -> None:
     auth.Authenticator.end_sessions(session, user_id)
     session.exec(delete(ApiKey).where(col(ApiKey.user_id) == user_id))
     session.exec(delete(StoredResponse).where(col(StoredResponse.owner) == user.uid))
+    chats.delete_owned(session, user.uid)
     session.delete(user)
     session.commit()
 

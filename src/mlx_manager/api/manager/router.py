@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from mlx_manager.api.errors import PROBLEM_JSON
-from mlx_manager.api.manager import audit, keys, profiles, routing, settings, users
+from mlx_manager.api.manager import audit, chats, keys, profiles, routing, settings, users
 
 router = APIRouter(prefix="/api")
 router.include_router(users.auth_router)
@@ -18,6 +18,7 @@ router.include_router(audit.router)
 router.include_router(profiles.router)
 router.include_router(settings.router)
 router.include_router(routing.router)
+router.include_router(chats.router)
 
 
 def problem_openapi(app: FastAPI) -> None:

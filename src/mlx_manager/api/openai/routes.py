@@ -103,6 +103,7 @@ def _card(engine: Engine, info: ModelInfo) -> ModelCard:
         max_model_len=info.context_length,
         loaded=is_loaded(engine, info.id),
         sampling_defaults=sampling_defaults(engine, info) if info.task == "generate" else {},
+        vision=info.vision,
     )
 
 
@@ -117,4 +118,5 @@ def _profile_card(engine: Engine, profile: ProfileDefaults, info: ModelInfo | No
         max_model_len=min(limits) if limits else None,
         loaded=info is not None and is_loaded(engine, info.id),
         sampling_defaults=sampling_defaults(engine, info, profile),
+        vision=info is not None and info.vision,
     )

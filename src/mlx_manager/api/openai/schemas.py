@@ -125,6 +125,9 @@ class ChatCompletionRequest(SamplingFields):
     chat_template_kwargs: dict[str, Any] | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     max_reasoning_tokens: Count | None = Field(default=None, description="Reasoning budget (extension).")
+    continue_final_message: bool = Field(
+        default=False, description="Continue the last message, the assistant's, instead of replying (vLLM extension)."
+    )
     metadata: dict[str, str] | None = None
     store: bool | None = None
 
@@ -278,6 +281,7 @@ class ModelCard(BaseModel):
     max_model_len: int | None = None
     loaded: bool = False
     sampling_defaults: dict[str, SamplingDefault] = Field(default_factory=dict)
+    vision: bool = Field(default=False, description="Takes images in chat messages (extension).")
 
 
 class ModelList(BaseModel):

@@ -172,6 +172,8 @@ def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
         raise APIError(400, "Use either a forced tool_choice or response_format, not both.", param="response_format")
     if req.store:
         raise _unsupported("store", "completions are not stored.")
+    if req.continue_final_message and req.messages[-1].role != "assistant":
+        raise APIError(400, "continue_final_message needs an assistant message last.", param="continue_final_message")
     return ChatPrompt(
         messages=[_message_dict(m, i) for i, m in enumerate(req.messages)],
         template_kwargs=template_kwargs(req),
@@ -179,6 +181,7 @@ def chat_prompt(req: ChatCompletionRequest) -> ChatPrompt:
         parse_tool_calls=bool(tools),
         parallel_tool_calls=req.parallel_tool_calls is not False,
         force_tool=force_tool,
+        continue_final=req.continue_final_message,
     )
 
 
