@@ -33,6 +33,7 @@ def open_tiers(
             identity = model_identity(lm.info.path, lm.dtype, lm.quantization_bits, support, ram.block_size)
             if identity["weights"]:  # no safetensors to fingerprint: a changed model could not be told apart
                 disk = DiskStore.open(disk_dir, disk_bytes).model(model_key(identity), identity, ram.block_size)
+                disk.flush(60.0)  # writes queued when this model last unloaded
         except OSError as exc:
             log.warning("No disk tier for the prefix cache of %s: %s", lm.info.id, exc)
     log.info(
@@ -82,15 +83,14 @@ class TieredCache:
         if entry is not None and self.disk is not None:
             self._write(entry, self.write_delay, lambda: self.ram.holds(entry))
 
-    def flush(self, timeout: float = 60.0) -> None:
-        """Write every RAM entry the disk lacks, and wait (the model is unloading)."""
+    def unload(self) -> None:
+        """The model is unloading: queue every RAM entry the disk lacks. The writes hold only these arrays, so
+        the weights are freed meanwhile; a shutdown waits for them (DiskStore.drain_all)."""
         if self.disk is None:
             return
         for entry in self.ram.entries():
             if not entry.on_disk:
                 self._write(entry, 0.0, lambda: True)
-        if not self.disk.flush(timeout):
-            log.warning("KV cache writes for %s did not finish within %.0fs", self.disk.key, timeout)
 
     def _evicted(self, entry: Entry) -> None:
         if self.disk is not None and not entry.on_disk:

@@ -136,16 +136,29 @@ class DiskStore:
                 self._thread.start()
             self._cond.notify_all()
 
-    def flush(self, key: str, timeout: float) -> bool:
-        """Write this model's queued entries now and wait for them; False when time ran out."""
+    def flush(self, key: str | None, timeout: float) -> bool:
+        """Write the queued entries of one model (None: all) now and wait for them; False when time ran out."""
         with self._cond:
             for job in self._jobs.values():
-                if job.cache.key == key:
+                if key is None or job.cache.key == key:
                     job.not_before = 0.0
             self._cond.notify_all()
             return self._cond.wait_for(
-                lambda: self._busy != key and not any(k == key for k, _ in self._jobs), timeout=timeout
+                lambda: (
+                    (self._busy is None if key is None else self._busy != key)
+                    and not any(key is None or k == key for k, _ in self._jobs)
+                ),
+                timeout=timeout,
             )
+
+    @classmethod
+    def drain_all(cls, timeout: float = 60.0) -> None:
+        """At shutdown: wait for every store's queued writes (models unloading only queue theirs)."""
+        with cls._open_lock:
+            stores = list(cls._open.values())
+        for store in stores:
+            if not store.flush(None, timeout):
+                log.warning("KV cache writes to %s did not finish within %.0fs", store.root, timeout)
 
     def _run(self) -> None:
         while True:

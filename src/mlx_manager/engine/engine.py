@@ -12,9 +12,11 @@ from functools import partial
 from pathlib import Path
 
 from mlx_manager.engine import generation_defaults
+from mlx_manager.engine.backend import Capabilities
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.cpu_dtype import WeightPlan
 from mlx_manager.engine.discovery import discover_models
+from mlx_manager.engine.disk_cache import DiskStore
 from mlx_manager.engine.embeddings import service as embeddings
 from mlx_manager.engine.embeddings.model import EmbeddingModel, load_embedding_model
 from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
@@ -86,6 +88,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.pool.close()
+        await asyncio.to_thread(DiskStore.drain_all)  # the prefix cache's last writes, queued at unload
 
     async def refresh_models(self, force: bool = False) -> dict[str, ModelInfo]:
         """Rescan at most once per `rescan_seconds` (forced: once a second); concurrent callers share a scan."""
@@ -128,6 +131,13 @@ class Engine:
         if info.task not in tasks:
             raise InvalidRequestError(f"The model '{model_id}' {_WRONG_TASK[info.task]}.", param="model")
         return info
+
+    async def capabilities(self, model_id: str) -> Capabilities:
+        """What the model can be asked (the backend interface, engine/backend.py); a 404 when there is none."""
+        info = await self.resolve(model_id)
+        return Capabilities(
+            task=info.task, images=info.vision, embeddings=info.task != "generate", context_length=info.context_length
+        )
 
     def sampling_for(self, info: ModelInfo, params: SamplingParams) -> SamplingParams:
         """The request's sampling values, with what it left out from the model, then the server's defaults."""

@@ -158,7 +158,7 @@ class Scheduler:
                     batch = self._new_batch()
         finally:
             batch.close()
-            self.tiers.flush()  # unloading: what RAM holds goes to disk, to be found after a reload or restart
+            self.tiers.unload()  # what RAM holds goes to disk, to be found after a reload or restart
             self.cache.clear()
 
     def _fail_all(self, exc: Exception) -> None:
