@@ -1,5 +1,5 @@
 """The web UI's chats (/api/chats) through a real server and its SQLite database: each owner's alone (another user's
-is a 404), messages keep what made them, search, rename, delete, truncation, export; open mode's anonymous chats go
+is a 404), messages keep what made them, search, rename, delete, export; open mode's anonymous chats go
 to the first account. Also the two model-API extensions the chat page uses: `vision` in /v1/models and
 `continue_final_message` (Continue after an interrupted reply)."""
 
@@ -131,13 +131,18 @@ def test_list_search_rename_and_delete(admin: Api) -> None:
     assert admin.ok("GET", "/api/chats", params={"q": "oslo"})["items"] == []
 
 
-def test_deleting_a_message_removes_the_ones_after_it(admin: Api) -> None:
+def test_a_message_is_deleted_alone_or_with_the_ones_after_it(admin: Api) -> None:
     chat = _chat(admin)
-    ids = [_say(admin, chat["id"], {"role": role, "content": role}) for role in ("user", "assistant") * 2]
-    assert admin.delete(f"/api/chats/{chat['id']}/messages/{ids[1]['id']}").status_code == 204
+    ids = [_say(admin, chat["id"], {"role": role, "content": role})["id"] for role in ("user", "assistant") * 3]
+    messages = f"/api/chats/{chat['id']}/messages"
+    assert admin.delete(f"{messages}/{ids[2]}").status_code == 204  # a message whose send failed
+    assert admin.delete(f"{messages}/{ids[3]}").status_code == 204  # and its error reply
+    assert [m["id"] for m in admin.ok("GET", f"/api/chats/{chat['id']}")["messages"]] == [*ids[:2], *ids[4:]]
+    assert admin.delete(f"{messages}/{ids[1]}", params={"and_later": True}).status_code == 204  # to regenerate
     left = admin.ok("GET", f"/api/chats/{chat['id']}")["messages"]
-    assert [m["id"] for m in left] == [ids[0]["id"]]
-    edited = admin.ok("PATCH", f"/api/chats/{chat['id']}/messages/{ids[0]['id']}", json={"content": "again"})
+    assert [m["id"] for m in left] == [ids[0]]
+    assert admin.delete(f"{messages}/{ids[1]}").status_code == 404
+    edited = admin.ok("PATCH", f"{messages}/{ids[0]}", json={"content": "again"})
     assert edited["content"] == "again"
 
 

@@ -1,7 +1,7 @@
 """Web UI chats, kept per owner: a user's uid, or None for the anonymous owner of open mode (no accounts yet).
 
-Someone else's chat is "not found", never "forbidden": its existence is not told. A conversation has no holes,
-so removing a message removes the ones after it too (what regenerating or editing an earlier message needs).
+Someone else's chat is "not found", never "forbidden": its existence is not told. Messages are in id order;
+regenerating or editing an earlier message removes the later ones first.
 """
 
 from __future__ import annotations
@@ -159,16 +159,14 @@ def update_message(
     return row
 
 
-def delete_from(session: Session, owner: str | None, chat_id: int, message_id: int) -> int:
-    """Remove the message and every later one of the chat; how many went."""
+def delete_messages(session: Session, owner: str | None, chat_id: int, message_id: int, and_later: bool) -> None:
+    """Remove the message, and with `and_later` every later one of the chat too."""
     chat = get_chat(session, owner, chat_id)
     _message(session, chat_id, message_id)
-    gone = session.exec(
-        delete(ChatMessage).where(col(ChatMessage.chat_id) == chat_id, col(ChatMessage.id) >= message_id)
-    )
+    later = col(ChatMessage.id) >= message_id if and_later else col(ChatMessage.id) == message_id
+    session.exec(delete(ChatMessage).where(col(ChatMessage.chat_id) == chat_id, later))
     _touch(session, chat)
     session.commit()
-    return int(gone.rowcount or 0)
 
 
 def adopt_anonymous(session: Session, uid: str) -> None:

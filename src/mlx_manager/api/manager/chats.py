@@ -128,9 +128,15 @@ def update_message(
 
 
 @router.delete("/{chat_id}/messages/{message_id}", status_code=204)
-def delete_messages(chat_id: RowId, message_id: RowId, owner: OwnerDep, session: SessionDep) -> Response:
-    """Remove the message and every later one (to regenerate a reply, or drop a message that failed)."""
-    chats.delete_from(session, owner.uid, chat_id, message_id)
+def delete_message(
+    chat_id: RowId,
+    message_id: RowId,
+    owner: OwnerDep,
+    session: SessionDep,
+    and_later: Annotated[bool, Query(description="Every later message of the chat too (to regenerate).")] = False,
+) -> Response:
+    """Remove a message (one whose send failed), or with `and_later` it and the rest of the chat."""
+    chats.delete_messages(session, owner.uid, chat_id, message_id, and_later)
     return Response(status_code=204)
 
 
