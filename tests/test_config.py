@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,10 @@ def test_generation_defaults_out_of_range_or_misspelt_are_errors(home: Path) -> 
     (home / "config.toml").write_text("[generation]\ntemprature = 0.3\n")
     with pytest.raises(ValueError, match="temprature"):
         load_settings()
+
+
+def test_the_settings_module_imports_nothing_of_the_engine_manager_or_api() -> None:
+    # config.py is the bottom of the package: everything reads its defaults, it reads nobody's.
+    code = "import sys, mlx_manager.config; print(sorted(m for m in sys.modules if m.startswith('mlx_manager.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ast.literal_eval(out) == ["mlx_manager.config", "mlx_manager.paths", "mlx_manager.sampling_defaults"]

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -17,11 +18,19 @@ from pydantic_settings import (
 )
 
 from mlx_manager import paths
-from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
-from mlx_manager.engine.types import SamplingDefaults
-from mlx_manager.manager import rate_limits
+from mlx_manager.sampling_defaults import SamplingDefaults
+
+# The bottom of the package: the engine, the manager and the API read their defaults here; this module imports
+# nothing of theirs.
 
 LOCAL_CONFIG_FILE = Path("mlx-manager.toml")
+
+# Per-request values that agent clients put at the head of the system prompt. Left in, they change the first tokens
+# of every prompt and defeat the prefix cache; Claude Code's billing header is one.
+DEFAULT_VOLATILE_PATTERNS: tuple[str, ...] = (r"(?m)^x-anthropic-billing-header:[^\n]*\n?",)
+DEFAULT_LOGIN_RATE = "10/minute;100/hour"  # failed sign-ins (and password checks), per client and per username
+DEFAULT_REGISTER_RATE = "10/minute;100/hour"  # registrations, per client
+DEFAULT_KEYS_RATE = "30/minute;300/hour"  # API keys made, per client and per user
 
 
 def config_files() -> list[Path]:
@@ -69,14 +78,12 @@ class Settings(BaseSettings):
         default=True, description="Anyone may register an account (it waits for an admin's approval)."
     )
     login_rate_limit: str = Field(
-        default=rate_limits.DEFAULT_LOGIN, description="Failed sign-ins allowed per client address and per username."
+        default=DEFAULT_LOGIN_RATE, description="Failed sign-ins allowed per client address and per username."
     )
     register_rate_limit: str = Field(
-        default=rate_limits.DEFAULT_REGISTER, description="Registrations allowed per client address."
+        default=DEFAULT_REGISTER_RATE, description="Registrations allowed per client address."
     )
-    key_rate_limit: str = Field(
-        default=rate_limits.DEFAULT_KEYS, description="API keys made per client address and per user."
-    )
+    key_rate_limit: str = Field(default=DEFAULT_KEYS_RATE, description="API keys made per client address and per user.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(default=False, description="Log JSON lines instead of human-readable ones.")
     log_file: bool = Field(default=True, description="Also log to a rotating file in the state dir's logs/.")
@@ -162,7 +169,7 @@ class Settings(BaseSettings):
     @field_validator("login_rate_limit", "register_rate_limit", "key_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
-        rate_limits.parse(value)  # '10/minute;100/hour': a typo fails at start, not at the first sign-in
+        parse_many(value)  # '10/minute;100/hour': a typo fails at start, not at the first sign-in
         return value
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")

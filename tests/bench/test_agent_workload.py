@@ -12,7 +12,7 @@ from mlx_manager.bench.agent import AgentSession, AgentShape, make_sessions
 from mlx_manager.bench.agent_run import AgentOptions, run_agents
 from mlx_manager.bench.agent_wire import anthropic_body, openai_body
 from mlx_manager.bench.sse import sse_events
-from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
+from mlx_manager.config import DEFAULT_VOLATILE_PATTERNS
 from mlx_manager.testing.server import ServerProcess
 
 SMALL = AgentShape(

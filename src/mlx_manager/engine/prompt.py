@@ -9,10 +9,10 @@ from typing import Any
 
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
+from mlx_manager.config import DEFAULT_VOLATILE_PATTERNS
 from mlx_manager.engine import tool_prompt
 from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.prompt_limits import check_chars
-from mlx_manager.engine.prompt_patterns import DEFAULT_VOLATILE_PATTERNS
 from mlx_manager.engine.structured import reasoning_opened
 from mlx_manager.engine.types import ChatPrompt, Prompt, TextPrompt
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+# Declared below the settings (config.py reads it too); the engine takes it from here.
+from mlx_manager.sampling_defaults import SamplingDefaults as SamplingDefaults
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -12,20 +15,6 @@ if TYPE_CHECKING:
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "aborted"]
 # What a model is for: text generation, embeddings (bi-encoder), or scoring pairs (cross-encoder reranker).
 ModelTask = Literal["generate", "embed", "score"]
-
-
-@dataclass(frozen=True)
-class SamplingDefaults:
-    """Some sampling values, as a model, a profile or the server recommend them; None = this layer does not say."""
-
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-
-    def items(self) -> dict[str, float | int]:
-        return {name: v for name in vars(self) if (v := getattr(self, name)) is not None}
 
 
 @dataclass(frozen=True)

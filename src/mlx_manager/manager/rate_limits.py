@@ -19,11 +19,8 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from mlx_manager.config import DEFAULT_KEYS_RATE, DEFAULT_LOGIN_RATE, DEFAULT_REGISTER_RATE
 from mlx_manager.manager.errors import ManagerError
-
-DEFAULT_LOGIN = "10/minute;100/hour"  # failed sign-ins (and password checks), per client and per username
-DEFAULT_REGISTER = "10/minute;100/hour"  # registrations, per client
-DEFAULT_KEYS = "30/minute;300/hour"  # API keys made, per client and per user
 
 
 class RateLimited(ManagerError):
@@ -102,7 +99,9 @@ class Limit:
 class AuthLimits:
     """The limits of one server."""
 
-    def __init__(self, login: str = DEFAULT_LOGIN, register: str = DEFAULT_REGISTER, keys: str = DEFAULT_KEYS) -> None:
+    def __init__(
+        self, login: str = DEFAULT_LOGIN_RATE, register: str = DEFAULT_REGISTER_RATE, keys: str = DEFAULT_KEYS_RATE
+    ) -> None:
         self.login = Limit(login, "failed sign-ins")
         self.register = Limit(register, "registrations")
         self.keys = Limit(keys, "new API keys")

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mlx_manager.manager.rate_limits import DEFAULT_KEYS, DEFAULT_LOGIN, DEFAULT_REGISTER
+from mlx_manager.config import DEFAULT_KEYS_RATE, DEFAULT_LOGIN_RATE, DEFAULT_REGISTER_RATE
 
 if TYPE_CHECKING:
     from mlx_manager.config import Settings
@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 class AccountConfig:
     guarded: bool = False  # the first account needs the setup token or the server key
     allow_registration: bool = True
-    login_rate_limit: str = DEFAULT_LOGIN
-    register_rate_limit: str = DEFAULT_REGISTER
-    key_rate_limit: str = DEFAULT_KEYS
+    login_rate_limit: str = DEFAULT_LOGIN_RATE
+    register_rate_limit: str = DEFAULT_REGISTER_RATE
+    key_rate_limit: str = DEFAULT_KEYS_RATE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountConfig:
