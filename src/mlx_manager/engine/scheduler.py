@@ -75,6 +75,7 @@ class Scheduler:
         self._stop_tokens = StopSequences([[t] for t in sorted(lm.stop_token_ids)])
         self.tiers = TieredCache(self.cache, None, NOT_CACHED, config.disk_write_delay)
         self.sharing = PrefillSharing(config.prefix_block_size, config.prefill_step_size, trimmable=False)
+        self._have: dict[Sequence, int] = {}
         self._no_stop = StopSequences()
 
     # --- called from the event loop -----------------------------------------------------------
@@ -211,17 +212,25 @@ class Scheduler:
             return
         ordered = admission_order(self._waiting, time.monotonic(), self.config.aging_seconds)
         kept: list[Sequence] = []
+        self._have.clear()
         for i, seq in enumerate(ordered):
             if room <= 0 or self._defer(batch, seq):
                 kept.append(seq)
                 continue
-            self._insert(batch, seq, ordered[i + 1 :])
+            self._insert(batch, seq, ordered[i + 1 : i + 1 + self.config.max_num_seqs])
             room -= 1
         self._waiting = kept
 
+    def _cached(self, seq: Sequence) -> int:
+        """Prompt tokens of `seq` the cache holds, looked up once per admission round."""
+        found = self._have.get(seq)
+        if found is None:
+            found = self._have[seq] = self.tiers.peek(seq.prompt, self.sharing.hashes(seq))
+        return found
+
     def _defer(self, batch: BatchGenerator, seq: Sequence) -> bool:
         """Hold `seq` back while a running prefill computes a prefix it shares (it then reuses that KV)."""
-        found = self.sharing.provider(seq, self.tiers.peek(seq.prompt, self.sharing.hashes(seq)))
+        found = self.sharing.provider(seq, self._cached(seq))
         if found is None:
             return False
         provider, target = found
@@ -245,9 +254,7 @@ class Scheduler:
             f" (diverged at token {match.diverged_at})" if match.diverged_at is not None else "",
         )
         store = seq.params.cache and self.tiers.enabled
-        later_have = [
-            (s, self.tiers.peek(s.prompt, self.sharing.hashes(s))) for s in later if not self.sharing.trimmable
-        ]
+        later_have = [(s, self._cached(s)) for s in later if not self.sharing.trimmable]
         prefill = self.sharing.plan(seq, match.length, match.diverged_at, later_have, store)
         (uid,) = batch.insert_segments(
             [prefill.segments()],
