@@ -293,6 +293,7 @@ class Scheduler:
     def _drop_cancelled(self, batch: BatchGenerator, out: dict[Generation, list[GenerationChunk]]) -> None:
         for seq in [s for s in self._waiting if s.gen.cancelled()]:
             self._waiting.remove(seq)
+            self.sharing.forget(seq)
             seq.start(self.lm.tokenizer)
             out[seq.gen].extend(seq.finish("aborted" if seq.gen.aborted else "cancelled"))
             self._count_done(seq)
