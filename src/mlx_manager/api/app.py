@@ -30,7 +30,9 @@ from mlx_manager.api.manager.router import problem_openapi
 from mlx_manager.api.manager.router import router as manager_router
 from mlx_manager.api.middleware import RequestIdMiddleware
 from mlx_manager.api.openai.routes import router as openai_router
-from mlx_manager.api.openai.serving import Limits, OpenAIServing
+from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.api.request.normalize import Limits
+from mlx_manager.api.request.start import Starter
 from mlx_manager.api.rerank import router as rerank_router
 from mlx_manager.api.responses.routes import router as responses_router
 from mlx_manager.api.responses.serving import ResponsesServing
@@ -146,11 +148,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.db = db
     app.state.manager = manager
     app.state.downloads = downloads
-    images = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
-    limits = Limits(settings.max_n, settings.max_stop_sequences, images)
-    app.state.openai_serving = OpenAIServing(engine, limits, manager.profiles)
-    app.state.anthropic_serving = AnthropicServing(engine, settings.max_stop_sequences, images, manager.profiles)
-    app.state.responses_serving = ResponsesServing(engine, ResponseStore(db), images, manager.profiles)
     # Rules come from the database; a model no rule names runs on the local engine.
     router = Router(
         engine,
@@ -162,10 +159,12 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.router = router
     metrics.attach_router(router)
-    for serving in (app.state.openai_serving, app.state.anthropic_serving, app.state.responses_serving):
-        serving.route = router.generate
-        serving.routed = router.routed
-    app.state.anthropic_serving.count = router.count_tokens
+    # Every API starts its generations through the router: profiles, images, then here or elsewhere.
+    starter = Starter(router, manager.profiles, ImageLimits(settings.max_image_bytes, settings.max_image_pixels))
+    limits = Limits(settings.max_n, settings.max_stop_sequences)
+    app.state.openai_serving = OpenAIServing(starter, limits)
+    app.state.anthropic_serving = AnthropicServing(starter, limits)
+    app.state.responses_serving = ResponsesServing(starter, ResponseStore(db))
     install_error_handlers(app)
     install_hub_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

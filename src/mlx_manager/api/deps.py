@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from mlx_manager.engine.backend import Backend
 from mlx_manager.engine.engine import Engine
 from mlx_manager.manager.profiles import ProfileDefaults
 
@@ -16,6 +17,15 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_backend(request: Request) -> Backend:
+    """Where generations run: the router (this server's engine, or a remote backend by rule)."""
+    backend: Backend = request.app.state.router
+    return backend
+
+
+BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
 def get_profiles(request: Request) -> list[ProfileDefaults]:

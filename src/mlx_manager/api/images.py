@@ -8,7 +8,8 @@ http(s) URLs are refused with a 400: the server is offline-first and fetches not
 
 A text-only model still takes a conversation whose earlier turns held images (the user switched models mid-chat):
 each of those images becomes the text "[image]". An image in the newest turn, the one the model answers, stays a
-400. A model that a routing rule sends elsewhere gets its images as sent: its backend decides.
+400. A model that a routing rule sends elsewhere gets its images as sent: its backend decides (the backend's
+`capabilities` say which: engine/backend.py).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 from PIL import Image
 
 from mlx_manager.api.errors import APIError
-from mlx_manager.engine.engine import Engine
-from mlx_manager.engine.types import ChatPrompt
+from mlx_manager.engine.backend import Backend
+from mlx_manager.engine.types import ChatPrompt, Prompt
 
 IMAGE_PLACEHOLDER = "[image]"  # what a text-only model reads where an earlier turn held an image
 # Image types OpenAI, Anthropic and vLLM all take; anything else goes to a remote backend re-encoded as PNG.
@@ -80,15 +81,15 @@ def _message_refs(message: dict[str, Any]) -> list[ImageRef]:
     return [p["ref"] for p in parts if isinstance(p, dict) and isinstance(p.get("ref"), ImageRef)]
 
 
-async def attach_images(
-    engine: Engine, model_id: str, prompt: ChatPrompt, limits: ImageLimits, routed: bool = False
-) -> ChatPrompt:
+async def attach_images(backend: Backend, model_id: str, prompt: Prompt, limits: ImageLimits) -> Prompt:
     """The prompt with its images decoded, or a 400: an image is bad or too large, or a text-only model is asked
-    about one. `routed`: a routing rule sends the model elsewhere, so this server cannot know whether it sees."""
-    refs = _refs(prompt)
-    if not refs:
+    about one. A model a routing rule sends elsewhere may see or not: its backend decides."""
+    if not isinstance(prompt, ChatPrompt) or not (refs := _refs(prompt)):
         return prompt
-    if not routed and not (await engine.resolve_for(model_id, "generate")).vision:
+    capabilities = await backend.capabilities(model_id)
+    if capabilities.task not in (None, "generate"):
+        return prompt  # the backend refuses it, naming what the model is for
+    if capabilities.images is False:
         return _without_images(model_id, prompt)
     decoded = await asyncio.to_thread(lambda: tuple(decode_with_url(ref, limits) for ref in refs))
     messages = [

@@ -8,10 +8,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from mlx_manager.api.access import record
-from mlx_manager.api.deps import EngineDep
+from mlx_manager.api.deps import BackendDep, EngineDep
 from mlx_manager.api.int64 import Count
-from mlx_manager.api.openai.schemas import Strict
+from mlx_manager.api.request.start import only_here
+from mlx_manager.api.schema_base import Strict
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
+from mlx_manager.engine.errors import ModelNotFoundError
 
 router = APIRouter(tags=["rerank"], route_class=UnicodeCheckedRoute)
 MAX_DOCUMENTS = 1000
@@ -52,11 +54,15 @@ class RerankResponse(BaseModel):
 
 @router.post("/v1/rerank", response_model_exclude_none=True)
 @router.post("/rerank", response_model_exclude_none=True, include_in_schema=False)
-async def rerank(body: RerankRequest, engine: EngineDep, request: Request) -> RerankResponse:
-    record(request, body.model)
+async def rerank(body: RerankRequest, engine: EngineDep, backend: BackendDep, request: Request) -> RerankResponse:
     """Documents sorted by relevance to the query, most relevant first; `index` is the position in the request."""
+    record(request, body.model)
     texts = body.texts()
-    ranking = await engine.rerank(body.model, body.query, texts)
+    try:
+        ranking = await engine.rerank(body.model, body.query, texts)
+    except ModelNotFoundError:
+        await only_here(backend, body.model, "rerank requests")
+        raise
     order = sorted(range(len(texts)), key=lambda i: ranking.scores[i], reverse=True)
     results = [
         RerankResult(

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from mlx_manager.engine import generation_defaults
+from mlx_manager.engine.backend import Capabilities
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.cpu_dtype import WeightPlan
 from mlx_manager.engine.discovery import discover_models
@@ -130,6 +131,13 @@ class Engine:
         if info.task not in tasks:
             raise InvalidRequestError(f"The model '{model_id}' {_WRONG_TASK[info.task]}.", param="model")
         return info
+
+    async def capabilities(self, model_id: str) -> Capabilities:
+        """What the model can be asked (the backend interface, engine/backend.py); a 404 when there is none."""
+        info = await self.resolve(model_id)
+        return Capabilities(
+            task=info.task, images=info.vision, embeddings=info.task != "generate", context_length=info.context_length
+        )
 
     def sampling_for(self, info: ModelInfo, params: SamplingParams) -> SamplingParams:
         """The request's sampling values, with what it left out from the model, then the server's defaults."""

@@ -25,6 +25,8 @@ class GenerationObserver(Protocol):
 class Generation:
     """Iterate for chunks; `cancel()` (or leaving the loop early) stops the model work."""
 
+    backend = "local"  # who runs it: a remote generation names its backend (access log, metrics)
+
     def __init__(self, prompt_tokens: int, n: int, model: str = "", observer: GenerationObserver | None = None) -> None:
         self.model = model
         self.observer = observer

@@ -1,7 +1,8 @@
 """Where a request runs: the local engine or a remote backend, by rule, with fallback, breakers and balancing.
 
-The servings call `Router.generate` exactly as they would call the engine; what comes back iterates the same
-engine chunks whether it ran here or on a peer, so every protocol is translated both ways through one request.
+The router is a Backend (engine/backend.py) over backends: the local engine and remote servers (RemoteBackend).
+The APIs are handed it at construction and call it exactly as they would the engine; what comes back iterates the
+same engine chunks whether it ran here or on a peer, so every protocol is translated both ways through one request.
 """
 
 from __future__ import annotations
@@ -9,36 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, Protocol
+from typing import Literal
 
 import httpx
 
+from mlx_manager.engine.backend import LOCAL, Backend, Capabilities
 from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFullError
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
-from mlx_manager.routing.anthropic_client import count_tokens as count_message_tokens
-from mlx_manager.routing.anthropic_client import open_messages
+from mlx_manager.engine.types import Prompt, SamplingParams
 from mlx_manager.routing.balancer import Balancer
 from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.breaker import CircuitBreaker
-from mlx_manager.routing.openai_client import open_chat
 from mlx_manager.routing.remote import RemoteError
+from mlx_manager.routing.remote_backend import PROTOCOL_NAMES, RemoteBackend
 from mlx_manager.routing.retry import backoff_seconds, counts_against_backend, safe_to_retry, should_fall_back
 from mlx_manager.routing.rules import Rule, first_match
 
 log = logging.getLogger(__name__)
-LOCAL = "local"
-
-
-class LocalEngine(Protocol):
-    async def generate(
-        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
-    ) -> Generation: ...
-
-    async def count_tokens(self, model_id: str, prompt: Prompt) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ class NoBackendError(EngineError):
 class Router:
     def __init__(
         self,
-        engine: LocalEngine,
+        engine: Backend,
         table: Callable[[], RoutingTable],
         failure_threshold: int = 5,
         cooldown: float = 30.0,
@@ -97,33 +88,24 @@ class Router:
         if rule is None:
             return await self.engine.generate(model_id, prompt, params, n=n, priority=priority)
         self.check_prompt(prompt)
-        table = self.table()
         last_status: int | None = None
         problems: list[str] = []
-        for name in self.balancer.order(list(rule.backends)):
+        for name, config in self._configs(rule, problems):
             state = self.balancer.state(name)
-            backend = table.backends.get(name) or (BackendConfig(LOCAL, "local") if name == LOCAL else None)
-            if backend is None:
-                problems.append(f"{name}: no such backend")
-                continue
             if not state.breaker.allow():
                 problems.append(f"{name}: circuit open")
                 continue
             model = rule.upstream_model(model_id)
             self.balancer.begin(name)  # outstanding until the generation ends: what the balancing counts
             try:
-                gen = await self._start_with_retries(backend, model, prompt, params, n, priority)
+                gen = await self._start_with_retries(config, model, prompt, params, n, priority)
             except (QueueFullError, ContextLengthError) as exc:  # local overflow: the next backend may have room
                 self.balancer.end(name)
                 problems.append(f"{name}: {exc}")
                 continue
             except RemoteError as exc:
                 self.balancer.end(name)
-                if not should_fall_back(exc.status):
-                    raise NoBackendError(str(exc), exc.status) from exc
-                self._record(name, exc.status)
-                last_status = exc.status
-                problems.append(f"{name}: {exc.message[:300]}")
+                last_status = self._failed(name, exc, problems)
                 log.warning("Backend %s failed for %s (%s); trying the next", name, model_id, exc.status or "no answer")
                 continue
             state.breaker.record_success()
@@ -132,40 +114,65 @@ class Router:
             return gen
         raise NoBackendError(f"No backend could serve '{model_id}': " + "; ".join(problems), last_status)
 
-    async def count_tokens(self, model_id: str, prompt: ChatPrompt) -> int:
+    async def count_tokens(self, model_id: str, prompt: Prompt) -> int:
         """Prompt tokens where the request would run: here, or an Anthropic backend's own count_tokens. An
         OpenAI-compatible backend has no such endpoint (a guess would mislead a client budgeting its context)."""
         rule = self.route(model_id)
         if rule is None:
             return await self.engine.count_tokens(model_id, prompt)
         self.check_prompt(prompt)
-        table, problems = self.table(), []
+        problems: list[str] = []
         last_status: int | None = 400  # when no backend of the rule can count at all
-        for name in self.balancer.order(list(rule.backends)):
-            backend = table.backends.get(name) or (BackendConfig(LOCAL, "local") if name == LOCAL else None)
-            model = rule.upstream_model(model_id)
-            if backend is None or backend.kind == "openai":
-                problems.append(
-                    f"{name}: " + ("no such backend" if backend is None else "OpenAI-compatible, no token count")
-                )
+        for name, config in self._configs(rule, problems):
+            model, backend = rule.upstream_model(model_id), self._backend(config)
+            if not (await backend.capabilities(model)).count_tokens:
+                problems.append(f"{name}: {PROTOCOL_NAMES.get(config.kind, config.kind)}, no token count")
                 continue
-            if backend.kind == LOCAL:
-                return await self.engine.count_tokens(model, prompt)
-            if not self.balancer.state(name).breaker.allow():
+            breaker = self.balancer.state(name).breaker
+            if not breaker.allow():
                 problems.append(f"{name}: circuit open")
                 continue
             try:
-                tokens = await count_message_tokens(self._client(backend), name, prompt, model, backend.api_key)
+                tokens = await backend.count_tokens(model, prompt)
             except RemoteError as exc:
-                if not should_fall_back(exc.status):
-                    raise NoBackendError(str(exc), exc.status) from exc
-                self._record(name, exc.status)
-                last_status = exc.status
-                problems.append(f"{name}: {exc.message[:300]}")
+                last_status = self._failed(name, exc, problems)
                 continue
-            self.balancer.state(name).breaker.record_success()
+            breaker.record_success()
             return tokens
         raise NoBackendError(f"No backend could count the tokens of '{model_id}': " + "; ".join(problems), last_status)
+
+    async def capabilities(self, model_id: str) -> Capabilities:
+        """A model a rule sends elsewhere: chat only, images as sent, counted where some backend of the rule can."""
+        rule = self.route(model_id)
+        if rule is None:
+            return await self.engine.capabilities(model_id)
+        table = self.table()
+        configs = [_config(table, name) for name in rule.backends]
+        counts = any(c is not None and c.kind != "openai" for c in configs)
+        return Capabilities(where=", ".join(rule.backends), task=None, images=None, count_tokens=counts)
+
+    def _configs(self, rule: Rule, problems: list[str]) -> Iterator[tuple[str, BackendConfig]]:
+        """The rule's backends in the balancer's order; one that is not configured is noted and passed over."""
+        table = self.table()
+        for name in self.balancer.order(list(rule.backends)):
+            config = _config(table, name)
+            if config is None:
+                problems.append(f"{name}: no such backend")
+            else:
+                yield name, config
+
+    def _backend(self, config: BackendConfig) -> Backend:
+        if config.kind == "local":
+            return self.engine
+        return RemoteBackend(config.name, config.kind, partial(self._client, config), config.api_key)
+
+    def _failed(self, name: str, exc: RemoteError, problems: list[str]) -> int | None:
+        """A failed backend: a NoBackendError when the failure is the request's own, else noted to try the next."""
+        if not should_fall_back(exc.status):
+            raise NoBackendError(str(exc), exc.status) from exc
+        self._record(name, exc.status)
+        problems.append(f"{name}: {exc.message[:300]}")
+        return exc.status
 
     async def _start_with_retries(
         self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
@@ -178,6 +185,11 @@ class Router:
                     raise
                 await asyncio.sleep(backoff_seconds(attempt))
         raise AssertionError("unreachable")
+
+    async def _start(
+        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
+    ) -> Generation:
+        return await self._backend(backend).generate(model, prompt, params, n=n, priority=priority)
 
     def _record(self, name: str, status: int | None) -> None:
         breaker = self.balancer.state(name).breaker
@@ -219,17 +231,6 @@ class Router:
             return False
         return response.status_code == 200
 
-    async def _start(
-        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
-    ) -> Generation:
-        if backend.kind == LOCAL:
-            return await self.engine.generate(model, prompt, params, n=n, priority=priority)
-        if not isinstance(prompt, ChatPrompt) or n != 1:
-            raise RemoteError(backend.name, 400, "remote backends serve chat requests with n=1 only")
-        client = self._client(backend)
-        opener = open_chat if backend.kind == "openai" else open_messages
-        return await opener(client, backend.name, prompt, params, model, backend.api_key)
-
     def _client(self, backend: BackendConfig) -> httpx.AsyncClient:
         try:
             base_url = normalize_base_url(backend.kind, backend.base_url or "")
@@ -249,3 +250,8 @@ class Router:
                 await self._health_task
         for client in self._clients.values():
             await client.aclose()
+
+
+def _config(table: RoutingTable, name: str) -> BackendConfig | None:
+    """A backend by name; "local" is this server's engine even when no row names it."""
+    return table.backends.get(name) or (BackendConfig(LOCAL, "local") if name == LOCAL else None)

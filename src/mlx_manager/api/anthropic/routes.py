@@ -19,6 +19,7 @@ from mlx_manager.api.anthropic.schemas import (
 from mlx_manager.api.anthropic.serving import AnthropicServing
 from mlx_manager.api.deps import EngineDep, ProfilesDep
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.request.streaming import sse
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.types import ModelInfo as EngineModel
@@ -35,10 +36,9 @@ async def create_message(body: MessagesRequest, request: Request) -> Message | E
     serving = _serving(request)
     record(request, body.model)
     gen = await serving.start(body)
-    record(request, body.model, gen.usage, getattr(gen, "backend", "local"))
+    record(request, body.model, gen.usage, gen.backend)
     if body.stream:
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return EventSourceResponse(serving.stream(body, gen), sep="\n", headers=headers)
+        return sse(serving.stream(body, gen))
     return await serving.message(body, gen, request.is_disconnected)
 
 

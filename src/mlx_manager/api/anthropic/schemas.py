@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlx_manager.api.int64 import Count, Positive
+from mlx_manager.api.schema_base import Strict
 
 # --- request content blocks -------------------------------------------------------------------
 
@@ -68,8 +69,7 @@ ContentBlockParam = Annotated[
 ]
 
 
-class MessageParam(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MessageParam(Strict):
     role: Literal["user", "assistant"]
     content: str | list[ContentBlockParam]
 
@@ -83,36 +83,31 @@ class ToolParam(BaseModel):
     type: str | None = None
 
 
-class ToolChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ToolChoice(Strict):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
 
 
-class ThinkingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ThinkingConfig(Strict):
     type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: Positive | None = None
     display: Literal["summarized", "omitted"] | None = None
 
 
-class OutputFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OutputFormat(Strict):
     type: Literal["json_schema"]
     schema_: dict[str, Any] = Field(alias="schema")
 
 
-class OutputConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OutputConfig(Strict):
     effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
     format: OutputFormat | None = None
 
 
-class MessagesRequestBase(BaseModel):
+class MessagesRequestBase(Strict):
     """What count_tokens and create share."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str
     messages: list[MessageParam] = Field(min_length=1)
     system: str | list[TextBlockParam] | None = None

@@ -3,52 +3,32 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlx_manager.api.anthropic import translate
 from mlx_manager.api.anthropic.errors import anthropic_error_body
 from mlx_manager.api.anthropic.schemas import CountTokensRequest, Message, MessagesRequest, TokenCount
-from mlx_manager.api.errors import from_engine_error
-from mlx_manager.api.images import ImageLimits, attach_images
 from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
-from mlx_manager.engine.engine import Engine
-from mlx_manager.engine.errors import EngineError
+from mlx_manager.api.request.normalize import Limits
+from mlx_manager.api.request.start import Starter
+from mlx_manager.api.request.streaming import MODEL_FAILED, stream_failure
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import ChatPrompt, GenerationChunk
-from mlx_manager.manager.profiles import ProfileLookup, resolve_target
-
-log = logging.getLogger(__name__)
+from mlx_manager.engine.types import GenerationChunk
 
 
 class AnthropicServing:
-    def __init__(
-        self, engine: Engine, max_stop: int, images: ImageLimits | None = None, profiles: ProfileLookup | None = None
-    ) -> None:
-        self.engine = engine
-        self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
-        self.count = engine.count_tokens  # likewise: a routed model's tokens are counted where it runs
-        self.routed: Callable[[str], bool] = lambda _model: False  # likewise: whether a rule sends it elsewhere
-        self.max_stop = max_stop
-        self.images = images or ImageLimits()
-        self.profiles = profiles
+    def __init__(self, starter: Starter, limits: Limits) -> None:
+        self.starter = starter
+        self.limits = limits
 
     async def start(self, req: MessagesRequest) -> Generation:
-        target = resolve_target(self.profiles, req.model)
-        prompt = target.prompt(await self._attach(target.model, translate.chat_prompt(req)))
-        params = target.params(translate.sampling_params(req, self.max_stop), translate.explicit_fields(req))
-        return await self.route(target.model, prompt, params)
+        return await self.starter.start(translate.engine_request(req, self.limits))
 
     async def count_tokens(self, req: CountTokensRequest) -> TokenCount:
-        target = resolve_target(self.profiles, req.model)
-        prompt = target.prompt(await self._attach(target.model, translate.chat_prompt(req)))
-        return TokenCount(input_tokens=await self.count(target.model, prompt))
-
-    async def _attach(self, model: str, prompt: ChatPrompt) -> ChatPrompt:
-        return await attach_images(self.engine, model, prompt, self.images, routed=self.routed(model))
+        return TokenCount(input_tokens=await self.starter.count_tokens(req.model, translate.chat_prompt(req)))
 
     async def message(self, req: MessagesRequest, gen: Generation, is_disconnected: Disconnected) -> Message:
         chunks = (await collect(gen, is_disconnected)).get(0, [])
@@ -177,10 +157,6 @@ def _start_event(req: MessagesRequest, gen: Generation) -> dict[str, str]:
 
 
 def _error_event(exc: Exception) -> dict[str, str]:
-    log.error("Generation failed mid-stream: %s", exc)
-    err = from_engine_error(exc) if isinstance(exc, EngineError) else None
-    if err is None:
-        body = anthropic_error_body(500, "The model failed while generating; see the server log.")
-    else:
-        body = anthropic_error_body(err.status, err.message)
+    err = stream_failure(exc)
+    body = anthropic_error_body(500, MODEL_FAILED) if err is None else anthropic_error_body(err.status, err.message)
     return _event("error", body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from mlx_manager.api.anthropic.schemas import (
     ContentBlock,
@@ -19,10 +19,23 @@ from mlx_manager.api.anthropic.schemas import (
     ToolUseBlock,
     Usage,
 )
-from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import ImageRef, image_part
 from mlx_manager.api.images import content as message_content
 from mlx_manager.api.replies import Reply
+from mlx_manager.api.request.model import EngineRequest
+from mlx_manager.api.request.normalize import (
+    Limits,
+    ToolChoice,
+    ToolUse,
+    bad,
+    explicit_fields,
+    one_constraint,
+    response_format,
+    stop_strings,
+    template_kwargs,
+    tool_use,
+)
+from mlx_manager.api.request.normalize import sampling_params as shared_sampling_params
 from mlx_manager.engine.types import ChatPrompt, SamplingParams
 from mlx_manager.engine.types import Usage as EngineUsage
 
@@ -31,8 +44,13 @@ log = logging.getLogger(__name__)
 _STOP_REASONS: dict[str | None, StopReason] = {"length": "max_tokens", "tool_calls": "tool_use"}
 
 
-def _bad(message: str, param: str) -> APIError:
-    return APIError(400, message, param=param)
+# Anthropic's tool_choice types in the engine's terms.
+_MODES: dict[str, Literal["auto", "none", "required", "function"]] = {
+    "auto": "auto",
+    "none": "none",
+    "any": "required",
+    "tool": "function",
+}
 
 
 def _text(blocks: Any, param: str) -> str:
@@ -42,7 +60,7 @@ def _text(blocks: Any, param: str) -> str:
     texts = []
     for block in blocks or []:
         if block.type != "text":
-            raise _bad(
+            raise bad(
                 f"Content blocks of type '{block.type}' are not supported here; send text"
                 " (images go in user message content, for vision models).",
                 param,
@@ -57,7 +75,7 @@ def _image_ref(block: ImageBlockParam, param: str) -> ImageRef:
         return ImageRef(param=param, kind="image", data=source["data"])
     if source.get("type") == "url" and isinstance(source.get("url"), str):
         return ImageRef(param=param, kind="image", url=source["url"])  # refused once decoded: nothing is fetched
-    raise _bad(f"Image source type '{source.get('type')}' is not supported; send base64 data.", f"{param}.source")
+    raise bad(f"Image source type '{source.get('type')}' is not supported; send base64 data.", f"{param}.source")
 
 
 def _tool_result(block: ToolResultBlockParam, param: str) -> dict[str, Any]:
@@ -105,7 +123,7 @@ def _message(msg: MessageParam, param: str) -> list[dict[str, Any]]:
         elif kind == "redacted_thinking" and msg.role == "assistant":
             continue  # encrypted by another provider: nothing a local model can read
         else:
-            raise _bad(f"Content blocks of type '{kind}' are not supported in {msg.role} messages here.", where)
+            raise bad(f"Content blocks of type '{kind}' are not supported in {msg.role} messages here.", where)
     if msg.role == "user":
         # Tool results answer the previous assistant turn, so they come before the user's new text.
         return results + ([{"role": "user", "content": message_content(texts, "\n")}] if texts or not results else [])
@@ -117,93 +135,80 @@ def _message(msg: MessageParam, param: str) -> list[dict[str, Any]]:
     return [message]
 
 
-def _tools(req: MessagesRequestBase) -> tuple[list[dict[str, Any]], str | None, bool]:
-    """OpenAI-style function tools, the forced call ("required", a name or None), and parallel calls allowed."""
+def _tools(req: MessagesRequestBase) -> ToolUse:
+    """The tools as OpenAI function tools, and the call the model must make."""
     choice = req.tool_choice
-    if not req.tools or (choice is not None and choice.type == "none"):
-        if choice is not None and choice.type in ("any", "tool"):
-            raise _bad("tool_choice requires tools.", "tool_choice")
-        return [], None, True
+    kind = choice.type if choice is not None else "auto"
+    parallel = not (choice is not None and choice.disable_parallel_tool_use)
+    if kind == "none" or not req.tools:
+        return tool_use([], ToolChoice(_MODES[kind], choice.name if choice else None, parallel))
     tools = []
     for i, tool in enumerate(req.tools):
         if tool.type not in (None, "custom"):
-            raise _bad(
+            raise bad(
                 f"Tool type '{tool.type}' is a server tool Anthropic hosts; this server runs client tools only.",
                 f"tools.{i}.type",
             )
         if tool.input_schema is None:
-            raise _bad("Each tool needs an input_schema.", f"tools.{i}.input_schema")
+            raise bad("Each tool needs an input_schema.", f"tools.{i}.input_schema")
         function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema}
         if tool.description:
             function["description"] = tool.description
         tools.append({"type": "function", "function": function})
-    force: str | None = None
-    if choice is not None and choice.type == "any":
-        force = "required"
-    elif choice is not None and choice.type == "tool":
-        if not choice.name or choice.name not in {t.name for t in req.tools}:
-            raise _bad(f"tool_choice names '{choice.name}', which is not in tools.", "tool_choice.name")
-        force = choice.name
-    parallel = not (choice is not None and choice.disable_parallel_tool_use)
-    return tools, force, parallel
+    return tool_use(tools, ToolChoice(_MODES[kind], choice.name if choice else None, parallel))
 
 
-def chat_prompt(req: MessagesRequestBase) -> ChatPrompt:
-    tools, force, parallel = _tools(req)
+def chat_prompt(req: MessagesRequestBase, tools: ToolUse | None = None) -> ChatPrompt:
+    tools = tools or _tools(req)
     messages = _messages(req)
-    kwargs: dict[str, Any] = {}
     thinking = req.thinking is not None and req.thinking.type != "disabled"
-    if force is not None and thinking:
-        raise _bad("Thinking may not be enabled when tool_choice forces tool use.", "thinking")
-    if req.thinking is not None or force is not None:
+    if tools.force is not None and thinking:
+        raise bad("Thinking may not be enabled when tool_choice forces tool use.", "thinking")
+    kwargs: dict[str, Any] = {}
+    if req.thinking is not None or tools.force is not None:
         # Without `thinking` the model's own default holds; reasoning it writes still comes back as thinking blocks.
         # A forced tool_use is the reply's first block (Anthropic prefills the turn): no thinking before it.
         kwargs["enable_thinking"] = thinking
-    if req.output_config is not None and req.output_config.effort is not None:
-        # Templates that take an effort (gpt-oss) know low/medium/high; the higher levels read as high.
-        effort = req.output_config.effort
-        kwargs["reasoning_effort"] = effort if effort in ("low", "medium") else "high"
+    effort = req.output_config.effort if req.output_config is not None else None
     last = req.messages[-1]
     return ChatPrompt(
         messages=messages,
-        template_kwargs=kwargs,
-        tools=tools or None,
-        parse_tool_calls=bool(tools),
-        parallel_tool_calls=parallel,
-        force_tool=force,
-        allow_reasoning=force is None,
+        template_kwargs=template_kwargs(effort, kwargs),
+        tools=tools.tools or None,
+        parse_tool_calls=bool(tools.tools),
+        parallel_tool_calls=tools.parallel,
+        force_tool=tools.force,
+        allow_reasoning=tools.force is None,
         continue_final=last.role == "assistant",  # a prefilled reply: continue it
     )
 
 
-def sampling_params(req: MessagesRequest, max_stop: int) -> SamplingParams:
-    stops = [s for s in req.stop_sequences or [] if s]
-    if len(stops) > max_stop:
-        raise _bad(f"At most {max_stop} stop sequences are allowed.", "stop_sequences")
+def engine_request(req: MessagesRequest, limits: Limits) -> EngineRequest:
+    tools = _tools(req)
+    prompt = chat_prompt(req, tools)
+    fmt = req.output_config.format if req.output_config is not None else None
+    structured = response_format(fmt.type if fmt else None, fmt.schema_ if fmt else None, "", "output_config.format")
+    one_constraint(tools, structured, "output_config.format")
+    return EngineRequest(req.model, prompt, sampling_params(req, limits, structured), explicit_fields(req))
+
+
+def sampling_params(req: MessagesRequest, limits: Limits, structured: dict[str, Any] | None = None) -> SamplingParams:
     budget = None
     if req.thinking is not None and req.thinking.type == "enabled" and req.thinking.budget_tokens is not None:
         if req.thinking.budget_tokens >= req.max_tokens:
-            raise _bad("thinking.budget_tokens must be less than max_tokens.", "thinking.budget_tokens")
+            raise bad("thinking.budget_tokens must be less than max_tokens.", "thinking.budget_tokens")
         budget = req.thinking.budget_tokens
-    fmt = req.output_config.format if req.output_config is not None else None
-    if fmt is not None and req.tool_choice is not None and req.tool_choice.type in ("any", "tool"):
-        raise _bad("Use either a forced tool_choice or output_config.format, not both.", "output_config.format")
-    return SamplingParams(
+    return shared_sampling_params(
+        req,
         max_tokens=req.max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
         top_k=req.top_k,
-        stop=tuple(stops),
+        stop=stop_strings(req.stop_sequences, limits, "stop_sequences"),
         max_reasoning_tokens=budget,
         strict_reasoning_budget=False,  # clients send thinking to every model; ones that cannot reason ignore it
-        response_format={"type": "json_schema", "schema": fmt.schema_} if fmt is not None else None,
+        response_format=structured,
     )
-
-
-def explicit_fields(req: MessagesRequest) -> set[str]:
-    """The sampling values the client set (max_tokens always: Anthropic requires it)."""
-    given = {"temperature": req.temperature, "top_p": req.top_p}
-    return {"max_tokens", *(name for name, value in given.items() if value is not None)}
 
 
 def shows_thinking(req: MessagesRequest) -> bool:

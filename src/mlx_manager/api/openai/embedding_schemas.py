@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mlx_manager.api.int64 import Positive
-from mlx_manager.api.openai.schemas import NullsAsAbsent
+from mlx_manager.api.schema_base import NullsAsAbsent
 
 # OpenAI's own limit on inputs per request.
 MAX_INPUTS = 2048

@@ -14,7 +14,10 @@ from mlx_manager.api.openai.embedding_schemas import (
     EmbeddingRequest,
     EmbeddingUsage,
 )
+from mlx_manager.api.request.start import only_here
+from mlx_manager.engine.backend import Backend
 from mlx_manager.engine.engine import Engine
+from mlx_manager.engine.errors import ModelNotFoundError
 
 
 def encode_base64(vector: np.ndarray) -> str:
@@ -22,11 +25,16 @@ def encode_base64(vector: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
-async def create_embeddings(engine: Engine, req: EmbeddingRequest) -> EmbeddingList:
+async def create_embeddings(engine: Engine, req: EmbeddingRequest, backend: Backend) -> EmbeddingList:
+    """`backend`: the router, to say where a model this server lacks runs instead."""
     inputs = req.inputs()
     if len(inputs) > MAX_INPUTS:
         raise APIError(400, f"At most {MAX_INPUTS} inputs are allowed per request, got {len(inputs)}.", param="input")
-    result = await engine.embed(req.model, inputs, req.dimensions)
+    try:
+        result = await engine.embed(req.model, inputs, req.dimensions)
+    except ModelNotFoundError:
+        await only_here(backend, req.model, "embeddings")
+        raise
     if req.encoding_format == "base64":
         data = [EmbeddingData(index=i, embedding=encode_base64(v)) for i, v in enumerate(result.vectors)]
     else:

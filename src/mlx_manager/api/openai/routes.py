@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
 from mlx_manager.api.access import record
 from mlx_manager.api.anthropic.routes import list_models as anthropic_models
 from mlx_manager.api.anthropic.schemas import ModelList as AnthropicModelList
-from mlx_manager.api.deps import EngineDep, ProfilesDep
+from mlx_manager.api.deps import BackendDep, EngineDep, ProfilesDep
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.model_cards import is_loaded, sampling_defaults
 from mlx_manager.api.openai.embedding_schemas import EmbeddingList, EmbeddingRequest
@@ -24,6 +22,7 @@ from mlx_manager.api.openai.schemas import (
     ModelList,
 )
 from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.api.request.streaming import sse
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import ModelNotFoundError
@@ -38,18 +37,14 @@ def _serving(request: Request) -> OpenAIServing:
     return serving
 
 
-def _sse(stream: Any) -> EventSourceResponse:
-    return EventSourceResponse(stream, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | EventSourceResponse:
     serving = _serving(request)
     record(request, body.model)
     gen = await serving.start_chat(body)
-    record(request, body.model, gen.usage, getattr(gen, "backend", "local"))
+    record(request, body.model, gen.usage, gen.backend)
     if body.stream:
-        return _sse(serving.chat_stream(body, gen))
+        return sse(serving.chat_stream(body, gen))
     return await serving.chat(body, gen, request.is_disconnected)
 
 
@@ -59,16 +54,16 @@ async def completions(body: CompletionRequest, request: Request) -> Completion |
     record(request, body.model)
     gens = await serving.start_completion(body)
     if len(gens) == 1:
-        record(request, body.model, gens[0].usage)
+        record(request, body.model, gens[0].usage, gens[0].backend)
     if body.stream:
-        return _sse(serving.completion_stream(body, gens))
+        return sse(serving.completion_stream(body, gens))
     return await serving.completion(body, gens, request.is_disconnected)
 
 
 @router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, engine: EngineDep, request: Request) -> EmbeddingList:
+async def embeddings(body: EmbeddingRequest, engine: EngineDep, backend: BackendDep, request: Request) -> EmbeddingList:
     record(request, body.model)
-    return await create_embeddings(engine, body)
+    return await create_embeddings(engine, body, backend)
 
 
 @router.get("/models", response_model=None)

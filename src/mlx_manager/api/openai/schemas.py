@@ -8,20 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mlx_manager.api.int64 import INT64_MAX, Count, Int64, Positive
 from mlx_manager.api.model_cards import SamplingDefault
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NullsAsAbsent(Strict):
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_mean_defaults(cls, data: Any) -> Any:
-        # Clients such as LiteLLM send explicit nulls for unset fields; OpenAI treats them as absent.
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
+from mlx_manager.api.request.normalize import SamplingExtensions
+from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
 
 class StreamOptions(Strict):
@@ -65,7 +53,7 @@ class ResponseFormat(Strict):
     json_schema: dict[str, Any] | None = None
 
 
-class SamplingFields(NullsAsAbsent):
+class SamplingFields(NullsAsAbsent, SamplingExtensions):
     """Fields shared by chat and text completions."""
 
     model: str = Field(min_length=1)
@@ -73,8 +61,6 @@ class SamplingFields(NullsAsAbsent):
     # [generation] settings, then OpenAI's defaults (temperature 1, no filters).
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=-1, le=INT64_MAX, description="-1 or 0: no top-k filter.")
-    min_p: float | None = Field(default=None, ge=0, le=1)
     seed: Int64 | None = None
     stop: str | list[str] | None = None
     n: Positive = 1
@@ -82,7 +68,6 @@ class SamplingFields(NullsAsAbsent):
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
-    repetition_penalty: float | None = Field(default=None, gt=0)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-sequence (vLLM extension).")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
 from mlx_manager.api.access import record
+from mlx_manager.api.request.streaming import sse
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import Caller, ResponsesServing
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
@@ -31,10 +32,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> dict[str,
     serving = _serving(request)
     record(request, body.model)
     run = await serving.start(body, _caller(request))
-    record(request, body.model, run.gen.usage, getattr(run.gen, "backend", "local"))
+    record(request, body.model, run.gen.usage, run.gen.backend)
     if body.stream:
-        stream = serving.stream(body, run)
-        return EventSourceResponse(stream, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return sse(serving.stream(body, run))
     return await serving.respond(body, run, request.is_disconnected)
 
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from mlx_manager.api.int64 import Count, Positive
-from mlx_manager.api.openai.schemas import NullsAsAbsent
+from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
 
-class Reasoning(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Reasoning(Strict):
     effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 
 
-class TextFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TextFormat(Strict):
     type: Literal["text", "json_object", "json_schema"]
     name: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
@@ -26,8 +24,7 @@ class TextFormat(BaseModel):
     description: str | None = None
 
 
-class TextConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TextConfig(Strict):
     format: TextFormat | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
 

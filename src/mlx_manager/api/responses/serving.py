@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_manager.api.errors import APIError, from_engine_error
-from mlx_manager.api.images import ImageLimits, attach_images
+from mlx_manager.api.errors import APIError
 from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
+from mlx_manager.api.request.start import Starter
+from mlx_manager.api.request.streaming import MODEL_FAILED, stream_failure
 from mlx_manager.api.responses import translate as tr
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.db.models import StoredResponse
 from mlx_manager.db.responses import ResponseStore
-from mlx_manager.engine.engine import Engine
-from mlx_manager.engine.errors import EngineError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk
-from mlx_manager.manager.profiles import ProfileLookup, resolve_target
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,19 +45,9 @@ class Started:
 
 
 class ResponsesServing:
-    def __init__(
-        self,
-        engine: Engine,
-        store: ResponseStore,
-        images: ImageLimits | None = None,
-        profiles: ProfileLookup | None = None,
-    ) -> None:
-        self.engine = engine
-        self.route = engine.generate  # the app swaps in its router's, which may send the request elsewhere
-        self.routed: Callable[[str], bool] = lambda _model: False  # likewise: whether a rule sends it elsewhere
+    def __init__(self, starter: Starter, store: ResponseStore) -> None:
+        self.starter = starter
         self.store = store
-        self.images = images or ImageLimits()
-        self.profiles = profiles
 
     async def start(self, req: ResponsesRequest, caller: Caller) -> Started:
         if req.background:
@@ -76,11 +61,7 @@ class ResponsesServing:
                 )
             history = [*previous.input_items, *previous.response.get("output", [])]
         history += tr.input_items(req)
-        target = resolve_target(self.profiles, req.model)
-        routed = self.routed(target.model)
-        prompt = await attach_images(self.engine, target.model, tr.chat_prompt(req, history), self.images, routed)
-        params = target.params(tr.sampling_params(req), tr.explicit_fields(req))
-        gen = await self.route(target.model, target.prompt(prompt), params)
+        gen = await self.starter.start(tr.engine_request(req, history))
         return Started(gen, tr.new_id("resp"), int(time.time()), history, caller.owner)
 
     async def _find(self, response_id: str, caller: Caller) -> StoredResponse | None:
@@ -123,9 +104,8 @@ class ResponsesServing:
             for event in items.close():
                 yield event
         except Exception as exc:
-            log.error("Generation failed mid-stream: %s", exc)
-            err = from_engine_error(exc) if isinstance(exc, EngineError) else None
-            message = err.message if err else "The model failed while generating; see the server log."
+            err = stream_failure(exc)
+            message = err.message if err else MODEL_FAILED
             yield events.emit("error", code=err.code if err else "server_error", message=message, param=None)
             failed = {**base, "status": "failed", "error": {"code": "server_error", "message": message}}
             yield events.emit("response.failed", response=failed)

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
-from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import content as message_content
 from mlx_manager.api.images import url_part
 from mlx_manager.api.replies import Reply
+from mlx_manager.api.request.model import EngineRequest
+from mlx_manager.api.request.normalize import (
+    ToolChoice,
+    ToolUse,
+    bad,
+    explicit_fields,
+    one_constraint,
+    response_format,
+    sampling_params,
+    template_kwargs,
+    tool_use,
+)
 from mlx_manager.api.responses.schemas import ResponsesRequest
-from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, GenerationChunk
 from mlx_manager.engine.types import Usage as EngineUsage
 
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
 
 
-def _bad(message: str, param: str) -> APIError:
-    return APIError(400, message, param=param)
+_MODES: dict[str, Literal["auto", "none", "required"]] = {"auto": "auto", "none": "none", "required": "required"}
 
 
 def new_id(prefix: str) -> str:
@@ -41,21 +51,21 @@ def _content(content: Any, param: str, images: bool) -> str | list[dict[str, Any
     if isinstance(content, str):
         return content
     if content is not None and not isinstance(content, list):
-        raise _bad("Content must be a string or a list of content parts.", param)
+        raise bad("Content must be a string or a list of content parts.", param)
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content or []):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "input_image" and images:
             if part.get("file_id") is not None:
-                raise _bad("input_image by file_id is not supported; send image_url as a data: URL.", f"{param}.{j}")
+                raise bad("input_image by file_id is not supported; send image_url as a data: URL.", f"{param}.{j}")
             parts.append(url_part(part.get("image_url"), f"{param}.{j}", "input_image"))
             continue
         if kind not in _TEXT_PARTS:
             where = "; send text (and input_image in user messages, for vision models)"
-            raise _bad(f"Content parts of type '{kind}' are not supported here{where}.", f"{param}.{j}")
+            raise bad(f"Content parts of type '{kind}' are not supported here{where}.", f"{param}.{j}")
         text = part.get("text") or part.get("refusal") or ""
         if not isinstance(text, str):
-            raise _bad(f"The text of a '{kind}' part must be a string.", f"{param}.{j}.text")
+            raise bad(f"The text of a '{kind}' part must be a string.", f"{param}.{j}.text")
         parts.append({"type": "text", "text": text})
     return message_content(parts, "")
 
@@ -79,7 +89,7 @@ def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list
         if kind == "message":
             role = item.get("role")
             if role not in ("user", "system", "developer", "assistant"):
-                raise _bad(f"Unknown message role '{role}'.", f"{param}.role")
+                raise bad(f"Unknown message role '{role}'.", f"{param}.role")
             if role == "assistant":
                 text = _text(item.get("content"), f"{param}.content")
                 message = assistant()
@@ -101,85 +111,67 @@ def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list
             key = "content" if item.get("content") else "summary"
             parts = item.get(key) or []
             if not isinstance(parts, list):
-                raise _bad(f"The {key} of a reasoning item must be a list of parts.", f"{param}.{key}")
+                raise bad(f"The {key} of a reasoning item must be a list of parts.", f"{param}.{key}")
             reasoning.append("".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)))
         else:
-            raise _bad(f"Input items of type '{kind}' are not supported by this server.", f"{param}.type")
+            raise bad(f"Input items of type '{kind}' are not supported by this server.", f"{param}.type")
     return out
 
 
 def _strings(item: dict[str, Any], keys: tuple[str, ...], param: str) -> None:
     for key in keys:
         if item.get(key) is not None and not isinstance(item[key], str):
-            raise _bad(f"'{key}' must be a string.", f"{param}.{key}")
+            raise bad(f"'{key}' must be a string.", f"{param}.{key}")
 
 
-def _tools(req: ResponsesRequest) -> tuple[list[dict[str, Any]], str | None]:
+def _tools(req: ResponsesRequest) -> ToolUse:
     tools = []
     for i, tool in enumerate(req.tools or []):
         if tool.get("type") != "function" or not tool.get("name"):
-            raise _bad(
+            raise bad(
                 f"Tool type '{tool.get('type')}' is not supported; this server runs function tools only.",
                 f"tools.{i}",
             )
         function = {k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None}
         tools.append({"type": "function", "function": function})
-    choice = req.tool_choice
-    if choice in (None, "auto"):
-        return tools, None
-    if choice == "none":
-        return [], None
-    if not tools:
-        raise _bad("tool_choice requires tools.", "tool_choice")
-    if choice == "required":
-        return tools, "required"
+    return tool_use(tools, _tool_choice(req))
+
+
+def _tool_choice(req: ResponsesRequest) -> ToolChoice:
+    choice, parallel = req.tool_choice, req.parallel_tool_calls is not False
+    if choice is None:
+        return ToolChoice(parallel=parallel)
+    if isinstance(choice, str) and choice in _MODES:
+        return ToolChoice(_MODES[choice], parallel=parallel)
     if isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
-        return tools, str(choice["name"])
-    raise _bad("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}.", "tool_choice")
+        return ToolChoice("function", str(choice["name"]), parallel)
+    raise bad("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}.", "tool_choice")
 
 
-def chat_prompt(req: ResponsesRequest, history: list[dict[str, Any]]) -> ChatPrompt:
-    tools, force = _tools(req)
-    kwargs: dict[str, Any] = {}
-    effort = req.reasoning.effort if req.reasoning else None
-    if effort is not None:
-        kwargs["reasoning_effort"] = "high" if effort == "xhigh" else effort
-        if effort in ("none", "minimal"):
-            kwargs["enable_thinking"] = False
-    return ChatPrompt(
+def engine_request(req: ResponsesRequest, history: list[dict[str, Any]]) -> EngineRequest:
+    """The conversation so far (stored turns, then this request's input) and this request's settings."""
+    tools = _tools(req)
+    prompt = ChatPrompt(
         messages=chat_messages(history, req.instructions),
-        template_kwargs=kwargs,
-        tools=tools or None,
-        parse_tool_calls=bool(tools),
-        parallel_tool_calls=req.parallel_tool_calls is not False,
-        force_tool=force,
+        template_kwargs=template_kwargs(req.reasoning.effort if req.reasoning else None),
+        tools=tools.tools or None,
+        parse_tool_calls=bool(tools.tools),
+        parallel_tool_calls=tools.parallel,
+        force_tool=tools.force,
     )
-
-
-def sampling_params(req: ResponsesRequest) -> SamplingParams:
     fmt = req.text.format if req.text else None
-    response_format: dict[str, Any] | None = None
-    if fmt is not None and fmt.type == "json_object":
-        response_format = {"type": "json_object"}
-    elif fmt is not None and fmt.type == "json_schema":
-        if fmt.schema_ is None:
-            raise _bad("text.format json_schema needs a schema.", "text.format.schema")
-        response_format = {"type": "json_schema", "schema": fmt.schema_}
-    if response_format is not None and req.tool_choice not in (None, "auto", "none"):
-        raise _bad("Use either a forced tool_choice or text.format, not both.", "text.format")
-    return SamplingParams(
+    missing = "text.format json_schema needs a schema."
+    structured = response_format(fmt.type if fmt else None, fmt.schema_ if fmt else None, missing, "text.format.schema")
+    one_constraint(tools, structured, "text.format")
+    params = sampling_params(
+        req,
         max_tokens=req.max_output_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
-        response_format=response_format,
+        response_format=structured,
         max_reasoning_tokens=req.max_reasoning_tokens,
     )
-
-
-def explicit_fields(req: ResponsesRequest) -> set[str]:
-    """The sampling values the client set, by their engine names."""
-    given = {"temperature": req.temperature, "top_p": req.top_p, "max_tokens": req.max_output_tokens}
-    return {name for name, value in given.items() if value is not None}
+    return EngineRequest(req.model, prompt, params, explicit_fields(req, {"max_output_tokens": "max_tokens"}))
 
 
 def output_items(reply: Reply) -> list[dict[str, Any]]:

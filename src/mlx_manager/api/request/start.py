@@ -1,0 +1,62 @@
+"""The one start of every generation, whichever API it came in by: the profile named as the model, the images,
+then the backend (the router: this server's engine or a remote one)."""
+
+from __future__ import annotations
+
+from mlx_manager.api.errors import APIError
+from mlx_manager.api.images import ImageLimits, attach_images
+from mlx_manager.api.request.model import EngineRequest
+from mlx_manager.engine.backend import LOCAL, Backend
+from mlx_manager.engine.errors import ModelNotFoundError
+from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.types import Prompt
+from mlx_manager.manager.profiles import ProfileLookup, resolve_target
+
+
+class Starter:
+    def __init__(self, backend: Backend, profiles: ProfileLookup | None = None, images: ImageLimits | None = None):
+        self.backend = backend
+        self.profiles = profiles
+        self.images = images or ImageLimits()
+
+    async def start(self, req: EngineRequest) -> Generation:
+        """Request errors are raised here, before any output."""
+        target = resolve_target(self.profiles, req.model)
+        prompt = target.prompt(await attach_images(self.backend, target.model, req.prompt, self.images))
+        params = target.params(req.params, req.explicit)
+        return await self.backend.generate(target.model, prompt, params, n=req.n, priority=req.priority)
+
+    async def start_all(self, reqs: list[EngineRequest]) -> list[Generation]:
+        """Several prompts of one request (text completions): all started, or none left running."""
+        gens: list[Generation] = []
+        try:
+            for req in reqs:
+                gens.append(await self.start(req))
+        except BaseException:
+            for gen in gens:
+                gen.cancel()
+            raise
+        return gens
+
+    async def count_tokens(self, model: str, prompt: Prompt) -> int:
+        """Prompt tokens where the request would run, profile and images included."""
+        target = resolve_target(self.profiles, model)
+        attached = target.prompt(await attach_images(self.backend, target.model, prompt, self.images))
+        return await self.backend.count_tokens(target.model, attached)
+
+
+async def only_here(backend: Backend, model: str, what: str) -> None:
+    """For requests only this server's models serve (embeddings, rerank): a model no local one is, that a routing
+    rule sends elsewhere, is a 400 naming where it runs instead of a 404."""
+    try:
+        capabilities = await backend.capabilities(model)
+    except ModelNotFoundError:
+        return
+    if capabilities.where != LOCAL and not capabilities.embeddings:
+        raise APIError(
+            400,
+            f"The model '{model}' runs on {capabilities.where} by a routing rule, and those backends take chat"
+            f" requests only: {what} use this server's own models.",
+            param="model",
+            code="not_supported_by_backend",
+        )

@@ -1,0 +1,34 @@
+"""The backend interface: what the local engine, a remote server and the router choosing between them each offer
+the APIs, so every protocol's request takes one path whatever runs it. No HTTP here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.types import ModelTask, Prompt, SamplingParams
+
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can be asked where it runs; None: this server cannot know (a remote backend decides)."""
+
+    where: str = LOCAL  # "local", or the backends a routing rule names (for messages)
+    task: ModelTask | None = "generate"
+    images: bool | None = False
+    embeddings: bool = False  # an embedding or reranking model: /v1/embeddings, /v1/rerank
+    count_tokens: bool = True
+    context_length: int | None = None
+
+
+class Backend(Protocol):
+    async def generate(
+        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+    ) -> Generation: ...
+
+    async def count_tokens(self, model_id: str, prompt: Prompt) -> int: ...
+
+    async def capabilities(self, model_id: str) -> Capabilities: ...
