@@ -164,7 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
     limits = Limits(settings.max_n, settings.max_stop_sequences)
     app.state.openai_serving = OpenAIServing(starter, limits)
     app.state.anthropic_serving = AnthropicServing(starter, limits)
-    app.state.responses_serving = ResponsesServing(starter, ResponseStore(db))
+    app.state.responses_serving = ResponsesServing(starter, limits, ResponseStore(db))
     install_error_handlers(app)
     install_hub_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

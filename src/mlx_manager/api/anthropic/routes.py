@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
@@ -19,7 +20,7 @@ from mlx_manager.api.anthropic.schemas import (
 from mlx_manager.api.anthropic.serving import AnthropicServing
 from mlx_manager.api.deps import EngineDep, ProfilesDep
 from mlx_manager.api.errors import APIError
-from mlx_manager.api.request.streaming import sse
+from mlx_manager.api.request.answer import answer
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.types import ModelInfo as EngineModel
@@ -34,12 +35,8 @@ def _serving(request: Request) -> AnthropicServing:
 
 async def create_message(body: MessagesRequest, request: Request) -> Message | EventSourceResponse:
     serving = _serving(request)
-    record(request, body.model)
-    gen = await serving.start(body)
-    record(request, body.model, gen.usage, gen.backend)
-    if body.stream:
-        return sse(serving.stream(body, gen))
-    return await serving.message(body, gen, request.is_disconnected)
+    start, events, reply = serving.start(body), partial(serving.stream, body), partial(serving.message, body)
+    return await answer(request, body.model, start, body.stream, events, reply)
 
 
 async def count_tokens(body: CountTokensRequest, request: Request) -> TokenCount:

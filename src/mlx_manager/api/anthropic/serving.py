@@ -12,18 +12,13 @@ from mlx_manager.api.anthropic import translate
 from mlx_manager.api.anthropic.errors import anthropic_error_body
 from mlx_manager.api.anthropic.schemas import CountTokensRequest, Message, MessagesRequest, TokenCount
 from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
-from mlx_manager.api.request.normalize import Limits
-from mlx_manager.api.request.start import Starter
+from mlx_manager.api.request.start import Serving
 from mlx_manager.api.request.streaming import MODEL_FAILED, stream_failure
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk
 
 
-class AnthropicServing:
-    def __init__(self, starter: Starter, limits: Limits) -> None:
-        self.starter = starter
-        self.limits = limits
-
+class AnthropicServing(Serving):
     async def start(self, req: MessagesRequest) -> Generation:
         return await self.starter.start(translate.engine_request(req, self.limits))
 

@@ -22,20 +22,9 @@ from mlx_manager.api.anthropic.schemas import (
 from mlx_manager.api.images import ImageRef, image_part
 from mlx_manager.api.images import content as message_content
 from mlx_manager.api.replies import Reply
+from mlx_manager.api.request import normalize as norm
 from mlx_manager.api.request.model import EngineRequest
-from mlx_manager.api.request.normalize import (
-    Limits,
-    ToolChoice,
-    ToolUse,
-    bad,
-    explicit_fields,
-    one_constraint,
-    response_format,
-    stop_strings,
-    template_kwargs,
-    tool_use,
-)
-from mlx_manager.api.request.normalize import sampling_params as shared_sampling_params
+from mlx_manager.api.request.normalize import Limits, ToolChoice, ToolUse, bad
 from mlx_manager.engine.types import ChatPrompt, SamplingParams
 from mlx_manager.engine.types import Usage as EngineUsage
 
@@ -141,7 +130,7 @@ def _tools(req: MessagesRequestBase) -> ToolUse:
     kind = choice.type if choice is not None else "auto"
     parallel = not (choice is not None and choice.disable_parallel_tool_use)
     if kind == "none" or not req.tools:
-        return tool_use([], ToolChoice(_MODES[kind], choice.name if choice else None, parallel))
+        return norm.tool_use([], ToolChoice(_MODES[kind], choice.name if choice else None, parallel))
     tools = []
     for i, tool in enumerate(req.tools):
         if tool.type not in (None, "custom"):
@@ -155,7 +144,7 @@ def _tools(req: MessagesRequestBase) -> ToolUse:
         if tool.description:
             function["description"] = tool.description
         tools.append({"type": "function", "function": function})
-    return tool_use(tools, ToolChoice(_MODES[kind], choice.name if choice else None, parallel))
+    return norm.tool_use(tools, ToolChoice(_MODES[kind], choice.name if choice else None, parallel))
 
 
 def chat_prompt(req: MessagesRequestBase, tools: ToolUse | None = None) -> ChatPrompt:
@@ -173,7 +162,7 @@ def chat_prompt(req: MessagesRequestBase, tools: ToolUse | None = None) -> ChatP
     last = req.messages[-1]
     return ChatPrompt(
         messages=messages,
-        template_kwargs=template_kwargs(effort, kwargs),
+        template_kwargs=norm.template_kwargs(effort, kwargs),
         tools=tools.tools or None,
         parse_tool_calls=bool(tools.tools),
         parallel_tool_calls=tools.parallel,
@@ -187,9 +176,11 @@ def engine_request(req: MessagesRequest, limits: Limits) -> EngineRequest:
     tools = _tools(req)
     prompt = chat_prompt(req, tools)
     fmt = req.output_config.format if req.output_config is not None else None
-    structured = response_format(fmt.type if fmt else None, fmt.schema_ if fmt else None, "", "output_config.format")
-    one_constraint(tools, structured, "output_config.format")
-    return EngineRequest(req.model, prompt, sampling_params(req, limits, structured), explicit_fields(req))
+    structured = norm.response_format(
+        fmt.type if fmt else None, fmt.schema_ if fmt else None, "", "output_config.format"
+    )
+    norm.one_constraint(tools, structured, "output_config.format")
+    return EngineRequest(req.model, prompt, sampling_params(req, limits, structured), norm.explicit_fields(req))
 
 
 def sampling_params(req: MessagesRequest, limits: Limits, structured: dict[str, Any] | None = None) -> SamplingParams:
@@ -198,13 +189,13 @@ def sampling_params(req: MessagesRequest, limits: Limits, structured: dict[str, 
         if req.thinking.budget_tokens >= req.max_tokens:
             raise bad("thinking.budget_tokens must be less than max_tokens.", "thinking.budget_tokens")
         budget = req.thinking.budget_tokens
-    return shared_sampling_params(
+    return norm.sampling_params(
         req,
         max_tokens=req.max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
         top_k=req.top_k,
-        stop=stop_strings(req.stop_sequences, limits, "stop_sequences"),
+        stop=norm.stop_strings(req.stop_sequences, limits, "stop_sequences"),
         max_reasoning_tokens=budget,
         strict_reasoning_budget=False,  # clients send thinking to every model; ones that cannot reason ignore it
         response_format=structured,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
@@ -22,6 +24,7 @@ from mlx_manager.api.openai.schemas import (
     ModelList,
 )
 from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.api.request.answer import answer
 from mlx_manager.api.request.streaming import sse
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.engine import Engine
@@ -40,12 +43,8 @@ def _serving(request: Request) -> OpenAIServing:
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | EventSourceResponse:
     serving = _serving(request)
-    record(request, body.model)
-    gen = await serving.start_chat(body)
-    record(request, body.model, gen.usage, gen.backend)
-    if body.stream:
-        return sse(serving.chat_stream(body, gen))
-    return await serving.chat(body, gen, request.is_disconnected)
+    start, events, reply = serving.start_chat(body), partial(serving.chat_stream, body), partial(serving.chat, body)
+    return await answer(request, body.model, start, body.stream, events, reply)
 
 
 @router.post("/completions", response_model=None)

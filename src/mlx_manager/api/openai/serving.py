@@ -32,8 +32,7 @@ from mlx_manager.api.openai.schemas import (
     UsageOut,
 )
 from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
-from mlx_manager.api.request.normalize import Limits
-from mlx_manager.api.request.start import Starter
+from mlx_manager.api.request.start import Serving
 from mlx_manager.api.request.streaming import MODEL_FAILED, stream_failure
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk, TokenLogprob, Usage
@@ -62,11 +61,7 @@ def _chat_logprobs(items: list[TokenLogprob]) -> ChoiceLogprobs:
     )
 
 
-class OpenAIServing:
-    def __init__(self, starter: Starter, limits: Limits) -> None:
-        self.starter = starter
-        self.limits = limits
-
+class OpenAIServing(Serving):
     # --- chat ---------------------------------------------------------------------------------
 
     async def start_chat(self, req: ChatCompletionRequest) -> Generation:

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import content, url_part
 from mlx_manager.api.openai.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
+from mlx_manager.api.request import normalize as norm
 from mlx_manager.api.request.model import EngineRequest
-from mlx_manager.api.request.normalize import (
-    Limits,
-    ToolChoice,
-    check_n,
-    explicit_fields,
-    one_constraint,
-    response_format,
-    sampling_params,
-    stop_strings,
-    template_kwargs,
-    tool_use,
-)
+from mlx_manager.api.request.normalize import Limits, ToolChoice
 from mlx_manager.engine.types import ChatPrompt, SamplingParams, TextPrompt
-
-_MODES: dict[str, Literal["auto", "none", "required"]] = {"auto": "auto", "none": "none", "required": "required"}
 
 
 def unsupported(param: str, why: str) -> APIError:
@@ -31,13 +19,13 @@ def unsupported(param: str, why: str) -> APIError:
 
 
 def _sampling(req: SamplingFields, limits: Limits, **given: Any) -> SamplingParams:
-    check_n(req.n, limits)
-    return sampling_params(
+    norm.check_n(req.n, limits)
+    return norm.sampling_params(
         req,
         temperature=req.temperature,
         top_p=req.top_p,
         seed=req.seed,
-        stop=stop_strings(req.stop, limits, "stop"),
+        stop=norm.stop_strings(req.stop, limits, "stop"),
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
         logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
@@ -59,19 +47,19 @@ def chat_request(req: ChatCompletionRequest, limits: Limits) -> EngineRequest:
         max_reasoning_tokens=req.max_reasoning_tokens,
     )
     choice = _tool_choice(req)
-    tools = tool_use(_tools(req) if choice.mode != "none" else [], choice)
+    tools = norm.tool_use(_tools(req) if choice.mode != "none" else [], choice)
     fmt = req.response_format
     schema = (fmt.json_schema or {}).get("schema") if fmt is not None else None
     missing = "response_format json_schema needs json_schema.schema (an object)."
-    structured = response_format(fmt.type if fmt else None, schema, missing, "response_format")
-    one_constraint(tools, structured, "response_format")
+    structured = norm.response_format(fmt.type if fmt else None, schema, missing, "response_format")
+    norm.one_constraint(tools, structured, "response_format")
     if req.store:
         raise unsupported("store", "completions are not stored.")
     if req.continue_final_message and req.messages[-1].role != "assistant":
         raise APIError(400, "continue_final_message needs an assistant message last.", param="continue_final_message")
     prompt = ChatPrompt(
         messages=[_message_dict(m, i) for i, m in enumerate(req.messages)],
-        template_kwargs=template_kwargs(req.reasoning_effort, req.chat_template_kwargs),
+        template_kwargs=norm.template_kwargs(req.reasoning_effort, req.chat_template_kwargs),
         tools=tools.tools or None,
         parse_tool_calls=bool(tools.tools),
         parallel_tool_calls=tools.parallel,
@@ -79,23 +67,16 @@ def chat_request(req: ChatCompletionRequest, limits: Limits) -> EngineRequest:
         continue_final=req.continue_final_message,
     )
     params = replace(params, response_format=structured)
-    explicit = explicit_fields(req, {"max_completion_tokens": "max_tokens"})
+    explicit = norm.explicit_fields(req, {"max_completion_tokens": "max_tokens"})
     return EngineRequest(req.model, prompt, params, explicit, n=req.n, priority=req.priority)
 
 
 def _tool_choice(req: ChatCompletionRequest) -> ToolChoice:
-    choice, parallel = req.tool_choice, req.parallel_tool_calls is not False
-    if choice is None:
-        return ToolChoice(parallel=parallel)
-    if isinstance(choice, str) and choice in _MODES:
-        return ToolChoice(_MODES[choice], parallel=parallel)
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict) and choice["function"].get("name"):
-        return ToolChoice("function", str(choice["function"]["name"]), parallel)
-    raise APIError(
-        400,
-        "tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}.",
-        param="tool_choice",
-    )
+    choice = req.tool_choice
+    function = choice.get("function") if isinstance(choice, dict) else None
+    named = str(function["name"]) if isinstance(function, dict) and function.get("name") else None
+    shape = "{'type': 'function', 'function': {'name': ...}}"
+    return norm.tool_choice(choice, named, req.parallel_tool_calls is not False, shape)
 
 
 def _tools(req: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -148,7 +129,7 @@ def completion_requests(req: CompletionRequest, limits: Limits) -> list[EngineRe
     params = _sampling(
         req, limits, max_tokens=req.max_tokens, logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0
     )
-    explicit = explicit_fields(req)
+    explicit = norm.explicit_fields(req)
     return [EngineRequest(req.model, p, params, explicit, n=req.n, priority=req.priority) for p in _prompts(req)]
 
 

@@ -95,6 +95,21 @@ class ToolUse:
     parallel: bool
 
 
+_MODES: dict[str, Literal["auto", "none", "required"]] = {"auto": "auto", "none": "none", "required": "required"}
+
+
+def tool_choice(choice: str | dict[str, Any] | None, named: str | None, parallel: bool, shape: str) -> ToolChoice:
+    """A tool_choice as the OpenAI APIs send it: a mode, or an object naming a function. `named`: the name the API
+    read from its own object shape (`shape`, spelled out in the 400 when neither fits)."""
+    if choice is None:
+        return ToolChoice(parallel=parallel)
+    if isinstance(choice, str) and choice in _MODES:
+        return ToolChoice(_MODES[choice], parallel=parallel)
+    if isinstance(choice, dict) and named:
+        return ToolChoice("function", named, parallel)
+    raise bad(f"tool_choice must be 'none', 'auto', 'required' or {shape}.", "tool_choice")
+
+
 def tool_use(tools: list[dict[str, Any]], choice: ToolChoice) -> ToolUse:
     """`tools`: the request's tools as OpenAI function tools, each already checked by its API."""
     if choice.mode in ("required", "function") and not tools:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import ImageLimits, attach_images
 from mlx_manager.api.request.model import EngineRequest
+from mlx_manager.api.request.normalize import Limits
 from mlx_manager.engine.backend import LOCAL, Backend
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.generation import Generation
@@ -43,6 +44,14 @@ class Starter:
         target = resolve_target(self.profiles, model)
         attached = target.prompt(await attach_images(self.backend, target.model, prompt, self.images))
         return await self.backend.count_tokens(target.model, attached)
+
+
+class Serving:
+    """What every API's serving holds: the one Starter, and the server's limits on a request."""
+
+    def __init__(self, starter: Starter, limits: Limits) -> None:
+        self.starter = starter
+        self.limits = limits
 
 
 async def only_here(backend: Backend, model: str, what: str) -> None:

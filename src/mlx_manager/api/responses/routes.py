@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
-from mlx_manager.api.access import record
-from mlx_manager.api.request.streaming import sse
+from mlx_manager.api.request.answer import answer
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import Caller, ResponsesServing
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
@@ -29,13 +29,9 @@ def _caller(request: Request) -> Caller:
 
 @router.post("/responses", response_model=None)
 async def create_response(body: ResponsesRequest, request: Request) -> dict[str, Any] | EventSourceResponse:
-    serving = _serving(request)
-    record(request, body.model)
-    run = await serving.start(body, _caller(request))
-    record(request, body.model, run.gen.usage, run.gen.backend)
-    if body.stream:
-        return sse(serving.stream(body, run))
-    return await serving.respond(body, run, request.is_disconnected)
+    serving, caller = _serving(request), _caller(request)
+    events, reply = partial(serving.stream, body), partial(serving.respond, body)
+    return await answer(request, body.model, serving.start(body, caller), body.stream, events, reply)
 
 
 @router.get("/responses/{response_id}")

@@ -10,14 +10,15 @@ from typing import Any
 
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.replies import Disconnected, api_finish, assemble, collect
-from mlx_manager.api.request.start import Starter
+from mlx_manager.api.request.normalize import Limits
+from mlx_manager.api.request.start import Serving, Starter
 from mlx_manager.api.request.streaming import MODEL_FAILED, stream_failure
 from mlx_manager.api.responses import translate as tr
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.db.models import StoredResponse
 from mlx_manager.db.responses import ResponseStore
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import GenerationChunk
+from mlx_manager.engine.types import GenerationChunk, Usage
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,18 @@ class Started:
     history: list[dict[str, Any]]
     owner: str | None = None
 
+    @property
+    def usage(self) -> Usage:
+        return self.gen.usage
 
-class ResponsesServing:
-    def __init__(self, starter: Starter, store: ResponseStore) -> None:
-        self.starter = starter
+    @property
+    def backend(self) -> str:
+        return self.gen.backend
+
+
+class ResponsesServing(Serving):
+    def __init__(self, starter: Starter, limits: Limits, store: ResponseStore) -> None:
+        super().__init__(starter, limits)
         self.store = store
 
     async def start(self, req: ResponsesRequest, caller: Caller) -> Started:

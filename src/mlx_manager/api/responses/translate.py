@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from mlx_manager.api.images import content as message_content
 from mlx_manager.api.images import url_part
 from mlx_manager.api.replies import Reply
+from mlx_manager.api.request import normalize as norm
 from mlx_manager.api.request.model import EngineRequest
-from mlx_manager.api.request.normalize import (
-    ToolChoice,
-    ToolUse,
-    bad,
-    explicit_fields,
-    one_constraint,
-    response_format,
-    sampling_params,
-    template_kwargs,
-    tool_use,
-)
+from mlx_manager.api.request.normalize import ToolChoice, ToolUse, bad
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk
 from mlx_manager.engine.types import Usage as EngineUsage
 
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
-
-
-_MODES: dict[str, Literal["auto", "none", "required"]] = {"auto": "auto", "none": "none", "required": "required"}
 
 
 def new_id(prefix: str) -> str:
@@ -134,18 +122,14 @@ def _tools(req: ResponsesRequest) -> ToolUse:
             )
         function = {k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None}
         tools.append({"type": "function", "function": function})
-    return tool_use(tools, _tool_choice(req))
+    return norm.tool_use(tools, _tool_choice(req))
 
 
 def _tool_choice(req: ResponsesRequest) -> ToolChoice:
-    choice, parallel = req.tool_choice, req.parallel_tool_calls is not False
-    if choice is None:
-        return ToolChoice(parallel=parallel)
-    if isinstance(choice, str) and choice in _MODES:
-        return ToolChoice(_MODES[choice], parallel=parallel)
-    if isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
-        return ToolChoice("function", str(choice["name"]), parallel)
-    raise bad("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}.", "tool_choice")
+    choice = req.tool_choice
+    named = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    shape = "{'type': 'function', 'name': ...}"
+    return norm.tool_choice(choice, str(named) if named else None, req.parallel_tool_calls is not False, shape)
 
 
 def engine_request(req: ResponsesRequest, history: list[dict[str, Any]]) -> EngineRequest:
@@ -153,7 +137,7 @@ def engine_request(req: ResponsesRequest, history: list[dict[str, Any]]) -> Engi
     tools = _tools(req)
     prompt = ChatPrompt(
         messages=chat_messages(history, req.instructions),
-        template_kwargs=template_kwargs(req.reasoning.effort if req.reasoning else None),
+        template_kwargs=norm.template_kwargs(req.reasoning.effort if req.reasoning else None),
         tools=tools.tools or None,
         parse_tool_calls=bool(tools.tools),
         parallel_tool_calls=tools.parallel,
@@ -161,9 +145,11 @@ def engine_request(req: ResponsesRequest, history: list[dict[str, Any]]) -> Engi
     )
     fmt = req.text.format if req.text else None
     missing = "text.format json_schema needs a schema."
-    structured = response_format(fmt.type if fmt else None, fmt.schema_ if fmt else None, missing, "text.format.schema")
-    one_constraint(tools, structured, "text.format")
-    params = sampling_params(
+    structured = norm.response_format(
+        fmt.type if fmt else None, fmt.schema_ if fmt else None, missing, "text.format.schema"
+    )
+    norm.one_constraint(tools, structured, "text.format")
+    params = norm.sampling_params(
         req,
         max_tokens=req.max_output_tokens,
         temperature=req.temperature,
@@ -171,7 +157,7 @@ def engine_request(req: ResponsesRequest, history: list[dict[str, Any]]) -> Engi
         response_format=structured,
         max_reasoning_tokens=req.max_reasoning_tokens,
     )
-    return EngineRequest(req.model, prompt, params, explicit_fields(req, {"max_output_tokens": "max_tokens"}))
+    return EngineRequest(req.model, prompt, params, norm.explicit_fields(req, {"max_output_tokens": "max_tokens"}))
 
 
 def output_items(reply: Reply) -> list[dict[str, Any]]:
