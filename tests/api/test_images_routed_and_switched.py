@@ -1,7 +1,8 @@
 """A front server whose rules send model names to a second real server holding a vision model: images and
-count_tokens reach that backend over either protocol, base URLs work as users paste them, and a backend answering
-404 is named and passed over. The front also holds a text model, so a conversation with images can continue on it
-("[image]" where an earlier turn held one; an image in the newest turn stays a 400), in all three APIs."""
+count_tokens reach that backend over either protocol, what it cannot serve (embeddings, rerank, text completions)
+is a 400 naming it, base URLs work as users paste them, and a backend answering 404 is named and passed over. The
+front also holds a text model, so a conversation with images can continue on it ("[image]" where an earlier turn
+held one; an image in the newest turn stays a 400), in all three APIs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -132,6 +134,28 @@ def test_count_tokens_for_an_openai_backend_is_a_400_saying_why(front: ServerPro
         _claude(front).messages.count_tokens(model="seeing-o", messages=_image_message())
     message = err.value.body["error"]["message"]  # type: ignore[index]
     assert "vlm-openai" in message and "OpenAI-compatible" in message and "not found" not in message
+
+
+# --- what a routed model cannot do: a 400 naming its backends ------------------------------------------------
+
+
+def test_embeddings_rerank_and_text_completions_of_a_routed_model_are_a_400_naming_the_backend(
+    front: ServerProcess, routed: ServerProcess
+) -> None:
+    client = _openai(front)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="seeing-o", input="hi")
+    body: Any = err.value.body
+    assert "'seeing-o' runs on vlm-openai" in body["message"] and "embeddings" in body["message"], body
+    assert body["param"] == "model" and body["code"] == "not_supported_by_backend"
+    rerank = httpx.post(
+        f"{front.base_url}/v1/rerank", json={"model": "seeing-a", "query": "q", "documents": ["a"]}, timeout=60
+    )
+    assert rerank.status_code == 400 and "runs on vlm-anthropic" in rerank.json()["error"]["message"], rerank.text
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model="seeing-o", prompt="Once", max_tokens=2)
+    message = refused.value.body["message"]  # type: ignore[index]
+    assert "vlm-openai" in message and "chat requests with n=1 only" in message
 
 
 # --- a backend answering 404 ------------------------------------------------------------------------------
