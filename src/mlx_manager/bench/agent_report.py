@@ -21,6 +21,8 @@ class TurnStats:
     ttft_min_s: float
     ttft_max_s: float
     cached_median: float
+    cached_min: int
+    cached_max: int
     prompt_median: float
     ttft_at_end: int  # samples whose reply had no output event (TTFT taken at the stream's end)
 
@@ -62,6 +64,8 @@ def turn_stats(runs: list[AgentRun]) -> list[TurnStats]:
                 ttft_min_s=min(ttfts),
                 ttft_max_s=max(ttfts),
                 cached_median=statistics.median(i[2] for i in items),
+                cached_min=min(i[2] for i in items),
+                cached_max=max(i[2] for i in items),
                 prompt_median=statistics.median(i[3] for i in items),
                 ttft_at_end=sum(i[4] for i in items),
             )
@@ -113,7 +117,7 @@ def cell(row: TurnStats) -> str:
     flag = f" [{row.ttft_at_end} at end]" if row.ttft_at_end else ""
     return (
         f"{row.ttft_median_s:.2f} s ({row.ttft_min_s:.2f}-{row.ttft_max_s:.2f}){flag}\n"
-        f"{row.cached_median:.0f}/{row.prompt_median:.0f} tok"
+        f"{_cached(row)}/{row.prompt_median:.0f} tok"
     )
 
 
@@ -131,3 +135,37 @@ def session_table(rows: list[SessionStats]) -> Table:
             "; ".join(r.errors)[:120],
         )
     return t
+
+
+def markdown(rows: list[TurnStats], sessions: list[SessionStats], missing: dict[str, str]) -> str:
+    """The per-turn table and session times as Markdown, for the benchmarks README."""
+    turns = sorted({r.turn for r in rows})
+    marks = {r.turn for r in rows if r.after_restart}
+    first_restart = min(marks) if marks else None
+    head = [f"turn {t}" + (" (after restart)" if t == first_restart else "") for t in turns]
+    lines = [
+        "| server | format | " + " | ".join(head) + " | session s |",
+        "| --- | --- | " + " | ".join("---:" for _ in turns) + " | ---: |",
+    ]
+    times = {(s.label, s.fmt): s for s in sessions}
+    for label, fmt in dict.fromkeys((r.label, r.fmt) for r in rows):
+        by_turn = {r.turn: r for r in rows if (r.label, r.fmt) == (label, fmt)}
+        cells = [_md_cell(by_turn[t]) if t in by_turn else "-" for t in turns]
+        s = times.get((label, fmt))
+        session = f"{s.session_median_s:.0f} ({s.session_min_s:.0f}-{s.session_max_s:.0f})" if s else "-"
+        lines.append(f"| {label} | {fmt} | " + " | ".join(cells) + f" | {session} |")
+    for key, why in missing.items():
+        label, fmt = key.split("/")
+        lines.append(f"| {label} | {fmt} | " + " | ".join(why for _ in turns) + " | - |")
+    return "\n".join(lines)
+
+
+def _md_cell(row: TurnStats) -> str:
+    return (
+        f"{row.ttft_median_s:.1f} ({row.ttft_min_s:.1f}-{row.ttft_max_s:.1f}) · {_cached(row)}/{row.prompt_median:.0f}"
+    )
+
+
+def _cached(row: TurnStats) -> str:
+    """Cached tokens: one number when every sample agrees, else the range (e.g. first agent cold, others not)."""
+    return f"{row.cached_min}" if row.cached_min == row.cached_max else f"{row.cached_min}-{row.cached_max}"
