@@ -118,7 +118,7 @@ def test_a_json_schema_reply_arrives_the_same_from_every_api() -> None:
     assert [params.response_format for _, params in calls] == [{"type": "json_schema", "schema": SCHEMA}] * 3
 
 
-@pytest.mark.parametrize("effort", ["low", "medium", "high"])
+@pytest.mark.parametrize("effort", ["low", "medium", "high", "xhigh"])
 def test_a_reasoning_effort_means_the_same_in_every_api_that_takes_it(effort: Effort) -> None:
     calls = _through_each_api(
         {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": effort},

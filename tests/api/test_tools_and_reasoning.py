@@ -104,6 +104,20 @@ def test_reasoning_effort_none_switches_qwen3_thinking_off(client: openai.OpenAI
     assert off.usage.prompt_tokens == explicit.usage.prompt_tokens > on.usage.prompt_tokens
 
 
+def test_xhigh_effort_reads_as_high_in_chat_and_in_responses(client: openai.OpenAI) -> None:
+    # gpt-oss's template takes low, medium and high; the one effort table maps xhigh to high for every API.
+    def chat(effort: str) -> int:
+        out = client.chat.completions.create(model="tiny-gpt-oss", messages=ASK, max_tokens=1, reasoning_effort=effort)  # type: ignore[arg-type]
+        assert out.usage is not None
+        return out.usage.prompt_tokens
+
+    reply = client.responses.create(
+        model="tiny-gpt-oss", input=ASK[0]["content"], reasoning={"effort": "xhigh"}, max_output_tokens=1
+    )
+    assert reply.usage is not None
+    assert chat("xhigh") == chat("high") == reply.usage.input_tokens
+
+
 def test_a_template_that_opens_think_sends_generation_to_reasoning(client: openai.OpenAI) -> None:
     # DeepSeek-R1's generation prompt ends with "<think>\n": until </think> everything is reasoning.
     out = client.chat.completions.create(model="tiny-deepseek-r1", messages=ASK, max_tokens=8, temperature=0)  # type: ignore[arg-type]

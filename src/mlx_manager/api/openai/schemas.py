@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mlx_manager.api.int64 import INT64_MAX, Count, Int64, Positive
 from mlx_manager.api.model_cards import SamplingDefault
-from mlx_manager.api.request.normalize import SamplingExtensions
+from mlx_manager.api.request.normalize import OpenAIEffort, SamplingExtensions
 from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
 
@@ -108,7 +108,7 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: OpenAIEffort | None = None
     max_reasoning_tokens: Count | None = Field(default=None, description="Reasoning budget (extension).")
     continue_final_message: bool = Field(
         default=False, description="Continue the last message, the assistant's, instead of replying (vLLM extension)."

@@ -148,6 +148,8 @@ def one_constraint(tools: ToolUse, fmt: dict[str, Any] | None, param: str) -> No
 # --- reasoning ---------------------------------------------------------------------------------------------------
 
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+# The levels both OpenAI APIs (chat completions' reasoning_effort, Responses' reasoning.effort) take.
+OpenAIEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 # Every effort level an API takes, as chat templates take it (gpt-oss's knows low, medium and high; the higher
 # levels read as high), and whether the level keeps thinking on (off: templates with enable_thinking, e.g. Qwen3).
 EFFORTS: dict[Effort, tuple[str, bool]] = {

@@ -7,11 +7,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mlx_manager.api.int64 import Count, Positive
+from mlx_manager.api.request.normalize import OpenAIEffort
 from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
 
 class Reasoning(Strict):
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    effort: OpenAIEffort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 
