@@ -135,3 +135,16 @@ def test_unsupported_requests_are_a_400_naming_what(server: ServerProcess, body:
     resp = httpx.post(f"{server.base_url}/v1/responses", json=body, timeout=60)
     assert resp.status_code == 400, resp.text
     assert word in resp.json()["error"]["message"]
+
+
+def test_top_k_min_p_and_repetition_penalty_reach_the_engine(client: openai.OpenAI, server: ServerProcess) -> None:
+    # vLLM's sampling extensions, as chat completions take them: top_k 1 at a high temperature is greedy.
+    ask: Any = {"model": "tiny-llama", "input": "Once upon a time", "max_output_tokens": 8}
+    greedy = client.responses.create(**ask, temperature=0)
+    top_1 = client.responses.create(**ask, temperature=1.5, extra_body={"top_k": 1, "min_p": 0.1})
+    assert top_1.output_text == greedy.output_text
+    penalised = client.responses.create(**ask, temperature=0, extra_body={"repetition_penalty": 1.3})
+    assert penalised.usage and penalised.usage.output_tokens == 8
+    for field, value in (("top_k", -2), ("min_p", 2), ("repetition_penalty", 0)):
+        resp = httpx.post(f"{server.base_url}/v1/responses", json={**ask, field: value}, timeout=60)
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == field, resp.text

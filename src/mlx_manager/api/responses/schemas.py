@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mlx_manager.api.int64 import Count, Positive
-from mlx_manager.api.request.normalize import OpenAIEffort
+from mlx_manager.api.request.normalize import OpenAIEffort, SamplingExtensions
 from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
 
@@ -30,7 +30,7 @@ class TextConfig(Strict):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class ResponsesRequest(NullsAsAbsent):
+class ResponsesRequest(NullsAsAbsent, SamplingExtensions):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]]
     instructions: str | None = None
