@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyChunk, statsLine, type ChatMessage } from './chat';
+import { applyChunk, requestBody, type ChatMessage } from './chat';
 
 describe('applyChunk', () => {
 	it('appends content and reasoning', () => {
@@ -31,16 +31,24 @@ describe('applyChunk', () => {
 	});
 });
 
-describe('statsLine', () => {
-	it('shows tokens per second', () => {
-		expect(statsLine(20, 2, false)).toBe('20 tokens · 10.0 tokens/s');
+describe('finish reason and request', () => {
+	it('keeps why the reply ended', () => {
+		const reply: ChatMessage = { role: 'assistant', content: '' };
+		applyChunk(reply, { choices: [{ delta: { content: 'Hi' } }] });
+		expect(applyChunk(reply, { choices: [{ finish_reason: 'length', delta: {} }] })).toBe(false);
+		expect(reply.finishReason).toBe('length');
 	});
-	it('marks a stopped answer', () => {
-		expect(statsLine(5, 1, true)).toBe('5 tokens · 5.0 tokens/s · stopped');
-		expect(statsLine(0, 1, true)).toBe('stopped');
-	});
-	it('has nothing to say about an empty answer', () => {
-		expect(statsLine(0, 1, false)).toBeUndefined();
-		expect(statsLine(3, 0, false)).toBe('3 tokens · – tokens/s');
+
+	it('sends only the options set, and asks to continue a reply', () => {
+		const signal = new AbortController().signal;
+		const base = { model: 'm', messages: [], signal, onUpdate: () => {} };
+		expect(requestBody({ ...base, options: { temperature: 0, max_tokens: null } })).toEqual({
+			model: 'm',
+			messages: [],
+			stream: true,
+			stream_options: { include_usage: true },
+			temperature: 0
+		});
+		expect(requestBody({ ...base, options: {}, continueReply: true })).toMatchObject({ continue_final_message: true });
 	});
 });

@@ -241,7 +241,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Rerank */
+        /**
+         * Rerank
+         * @description Documents sorted by relevance to the query, most relevant first; `index` is the position in the request.
+         */
         post: operations["rerank_v1_rerank_post"];
         delete?: never;
         options?: never;
@@ -908,6 +911,116 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/chats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Chats
+         * @description The caller's chats, most recently changed first.
+         */
+        get: operations["list_chats_api_chats_get"];
+        put?: never;
+        /** Create Chat */
+        post: operations["create_chat_api_chats_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/chats/{chat_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Chat
+         * @description The chat with its messages, oldest first.
+         */
+        get: operations["get_chat_api_chats__chat_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete Chat */
+        delete: operations["delete_chat_api_chats__chat_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Update Chat
+         * @description Rename it, or change the model or options it chats with.
+         */
+        patch: operations["update_chat_api_chats__chat_id__patch"];
+        trace?: never;
+    };
+    "/api/chats/{chat_id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add Message
+         * @description Append a message (a reply being streamed: status `streaming`, then PATCHed as it grows).
+         */
+        post: operations["add_message_api_chats__chat_id__messages_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/chats/{chat_id}/messages/{message_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Message
+         * @description Remove a message (one whose send failed), or with `and_later` it and the rest of the chat.
+         */
+        delete: operations["delete_message_api_chats__chat_id__messages__message_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Update Message
+         * @description Change the fields sent: a streamed reply saved as it grows, an edited message before it is sent again.
+         */
+        patch: operations["update_message_api_chats__chat_id__messages__message_id__patch"];
+        trace?: never;
+    };
+    "/api/chats/{chat_id}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Chat
+         * @description The chat as Markdown (images inline as data: URLs) or as JSON (what GET /api/chats/{id} answers).
+         */
+        get: operations["export_chat_api_chats__chat_id__export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/hub/search": {
         parameters: {
             query?: never;
@@ -1281,12 +1394,6 @@ export interface components {
         };
         /** ChatCompletionRequest */
         ChatCompletionRequest: {
-            /** Model */
-            model: string;
-            /** Temperature */
-            temperature?: number | null;
-            /** Top P */
-            top_p?: number | null;
             /**
              * Top K
              * @description -1 or 0: no top-k filter.
@@ -1294,6 +1401,14 @@ export interface components {
             top_k?: number | null;
             /** Min P */
             min_p?: number | null;
+            /** Repetition Penalty */
+            repetition_penalty?: number | null;
+            /** Model */
+            model: string;
+            /** Temperature */
+            temperature?: number | null;
+            /** Top P */
+            top_p?: number | null;
             /** Seed */
             seed?: number | null;
             /** Stop */
@@ -1319,8 +1434,6 @@ export interface components {
              * @default 0
              */
             frequency_penalty?: number;
-            /** Repetition Penalty */
-            repetition_penalty?: number | null;
             /** Logit Bias */
             logit_bias?: {
                 [key: string]: number;
@@ -1374,12 +1487,50 @@ export interface components {
              * @description Reasoning budget (extension).
              */
             max_reasoning_tokens?: number | null;
+            /**
+             * Continue Final Message
+             * @description Continue the last message, the assistant's, instead of replying (vLLM extension).
+             * @default false
+             */
+            continue_final_message?: boolean;
             /** Metadata */
             metadata?: {
                 [key: string]: string;
             } | null;
             /** Store */
             store?: boolean | null;
+        };
+        /** ChatCreate */
+        ChatCreate: {
+            /**
+             * Title
+             * @default New chat
+             */
+            title?: string;
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            options?: components["schemas"]["ChatOptions"];
+        };
+        /** ChatDetail */
+        ChatDetail: {
+            /** Id */
+            id: number;
+            /** Title */
+            title: string;
+            /** Model */
+            model: string;
+            options: components["schemas"]["ChatOptions"];
+            /** Created At */
+            created_at: number;
+            /** Updated At */
+            updated_at: number;
+            /** Message Count */
+            message_count: number;
+            /** Messages */
+            messages: components["schemas"]["MessagePublic"][];
         };
         /** ChatMessage */
         ChatMessage: {
@@ -1393,22 +1544,90 @@ export interface components {
             /** Name */
             name?: string | null;
             /** Tool Calls */
-            tool_calls?: {
-                [key: string]: unknown;
-            }[] | null;
+            tool_calls?: components["schemas"]["ToolCallParam"][] | null;
             /** Tool Call Id */
             tool_call_id?: string | null;
         } & {
             [key: string]: unknown;
         };
-        /** CompletionRequest */
-        CompletionRequest: {
-            /** Model */
-            model: string;
+        /**
+         * ChatOptions
+         * @description What the chat sends with each request, beyond the model; unset ones come from the profile or model.
+         */
+        ChatOptions: {
+            /** System Prompt */
+            system_prompt?: string | null;
             /** Temperature */
             temperature?: number | null;
             /** Top P */
             top_p?: number | null;
+            /** Max Tokens */
+            max_tokens?: number | null;
+        };
+        /** ChatPage */
+        ChatPage: {
+            /** Items */
+            items: components["schemas"]["ChatSummary"][];
+            /**
+             * Total
+             * @description Chats matching, all pages together.
+             */
+            total: number;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+        };
+        /** ChatPublic */
+        ChatPublic: {
+            /** Id */
+            id: number;
+            /** Title */
+            title: string;
+            /** Model */
+            model: string;
+            options: components["schemas"]["ChatOptions"];
+            /** Created At */
+            created_at: number;
+            /** Updated At */
+            updated_at: number;
+            /** Message Count */
+            message_count: number;
+        };
+        /** ChatSummary */
+        ChatSummary: {
+            /** Id */
+            id: number;
+            /** Title */
+            title: string;
+            /** Model */
+            model: string;
+            options: components["schemas"]["ChatOptions"];
+            /** Created At */
+            created_at: number;
+            /** Updated At */
+            updated_at: number;
+            /** Message Count */
+            message_count: number;
+            /**
+             * Snippet
+             * @description With `q`: the matching text of a message.
+             */
+            snippet?: string | null;
+        };
+        /**
+         * ChatUpdate
+         * @description Only the fields sent change.
+         */
+        ChatUpdate: {
+            /** Title */
+            title?: string;
+            /** Model */
+            model?: string;
+            options?: components["schemas"]["ChatOptions"];
+        };
+        /** CompletionRequest */
+        CompletionRequest: {
             /**
              * Top K
              * @description -1 or 0: no top-k filter.
@@ -1416,6 +1635,14 @@ export interface components {
             top_k?: number | null;
             /** Min P */
             min_p?: number | null;
+            /** Repetition Penalty */
+            repetition_penalty?: number | null;
+            /** Model */
+            model: string;
+            /** Temperature */
+            temperature?: number | null;
+            /** Top P */
+            top_p?: number | null;
             /** Seed */
             seed?: number | null;
             /** Stop */
@@ -1441,8 +1668,6 @@ export interface components {
              * @default 0
              */
             frequency_penalty?: number;
-            /** Repetition Penalty */
-            repetition_penalty?: number | null;
             /** Logit Bias */
             logit_bias?: {
                 [key: string]: number;
@@ -1525,6 +1750,40 @@ export interface components {
             provider: string;
             /** Created At */
             created_at: number;
+        };
+        /**
+         * DiskCacheOut
+         * @description The cold tier of one model: its files, and the folder's budget shared by all models.
+         */
+        DiskCacheOut: {
+            /** Folder */
+            folder: string;
+            /** Entries */
+            entries: number;
+            /** Bytes */
+            bytes: number;
+            /** Folder Bytes */
+            folder_bytes: number;
+            /** Max Bytes */
+            max_bytes: number;
+            /** Reads */
+            reads: number;
+            /** Read Seconds */
+            read_seconds: number;
+            /** Read Bytes */
+            read_bytes: number;
+            /** Writes */
+            writes: number;
+            /** Write Seconds */
+            write_seconds: number;
+            /** Written Bytes */
+            written_bytes: number;
+            /** Evictions */
+            evictions: number;
+            /** Unreadable */
+            unreadable: number;
+            /** Skipped */
+            skipped: number;
         };
         /** DocumentBlockParam */
         DocumentBlockParam: {
@@ -1678,6 +1937,17 @@ export interface components {
             speed_bytes_per_second: number;
             /** Eta Seconds */
             eta_seconds: number | null;
+        };
+        /** FunctionCallParam */
+        FunctionCallParam: {
+            /** Name */
+            name: string;
+            /** Arguments */
+            arguments?: string | {
+                [key: string]: unknown;
+            } | null;
+        } & {
+            [key: string]: unknown;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -1914,6 +2184,63 @@ export interface components {
             /** Password */
             password: string;
         };
+        /** MessageCreate */
+        MessageCreate: {
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "user" | "assistant";
+            /**
+             * Content
+             * @default
+             */
+            content?: string;
+            /**
+             * Images
+             * @description data: URLs
+             */
+            images?: string[];
+            /** Reasoning */
+            reasoning?: string | null;
+            /** Tool Calls */
+            tool_calls?: components["schemas"]["ToolCallRecord"][] | null;
+            /**
+             * Status
+             * @description complete; streaming (being written: read back later, the stream was cut by a reload or a crash); interrupted (the page went away mid-stream); stopped (by the user); error (see `error`).
+             * @default complete
+             * @enum {string}
+             */
+            status?: "complete" | "streaming" | "interrupted" | "stopped" | "error";
+            /** Error */
+            error?: string | null;
+            /**
+             * Model
+             * @description What answered (assistant replies).
+             */
+            model?: string | null;
+            /** @description What the reply was asked with. */
+            params?: components["schemas"]["ChatOptions"];
+            /**
+             * Finish Reason
+             * @description length: cut at max tokens.
+             */
+            finish_reason?: string | null;
+            /** Prompt Tokens */
+            prompt_tokens?: number | null;
+            /** Completion Tokens */
+            completion_tokens?: number | null;
+            /**
+             * Ttft Ms
+             * @description From the request to the first token.
+             */
+            ttft_ms?: number | null;
+            /**
+             * Decode Ms
+             * @description From the first token to the last.
+             */
+            decode_ms?: number | null;
+        };
         /** MessageParam */
         MessageParam: {
             /**
@@ -1923,6 +2250,84 @@ export interface components {
             role: "user" | "assistant";
             /** Content */
             content: string | (components["schemas"]["TextBlockParam"] | components["schemas"]["ImageBlockParam"] | components["schemas"]["DocumentBlockParam"] | components["schemas"]["ToolUseBlockParam"] | components["schemas"]["ToolResultBlockParam"] | components["schemas"]["ThinkingBlockParam"] | components["schemas"]["RedactedThinkingBlockParam"])[];
+        };
+        /** MessagePublic */
+        MessagePublic: {
+            /** Id */
+            id: number;
+            /** Chat Id */
+            chat_id: number;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "user" | "assistant";
+            /** Content */
+            content: string;
+            /** Images */
+            images: string[];
+            /** Reasoning */
+            reasoning: string | null;
+            /** Tool Calls */
+            tool_calls: components["schemas"]["ToolCallRecord"][] | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "complete" | "streaming" | "interrupted" | "stopped" | "error";
+            /** Error */
+            error: string | null;
+            /** Model */
+            model: string | null;
+            params: components["schemas"]["ChatOptions"];
+            /** Finish Reason */
+            finish_reason: string | null;
+            /** Prompt Tokens */
+            prompt_tokens: number | null;
+            /** Completion Tokens */
+            completion_tokens: number | null;
+            /** Ttft Ms */
+            ttft_ms: number | null;
+            /** Decode Ms */
+            decode_ms: number | null;
+            /** Created At */
+            created_at: number;
+            /** Updated At */
+            updated_at: number;
+        };
+        /**
+         * MessageUpdate
+         * @description Only the fields sent change; null clears an optional one. The UI saves a reply this way as it streams.
+         */
+        MessageUpdate: {
+            /** Content */
+            content?: string;
+            /** Images */
+            images?: string[];
+            /** Reasoning */
+            reasoning?: string | null;
+            /** Tool Calls */
+            tool_calls?: components["schemas"]["ToolCallRecord"][] | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status?: "complete" | "streaming" | "interrupted" | "stopped" | "error";
+            /** Error */
+            error?: string | null;
+            /** Model */
+            model?: string | null;
+            params?: components["schemas"]["ChatOptions"];
+            /** Finish Reason */
+            finish_reason?: string | null;
+            /** Prompt Tokens */
+            prompt_tokens?: number | null;
+            /** Completion Tokens */
+            completion_tokens?: number | null;
+            /** Ttft Ms */
+            ttft_ms?: number | null;
+            /** Decode Ms */
+            decode_ms?: number | null;
         };
         /** MessagesRequest */
         MessagesRequest: {
@@ -2013,6 +2418,12 @@ export interface components {
             sampling_defaults?: {
                 [key: string]: components["schemas"]["SamplingDefault"];
             };
+            /**
+             * Vision
+             * @description Takes images in chat messages (extension).
+             * @default false
+             */
+            vision?: boolean;
         };
         /** ModelInfo */
         ModelInfo: {
@@ -2090,8 +2501,36 @@ export interface components {
             evictions: number;
             /** Recent */
             recent: {
-                [key: string]: number | null;
+                [key: string]: number | string | null;
             }[];
+            /**
+             * Reuse
+             * @default any-prefix
+             */
+            reuse?: string;
+            /**
+             * Reuse Reason
+             * @default
+             */
+            reuse_reason?: string;
+            /** Layers */
+            layers?: {
+                [key: string]: number;
+            };
+            /** Hits By Tier */
+            hits_by_tier?: {
+                [key: string]: number;
+            };
+            /** Tokens Reused By Tier */
+            tokens_reused_by_tier?: {
+                [key: string]: number;
+            };
+            /**
+             * Prompt Tokens Computed
+             * @default 0
+             */
+            prompt_tokens_computed?: number;
+            disk?: components["schemas"]["DiskCacheOut"] | null;
         };
         /**
          * Problem
@@ -2221,11 +2660,20 @@ export interface components {
             top_p?: number | null;
             /** Max Tokens */
             max_tokens?: number | null;
-            /** System Prompt */
+            /**
+             * System Prompt
+             * @description Used when a request has no system prompt.
+             */
             system_prompt?: string | null;
-            /** Thinking */
+            /**
+             * Thinking
+             * @description enable_thinking for templates that have it.
+             */
             thinking?: boolean | null;
-            /** Context Length */
+            /**
+             * Context Length
+             * @description A cap on prompt + completion tokens.
+             */
             context_length?: number | null;
         };
         /** Reasoning */
@@ -2640,6 +3088,31 @@ export interface components {
         TokenCount: {
             /** Input Tokens */
             input_tokens: number;
+        };
+        /**
+         * ToolCallParam
+         * @description An earlier call in an assistant message: typed, so a wrong-typed entry is a 400 naming it.
+         */
+        ToolCallParam: {
+            /** Id */
+            id?: string | null;
+            /** Type */
+            type?: "function" | null;
+            function: components["schemas"]["FunctionCallParam"];
+        } & {
+            [key: string]: unknown;
+        };
+        /** ToolCallRecord */
+        ToolCallRecord: {
+            /** Id */
+            id?: string | null;
+            /** Name */
+            name: string;
+            /**
+             * Arguments
+             * @default
+             */
+            arguments?: string;
         };
         /** ToolChoice */
         ToolChoice: {
@@ -5406,6 +5879,468 @@ export interface operations {
             };
             /** @description A problem (RFC 7807). */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_chats_api_chats_get: {
+        parameters: {
+            query?: {
+                /** @description Words in a title or a message. */
+                q?: string | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatPage"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_chat_api_chats_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatPublic"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_chat_api_chats__chat_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                chat_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatDetail"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_chat_api_chats__chat_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                chat_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_chat_api_chats__chat_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                chat_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatPublic"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    add_message_api_chats__chat_id__messages_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                chat_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessageCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessagePublic"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_message_api_chats__chat_id__messages__message_id__delete: {
+        parameters: {
+            query?: {
+                /** @description Every later message of the chat too (to regenerate). */
+                and_later?: boolean;
+            };
+            header?: never;
+            path: {
+                chat_id: number;
+                message_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_message_api_chats__chat_id__messages__message_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                chat_id: number;
+                message_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessageUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessagePublic"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_chat_api_chats__chat_id__export_get: {
+        parameters: {
+            query?: {
+                format?: "markdown" | "json";
+            };
+            header?: never;
+            path: {
+                chat_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The chat as a download. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatDetail"];
+                    "text/markdown": string;
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A problem (RFC 7807). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
