@@ -3,25 +3,26 @@ SQLite: integers within its 64-bit range, finite floats, and PATCH bodies where 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from mlx_manager.api import schema_base
 
 # SQLite stores integers as signed 64-bit: anything larger fails in the driver (OverflowError).
-INT64_MAX = 2**63 - 1
-INT64_MIN = -(2**63)
+from mlx_manager.int64 import INT64_MAX, INT64_MIN, Count, Int64, PositiveInt
 
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
-PositiveInt = Annotated[int, Field(ge=1, le=INT64_MAX)]
 # Row ids: SQLite hands out 1, 2, ... so anything else is no row's id.
-RowId = Annotated[int, Field(ge=1, le=INT64_MAX)]
+RowId = PositiveInt
+
+__all__ = ["INT64_MAX", "INT64_MIN", "Count", "Int64", "PartialUpdate", "PositiveInt", "RowId", "Strict"]
 
 
-class Strict(BaseModel):
-    """Unknown fields are refused, and so are NaN and infinities (stdlib JSON parses them; no column wants them)."""
+class Strict(schema_base.Strict):
+    """The shared Strict base (unknown fields refused), and NaN and infinities refused too: stdlib JSON parses
+    them, and no column wants them."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 def _drop_null(schema: dict[str, Any], cls: type[BaseModel]) -> None:

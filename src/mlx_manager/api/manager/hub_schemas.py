@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from mlx_manager.api.schema_base import Strict
 
 REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$"
 REVISION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
@@ -12,9 +14,7 @@ FileStatus = Literal["pending", "downloading", "verifying", "done"]
 DownloadStatus = Literal["queued", "downloading", "paused", "completed", "failed", "cancelled"]
 
 
-class DownloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DownloadRequest(Strict):
     repo_id: str = Field(pattern=REPO_ID_PATTERN, examples=["mlx-community/Qwen3-0.6B-4bit"])
     revision: str = Field(default="main", pattern=REVISION_PATTERN, description="Branch, tag or commit.")
     allow_patterns: list[str] | None = Field(
