@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
+
+from mlx_manager.int64 import PositiveInt
 
 
 class StoredResponse(SQLModel, table=True):
@@ -122,20 +125,37 @@ class Download(SQLModel, table=True):
     updated_at: float = Field(default_factory=_now)
 
 
-class Profile(SQLModel, table=True):
+ProfileName = Annotated[str, PydanticField(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
+ModelName = Annotated[str, PydanticField(min_length=1, max_length=512)]
+Temperature = Annotated[float, PydanticField(ge=0, le=2)]
+TopP = Annotated[float, PydanticField(gt=0, le=1)]
+SystemPrompt = Annotated[str, PydanticField(max_length=200_000)]
+
+
+class ProfileBase(SQLModel):
+    """A profile's settings, declared once: the table below, the /api bodies and the in-memory index derive from
+    it. Lengths only validate input: the columns stay plain strings (sa_type), as migration 0002 made them."""
+
+    name: ProfileName = Field(
+        index=True, unique=True, sa_type=AutoString, description="Usable as the `model` of API requests."
+    )
+    model: ModelName = Field(sa_type=AutoString, description="The model the profile runs.")
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: PositiveInt | None = None
+    system_prompt: SystemPrompt | None = Field(
+        default=None, sa_type=AutoString, description="Used when a request has no system prompt."
+    )
+    thinking: bool | None = Field(default=None, description="enable_thinking for templates that have it.")
+    context_length: PositiveInt | None = Field(default=None, description="A cap on prompt + completion tokens.")
+
+
+class Profile(ProfileBase, table=True):
     """A model plus generation defaults, usable as the `model` name in API requests."""
 
     __tablename__ = "profiles"
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(index=True, unique=True)
-    model: str
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    system_prompt: str | None = None
-    thinking: bool | None = None
-    context_length: int | None = None
     created_at: float = Field(default_factory=_now)
     updated_at: float = Field(default_factory=_now)
 

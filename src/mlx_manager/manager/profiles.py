@@ -14,46 +14,35 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+from pydantic import ConfigDict
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from mlx_manager.db.models import Profile
+from mlx_manager.db.models import Profile, ProfileBase
 from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
-from mlx_manager.manager.errors import Conflict, InvalidInput, NotFound
+from mlx_manager.manager.errors import Conflict, InvalidInput
+from mlx_manager.manager.rows import get_row
 
 P = TypeVar("P", bound=Prompt)
 # The request fields a profile gives defaults for, by their engine name.
 DEFAULTED = ("temperature", "top_p", "max_tokens")
 # Template kwargs through which a request already chose whether the model thinks.
 _THINKING_KWARGS = ("enable_thinking", "reasoning_effort")
+# What a profile row holds besides its id and times.
+_FIELDS = tuple(ProfileBase.model_fields)
 
 
-@dataclass(frozen=True)
-class ProfileDefaults:
-    name: str
-    model: str
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    system_prompt: str | None = None
-    thinking: bool | None = None
-    context_length: int | None = None
+class ProfileDefaults(ProfileBase):
+    """A profile as requests see it (ProfileIndex keeps these in memory), with when it was made."""
+
+    model_config = ConfigDict(frozen=True)  # type: ignore[assignment]  # SQLModel ignores the class keyword
     created: int = 0
 
     @classmethod
     def of(cls, row: Profile) -> ProfileDefaults:
-        return cls(
-            name=row.name,
-            model=row.model,
-            temperature=row.temperature,
-            top_p=row.top_p,
-            max_tokens=row.max_tokens,
-            system_prompt=row.system_prompt,
-            thinking=row.thinking,
-            context_length=row.context_length,
-            created=int(row.created_at),
-        )
+        # Rows were validated when written; a reload only copies them.
+        return cls.model_construct(**{k: getattr(row, k) for k in _FIELDS}, created=int(row.created_at))
 
 
 class ProfileLookup(Protocol):
@@ -125,8 +114,6 @@ class ProfileIndex:
 
 # --- CRUD ---------------------------------------------------------------------------------------
 
-_FIELDS = ("name", "model", "temperature", "top_p", "max_tokens", "system_prompt", "thinking", "context_length")
-
 
 def _check(values: dict[str, Any]) -> None:
     max_tokens, context = values.get("max_tokens"), values.get("context_length")
@@ -142,10 +129,7 @@ def list_profiles(session: Session) -> list[Profile]:
 
 
 def get_profile(session: Session, profile_id: int) -> Profile:
-    row = session.get(Profile, profile_id)
-    if row is None:
-        raise NotFound(f"Profile {profile_id} not found.", "profile_not_found")
-    return row
+    return get_row(session, Profile, profile_id, f"Profile {profile_id} not found.", "profile_not_found")
 
 
 def _save(session: Session, row: Profile) -> Profile:

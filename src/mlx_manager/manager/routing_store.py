@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from mlx_manager.db.models import Backend, Credential, RoutingRule
-from mlx_manager.manager.errors import Conflict, InvalidInput, NotFound
+from mlx_manager.manager.errors import Conflict, InvalidInput
+from mlx_manager.manager.rows import get_row
 from mlx_manager.manager.secret_box import SecretBox
 from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.router import BackendConfig, RoutingTable
@@ -114,10 +115,8 @@ class RoutingStore:
 
     @staticmethod
     def _get(session: Session, model: type[Any], row_id: int) -> Any:
-        row = session.get(model, row_id)
-        if row is None:
-            raise NotFound(f"No {model.__tablename__.removesuffix('s').replace('_', ' ')} with id {row_id}.")
-        return row
+        what = model.__tablename__.removesuffix("s").replace("_", " ")
+        return get_row(session, model, row_id, f"No {what} with id {row_id}.")
 
 
 def check_backend(session: Session, values: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ from sqlmodel import Session, col, delete, select
 
 from mlx_manager.db.models import ApiKey, StoredResponse, User
 from mlx_manager.manager import auth, chats
-from mlx_manager.manager.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, WrongPassword
+from mlx_manager.manager.errors import AuthenticationFailed, Conflict, PermissionDenied, WrongPassword
+from mlx_manager.manager.rows import get_row
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,7 @@ def list_users(session: Session) -> list[User]:
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"User {user_id} not found.", "user_not_found")
-    return user
+    return get_row(session, User, user_id, f"User {user_id} not found.", "user_not_found")
 
 
 def _is_last_admin(session: Session, user: User) -> bool:

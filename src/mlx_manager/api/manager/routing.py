@@ -3,123 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, TypeVar
 
-import httpx
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from mlx_manager.api.manager.deps import AdminUser, ManagerDep, write_then
-from mlx_manager.api.manager.fields import Int64, PartialUpdate, RowId, Strict
-from mlx_manager.api.manager.schemas import problems
+from mlx_manager.api.manager.fields import PartialUpdate, RowId
+from mlx_manager.api.manager.schemas import (
+    BackendCreate,
+    BackendPublic,
+    BackendStatus,
+    BackendUpdate,
+    CredentialCreate,
+    CredentialPublic,
+    RouteTest,
+    RuleCreate,
+    RulePublic,
+    RuleUpdate,
+    problems,
+)
 from mlx_manager.db.models import Backend, Credential, RoutingRule
 from mlx_manager.manager.services import Manager
 from mlx_manager.routing.router import Router
 
 router = APIRouter(prefix="/routing", tags=["routing"], responses=problems(401, 403))
 T = TypeVar("T")
-
-
-class CredentialCreate(Strict):
-    name: str = Field(min_length=1, max_length=64)
-    provider: str = Field(min_length=1, max_length=64)
-    secret: str = Field(min_length=1, max_length=4096)
-
-
-class CredentialPublic(BaseModel):
-    """Never the secret: once saved it only leaves the server in requests to its provider."""
-
-    id: int
-    name: str
-    provider: str
-    created_at: float
-
-
-def _http_url(value: str) -> str:
-    """A URL the remote clients can send to (else a 400 naming base_url, not a 500 at the first routed request)."""
-    url = value.strip()
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises for a port out of range
-        httpx.URL(url)
-    except (ValueError, httpx.InvalidURL) as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0 or any(c.isspace() for c in url):
-        raise ValueError("must be an http:// or https:// URL with a host")
-    return value
-
-
-BaseUrl = Annotated[str, AfterValidator(_http_url)]
-
-
-class BackendCreate(Strict):
-    name: str = Field(min_length=1, max_length=64)
-    kind: Literal["local", "openai", "anthropic"]
-    base_url: BaseUrl | None = None
-    credential_id: RowId | None = None
-    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
-    enabled: bool = True
-
-
-class BackendUpdate(PartialUpdate):
-    clearable = frozenset({"base_url", "credential_id"})
-
-    base_url: BaseUrl | None = None
-    credential_id: RowId | None = None
-    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
-    enabled: bool | None = None
-
-
-class BackendPublic(BackendCreate):
-    model_config = ConfigDict(extra="ignore")
-    id: int
-
-
-class RuleCreate(Strict):
-    pattern: str = Field(min_length=1, max_length=512)
-    match_type: Literal["exact", "glob", "regex"] = "exact"
-    priority: Int64 = 0
-    backend_ids: list[RowId] = Field(min_length=1)
-    remote_model: str | None = None
-    enabled: bool = True
-
-
-class RuleUpdate(PartialUpdate):
-    clearable = frozenset({"remote_model"})
-
-    pattern: str | None = Field(default=None, min_length=1, max_length=512)
-    match_type: Literal["exact", "glob", "regex"] | None = None
-    priority: Int64 | None = None
-    backend_ids: list[RowId] | None = Field(default=None, min_length=1)
-    remote_model: str | None = None
-    enabled: bool | None = None
-
-
-class RulePublic(RuleCreate):
-    model_config = ConfigDict(extra="ignore")
-    id: int
-
-
-class RouteTest(BaseModel):
-    model: str
-    rule_id: int | None
-    backends: list[str]  # in the order they would be tried now
-    upstream_model: str
-
-
-class BackendStatus(BaseModel):
-    name: str
-    breaker: str
-    failures: int
-    outstanding: int
-    served: int
-    healthy: bool
+P = TypeVar("P", bound=BaseModel)
+Row = Credential | Backend | RoutingRule
 
 
 async def _write(manager: Manager, change: Callable[[Session], T]) -> T:
     return await write_then(manager, change, manager.routing.reload)
+
+
+async def _update(manager: Manager, table: type[Row], row_id: int, body: PartialUpdate, public: type[P]) -> P:
+    """PATCH: only the fields sent change."""
+    values = body.model_dump(exclude_unset=True)
+    row = await _write(manager, lambda s: manager.routing.update(s, table, row_id, values))
+    return public.model_validate(row, from_attributes=True)
+
+
+async def _delete(manager: Manager, table: type[Row], row_id: int) -> Response:
+    await _write(manager, lambda s: manager.routing.delete(s, table, row_id))
+    return Response(status_code=204)
 
 
 def _router(request: Request) -> Router:
@@ -141,8 +69,7 @@ async def create_credential(body: CredentialCreate, _: AdminUser, manager: Manag
 
 @router.delete("/credentials/{credential_id}", status_code=204, responses=problems(404))
 async def delete_credential(credential_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
-    await _write(manager, lambda s: manager.routing.delete(s, Credential, credential_id))
-    return Response(status_code=204)
+    return await _delete(manager, Credential, credential_id)
 
 
 @router.get("/backends")
@@ -159,15 +86,12 @@ async def create_backend(body: BackendCreate, _: AdminUser, manager: ManagerDep)
 
 @router.patch("/backends/{backend_id}", responses=problems(400, 404))
 async def update_backend(backend_id: RowId, body: BackendUpdate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
-    values = body.model_dump(exclude_unset=True)
-    row = await _write(manager, lambda s: manager.routing.update(s, Backend, backend_id, values))
-    return BackendPublic.model_validate(row, from_attributes=True)
+    return await _update(manager, Backend, backend_id, body, BackendPublic)
 
 
 @router.delete("/backends/{backend_id}", status_code=204, responses=problems(404))
 async def delete_backend(backend_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
-    await _write(manager, lambda s: manager.routing.delete(s, Backend, backend_id))
-    return Response(status_code=204)
+    return await _delete(manager, Backend, backend_id)
 
 
 @router.get("/rules")
@@ -185,15 +109,12 @@ async def create_rule(body: RuleCreate, _: AdminUser, manager: ManagerDep) -> Ru
 
 @router.patch("/rules/{rule_id}", responses=problems(400, 404))
 async def update_rule(rule_id: RowId, body: RuleUpdate, _: AdminUser, manager: ManagerDep) -> RulePublic:
-    values = body.model_dump(exclude_unset=True)
-    row = await _write(manager, lambda s: manager.routing.update(s, RoutingRule, rule_id, values))
-    return RulePublic.model_validate(row, from_attributes=True)
+    return await _update(manager, RoutingRule, rule_id, body, RulePublic)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, responses=problems(404))
 async def delete_rule(rule_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
-    await _write(manager, lambda s: manager.routing.delete(s, RoutingRule, rule_id))
-    return Response(status_code=204)
+    return await _delete(manager, RoutingRule, rule_id)
 
 
 @router.get("/test")

@@ -4,10 +4,16 @@ RFC 7807 problem every error is. Times are Unix epoch seconds."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from mlx_manager.api.manager.fields import Count, PartialUpdate, PositiveInt, Strict
+from mlx_manager.api.manager.fields import Count, Int64, PartialUpdate, PositiveInt, RowId, Strict
+from mlx_manager.db.models import ModelName, ProfileBase, ProfileName
+from mlx_manager.db.models import SystemPrompt as SystemPrompt  # the chats' options share the profiles' bounds
+from mlx_manager.db.models import Temperature as Temperature
+from mlx_manager.db.models import TopP as TopP
 from mlx_manager.manager.settings_store import ManagedSettings
 
 # --- problems -----------------------------------------------------------------------------------
@@ -154,52 +160,130 @@ class AuditPage(BaseModel):
 
 
 # --- profiles -------------------------------------------------------------------------------------
-
-ProfileName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
-ModelName = Annotated[str, Field(min_length=1, max_length=512)]
-Temperature = Annotated[float, Field(ge=0, le=2)]
-TopP = Annotated[float, Field(gt=0, le=1)]
-SystemPrompt = Annotated[str, Field(max_length=200_000)]
+# The fields are declared once, in db/models.py's ProfileBase, which the table derives from too. (mypy cannot merge
+# SQLModel's typed model_config with pydantic's, hence the ignores; pydantic merges them.)
 
 
-class ProfileBase(Strict):
-    name: ProfileName = Field(description="Usable as the `model` of API requests.")
-    model: ModelName = Field(description="The model the profile runs.")
-    temperature: Temperature | None = None
-    top_p: TopP | None = None
-    max_tokens: PositiveInt | None = None
-    system_prompt: SystemPrompt | None = Field(default=None, description="Used when a request has no system prompt.")
-    thinking: bool | None = Field(default=None, description="enable_thinking for templates that have it.")
-    context_length: PositiveInt | None = Field(default=None, description="A cap on prompt + completion tokens.")
-
-
-class ProfileCreate(ProfileBase):
+class ProfileCreate(ProfileBase, Strict):  # type: ignore[misc]
     pass
 
 
-class ProfileUpdate(PartialUpdate):
+class ProfileUpdate(ProfileBase, PartialUpdate):  # type: ignore[misc]
     """Only the fields sent change; null clears an optional one."""
 
-    clearable = frozenset({"temperature", "top_p", "max_tokens", "system_prompt", "thinking", "context_length"})
+    clearable = frozenset(name for name, field in ProfileBase.model_fields.items() if not field.is_required())
 
-    name: ProfileName | None = None
-    model: ModelName | None = None
-    temperature: Temperature | None = None
-    top_p: TopP | None = None
-    max_tokens: PositiveInt | None = None
-    system_prompt: SystemPrompt | None = None
-    thinking: bool | None = None
-    context_length: PositiveInt | None = None
+    name: ProfileName | None = None  # type: ignore[assignment]
+    model: ModelName | None = None  # type: ignore[assignment]
 
 
 class ProfileDuplicate(Strict):
     name: ProfileName | None = Field(default=None, description="The copy's name; default '<name>-copy'.")
 
 
-class ProfilePublic(ProfileBase):
+class ProfilePublic(ProfileBase, Strict):  # type: ignore[misc]
     id: int
     created_at: float
     updated_at: float
+
+
+# --- routing --------------------------------------------------------------------------------------
+
+
+class CredentialCreate(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    provider: str = Field(min_length=1, max_length=64)
+    secret: str = Field(min_length=1, max_length=4096)
+
+
+class CredentialPublic(BaseModel):
+    """Never the secret: once saved it only leaves the server in requests to its provider."""
+
+    id: int
+    name: str
+    provider: str
+    created_at: float
+
+
+def _http_url(value: str) -> str:
+    """A URL the remote clients can send to (else a 400 naming base_url, not a 500 at the first routed request)."""
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0 or any(c.isspace() for c in url):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class BackendCreate(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["local", "openai", "anthropic"]
+    base_url: BaseUrl | None = None
+    credential_id: RowId | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    enabled: bool = True
+
+
+class BackendUpdate(PartialUpdate):
+    clearable = frozenset({"base_url", "credential_id"})
+
+    base_url: BaseUrl | None = None
+    credential_id: RowId | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    enabled: bool | None = None
+
+
+class BackendPublic(BackendCreate):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+
+
+class RuleCreate(Strict):
+    pattern: str = Field(min_length=1, max_length=512)
+    match_type: Literal["exact", "glob", "regex"] = "exact"
+    priority: Int64 = 0
+    backend_ids: list[RowId] = Field(min_length=1)
+    remote_model: str | None = None
+    enabled: bool = True
+
+
+class RuleUpdate(PartialUpdate):
+    clearable = frozenset({"remote_model"})
+
+    pattern: str | None = Field(default=None, min_length=1, max_length=512)
+    match_type: Literal["exact", "glob", "regex"] | None = None
+    priority: Int64 | None = None
+    backend_ids: list[RowId] | None = Field(default=None, min_length=1)
+    remote_model: str | None = None
+    enabled: bool | None = None
+
+
+class RulePublic(RuleCreate):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+
+
+class RouteTest(BaseModel):
+    model: str
+    rule_id: int | None
+    backends: list[str]  # in the order they would be tried now
+    upstream_model: str
+
+
+class BackendStatus(BaseModel):
+    name: str
+    breaker: str
+    failures: int
+    outstanding: int
+    served: int
+    healthy: bool
 
 
 # --- settings -------------------------------------------------------------------------------------
