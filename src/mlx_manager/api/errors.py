@@ -37,6 +37,7 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -45,6 +46,7 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers
+        self.extra = extra  # extension members of an RFC 7807 problem (the /api routes only)
 
 
 def error_body(
@@ -78,9 +80,10 @@ def problem_body(
     code: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     request_id: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """RFC 7807: `type` about:blank with the status phrase as `title`; `code` says which problem it is, and
-    `request_id` finds it in the server log."""
+    """RFC 7807, the one builder of every /api problem: `type` about:blank with the status phrase as `title`;
+    `code` says which problem it is, `request_id` finds it in the server log, `extra` adds extension members."""
     try:
         title = HTTPStatus(status).phrase
     except ValueError:
@@ -93,7 +96,7 @@ def problem_body(
         body["errors"] = errors
     if request_id is not None:
         body["request_id"] = request_id
-    return body
+    return body | (extra or {})
 
 
 def from_manager_error(exc: ManagerError) -> APIError:
@@ -170,7 +173,7 @@ def error_response(request: Request, exc: APIError) -> JSONResponse:
         metrics.errors.labels(exc.code or exc.type).inc()
     request_id = request_id_of(request)
     if is_problem_path(request.url.path):
-        problem = problem_body(exc.status, exc.message, request.url.path, exc.code, request_id=request_id)
+        problem = problem_body(exc.status, exc.message, request.url.path, exc.code, None, request_id, exc.extra)
         return JSONResponse(problem, exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
     if is_anthropic_path(request.url.path):
         body = anthropic_error_body(exc.status, exc.message, request_id)
