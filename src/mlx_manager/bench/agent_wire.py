@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from mlx_manager.bench.agent import AgentSession
-from mlx_manager.bench.sse import sse_events
+from mlx_manager.bench.sse import StatusError, post_events
 
 FORMATS = ("openai", "anthropic")
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
@@ -111,14 +111,13 @@ async def send_turn(
     result = TurnResult(ok=False)
     start = time.perf_counter()
     try:
-        async with client.stream("POST", f"{base_url}{PATHS[fmt]}", json=body, headers=headers) as resp:
-            if resp.status_code != 200:
-                result.error = f"HTTP {resp.status_code}: {(await resp.aread())[:300]!r}"
-                return result
-            async for name, event in sse_events(resp):
-                output = _read_openai(event, result) if fmt == "openai" else _read_anthropic(name, event, result)
-                if output and not result.ttft:
-                    result.ttft = time.perf_counter() - start
+        async for name, event in post_events(client, f"{base_url}{PATHS[fmt]}", body, headers, 300):
+            output = _read_openai(event, result) if fmt == "openai" else _read_anthropic(name, event, result)
+            if output and not result.ttft:
+                result.ttft = time.perf_counter() - start
+    except StatusError as exc:
+        result.error = str(exc)
+        return result
     except (httpx.HTTPError, ValueError) as exc:
         result.error = repr(exc)
         return result

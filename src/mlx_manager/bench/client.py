@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from mlx_manager.bench.sse import sse_events
+from mlx_manager.bench.sse import StatusError, post_events
 
 
 @dataclass
@@ -48,24 +48,23 @@ async def one_request(client: httpx.AsyncClient, target: Target, prompt: str, ma
     result = RequestResult(ok=False)
     chunks = 0
     try:
-        async with client.stream("POST", f"{target.base_url}/v1/completions", json=body, headers=headers) as resp:
-            if resp.status_code != 200:
-                result.error = f"HTTP {resp.status_code}: {(await resp.aread())[:200]!r}"
-                return result
-            async for _, event in sse_events(resp):
-                usage = event.get("usage")
-                if usage:
-                    result.completion_tokens = int(usage.get("completion_tokens") or 0)
-                text = "".join(c.get("text") or "" for c in event.get("choices") or [])
-                if not text:
-                    continue
-                now = time.perf_counter()
-                if chunks == 0:
-                    result.ttft = now - start
-                else:
-                    result.itl.append(now - last)
-                last = now
-                chunks += 1
+        async for _, event in post_events(client, f"{target.base_url}/v1/completions", body, headers, 200):
+            usage = event.get("usage")
+            if usage:
+                result.completion_tokens = int(usage.get("completion_tokens") or 0)
+            text = "".join(c.get("text") or "" for c in event.get("choices") or [])
+            if not text:
+                continue
+            now = time.perf_counter()
+            if chunks == 0:
+                result.ttft = now - start
+            else:
+                result.itl.append(now - last)
+            last = now
+            chunks += 1
+    except StatusError as exc:
+        result.error = str(exc)
+        return result
     except (httpx.HTTPError, ValueError) as exc:
         result.error = repr(exc)
         return result

@@ -13,8 +13,24 @@ from mlx_manager.sse import aiter_json
 _UNNAMED = "message"  # the SSE spec's name for an event no `event:` line named
 
 
+class StatusError(Exception):
+    """The server answered another status than 200; the message holds the status and the body's start."""
+
+
 async def sse_events(resp: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Yield each event's name (the data's `type` when no `event:` line came) and parsed data; stop at [DONE]."""
     async for name, event in aiter_json(resp):
         if isinstance(event, dict):
             yield (name if name != _UNNAMED else "") or str(event.get("type") or ""), event
+
+
+async def post_events(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], shown: int
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """POST a streaming request and read its events; a status other than 200 raises StatusError (with `shown`
+    bytes of the body)."""
+    async with client.stream("POST", url, json=body, headers=headers) as resp:
+        if resp.status_code != 200:
+            raise StatusError(f"HTTP {resp.status_code}: {(await resp.aread())[:shown]!r}")
+        async for item in sse_events(resp):
+            yield item

@@ -106,6 +106,22 @@ class MemoryRoom:
         return need <= self.budget_bytes and need <= self.available_bytes
 
 
+def _summary(m: Any, size: int | None, source: str | None, room: MemoryRoom) -> dict[str, Any]:
+    """What a search result and a model's details both say of a repository."""
+    return {
+        "id": m.id,
+        "author": m.author,
+        "downloads": m.downloads or 0,
+        "likes": m.likes or 0,
+        "last_modified": _iso(m.last_modified),
+        "tags": list(m.tags or []),
+        "pipeline_tag": m.pipeline_tag,
+        "size_bytes": size,
+        "size_source": source,
+        "fits_in_memory": room.fits(size),
+    }
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -183,25 +199,10 @@ class Hub:
                     expand=SEARCH_EXPAND,  # type: ignore[arg-type]
                 )
             )
-        results = []
-        for m in models:
-            size, source = weights_bytes(m)
-            results.append(
-                {
-                    "id": m.id,
-                    "author": m.author,
-                    "downloads": m.downloads or 0,
-                    "likes": m.likes or 0,
-                    "last_modified": _iso(m.last_modified),
-                    "tags": list(m.tags or []),
-                    "pipeline_tag": m.pipeline_tag,
-                    "size_bytes": size,
-                    "size_source": source,
-                    "fits_in_memory": room.fits(size),
-                    "downloaded": hub_cache.is_downloaded(self.cache_dir, m.id),
-                }
-            )
-        return results
+        return [
+            _summary(m, *weights_bytes(m), room) | {"downloaded": hub_cache.is_downloaded(self.cache_dir, m.id)}
+            for m in models
+        ]
 
     def model_info(self, repo_id: str, revision: str | None) -> Any:
         check_repo_id(repo_id)
@@ -245,19 +246,9 @@ class Hub:
         if size is None or source == "storage":
             weights = [f["size"] or 0 for f in files if str(f["path"]).endswith(".safetensors")]
             size, source = (sum(weights), "files") if weights else (size, source)
-        return {
-            "id": info.id,
+        return _summary(info, size, source, room) | {
             "sha": info.sha,
-            "author": info.author,
-            "downloads": info.downloads or 0,
-            "likes": info.likes or 0,
-            "last_modified": _iso(info.last_modified),
-            "tags": list(info.tags or []),
-            "pipeline_tag": info.pipeline_tag,
-            "size_bytes": size,
-            "size_source": source,
             "total_file_bytes": sum(f["size"] or 0 for f in files),
-            "fits_in_memory": room.fits(size),
             "downloaded": hub_cache.has_snapshot(
                 hub_cache.repo_dir(self.cache_dir, info.id), info.sha or "-", [str(f["path"]) for f in files]
             ),

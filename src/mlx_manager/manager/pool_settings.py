@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.manager.errors import InvalidInput
-from mlx_manager.manager.settings_store import ManagedSettings
+from mlx_manager.manager.settings_store import ManagedSettings, pool_config_with
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +33,7 @@ async def apply(engine: Engine, old: ManagedSettings, new: ManagedSettings, spaw
         entry = pool.get(model_id)
         if entry is not None:
             entry.pinned = False
-    config = replace(
-        pool.config,
-        max_models=new.max_models,
-        memory_budget_bytes=new.memory_budget_bytes,
-        idle_ttl_seconds=new.idle_ttl_seconds,
-        room_wait_seconds=new.room_wait_seconds,
-    )
-    evicted = await pool.reconfigure(config)
+    evicted = await pool.reconfigure(pool_config_with(pool.config, new))
     for model_id in new.preload:
         entry = pool.get(model_id)
         if entry is None or not entry.pinned:

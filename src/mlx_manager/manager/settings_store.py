@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from mlx_manager.db.models import Setting
 from mlx_manager.engine.engine import EngineConfig
+from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.manager.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,18 @@ def defaults_from(config: EngineConfig) -> ManagedSettings:
     )
 
 
-def engine_config_with(config: EngineConfig, values: ManagedSettings) -> EngineConfig:
-    pool = replace(
-        config.pool,
+def pool_config_with(pool: PoolConfig, values: ManagedSettings) -> PoolConfig:
+    return replace(
+        pool,
         max_models=values.max_models,
         memory_budget_bytes=values.memory_budget_bytes,
         idle_ttl_seconds=values.idle_ttl_seconds,
         room_wait_seconds=values.room_wait_seconds,
     )
-    return replace(config, pool=pool, preload=list(values.preload))
+
+
+def engine_config_with(config: EngineConfig, values: ManagedSettings) -> EngineConfig:
+    return replace(config, pool=pool_config_with(config.pool, values), preload=list(values.preload))
 
 
 class SettingsStore:

@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteError, RemoteGeneration, image_url, send_checked, stream_error
+from mlx_manager.routing.remote import (
+    RemoteError,
+    RemoteGeneration,
+    image_url,
+    open_stream,
+    send_checked,
+    stream_error,
+)
 from mlx_manager.sse import END, aiter_events, json_data
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
@@ -132,10 +139,7 @@ async def open_messages(
 ) -> RemoteGeneration:
     headers = _headers(api_key)
     request = client.build_request("POST", "/v1/messages", json=messages_body(prompt, params, model), headers=headers)
-    response = await send_checked(client, backend, request)
-    gen = RemoteGeneration(backend, model)
-    gen.start(_chunks(response, gen))
-    return gen
+    return await open_stream(client, backend, request, model, _chunks)
 
 
 async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncIterator[GenerationChunk]:

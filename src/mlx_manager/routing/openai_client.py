@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from mlx_manager.engine.types import ChatPrompt, GenerationChunk, SamplingParams, ToolCallDelta
-from mlx_manager.routing.remote import RemoteGeneration, image_url, send_checked, stream_error
+from mlx_manager.routing.remote import RemoteGeneration, image_url, open_stream, stream_error
 from mlx_manager.sse import END, aiter_events, json_data
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
@@ -73,13 +73,10 @@ def _parts(content: Any, urls: Iterator[str]) -> Any:
 async def open_chat(
     client: httpx.AsyncClient, backend: str, prompt: ChatPrompt, params: SamplingParams, model: str, api_key: str | None
 ) -> RemoteGeneration:
-    """Send the request and wait for the status; a failure here raises RemoteError (the caller may fall back)."""
+    """The chat streamed from the backend; a failure before any output raises RemoteError (see open_stream)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     request = client.build_request("POST", "/chat/completions", json=chat_body(prompt, params, model), headers=headers)
-    response = await send_checked(client, backend, request)
-    gen = RemoteGeneration(backend, model)
-    gen.start(_chunks(response, gen))
-    return gen
+    return await open_stream(client, backend, request, model, _chunks)
 
 
 async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncIterator[GenerationChunk]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 
@@ -15,6 +15,7 @@ from mlx_manager.routing.redact import public_url, redact, sensitive_values, ups
 
 log = logging.getLogger(__name__)
 _LOGGED_BODY_BYTES = 16 << 10
+StreamReader = Callable[[httpx.Response, "RemoteGeneration"], AsyncIterator[GenerationChunk]]
 
 
 class RemoteError(Exception):
@@ -83,6 +84,17 @@ async def send_checked(client: httpx.AsyncClient, backend: str, request: httpx.R
         said = upstream_message(body, request)
         raise RemoteError(backend, status, f"{status} from {url}{hint}" + (f": {said}" if said else ""))
     return response
+
+
+async def open_stream(
+    client: httpx.AsyncClient, backend: str, request: httpx.Request, model: str, read: StreamReader
+) -> RemoteGeneration:
+    """Send the request and wait for the status (a failure raises RemoteError: the caller may fall back), then
+    stream the body into a generation through `read`, the protocol's SSE reader."""
+    response = await send_checked(client, backend, request)
+    gen = RemoteGeneration(backend, model)
+    gen.start(read(response, gen))
+    return gen
 
 
 def stream_error(backend: str, error: object) -> RemoteError:
