@@ -9,8 +9,8 @@ from sqlalchemy import create_engine, inspect
 
 from mlx_manager.db.migrate import downgrade, upgrade
 from mlx_manager.db.models import StoredResponse
-from mlx_manager.db.responses import ResponseStore
 from mlx_manager.db.session import open_database
+from mlx_manager.manager.responses_store import ResponseStore
 
 
 def test_migrations_build_the_schema_from_empty_and_tear_it_down(tmp_path: Path) -> None:
