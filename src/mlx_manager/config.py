@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     disk_cache_dir: Path | None = Field(
         default=None, description="Folder of the prefix cache's disk tier; default: kv-cache in the data dir."
     )
+    kv_bits: Literal[4, 8] | None = Field(
+        default=None,
+        description="Quantize each model's KV cache to 4 or 8 bits (none: float); a model's own setting from"
+        " POST /admin/models/{id}/load?kv_bits= wins while it stays loaded.",
+    )
+    kv_group_size: Literal[32, 64, 128] = Field(
+        default=64, description="Values per quantization group of the KV cache (a smaller one if the head needs it)."
+    )
     room_wait_seconds: float = Field(default=120, ge=0, description="How long a load waits for busy models.")
     memory_reserve_bytes: int = Field(
         default=1 << 30, ge=0, description="Memory left free for the system; a load that would cut into it is a 507."
@@ -165,6 +173,15 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return value
+
+    @field_validator("kv_bits", "kv_group_size", mode="before")
+    @classmethod
+    def _kv_numbers(cls, value: Any) -> Any:
+        # From the environment or the command line these are strings; "none" (or 0) is float KV.
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return None if value in ("", "none", "0", "float") else int(value) if value.isdigit() else value
+        return None if value == 0 else value
 
     @field_validator("login_rate_limit", "register_rate_limit", "key_rate_limit")
     @classmethod

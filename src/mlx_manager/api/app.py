@@ -46,6 +46,7 @@ from mlx_manager.engine.discovery import hf_cache_dir
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
+from mlx_manager.engine.types import KVSetting
 from mlx_manager.manager.downloads import DownloadManager
 from mlx_manager.manager.hub import Hub
 from mlx_manager.manager.services import Manager
@@ -69,6 +70,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             room_wait_seconds=settings.room_wait_seconds,
             reserve_bytes=settings.memory_reserve_bytes,
             cpu_dtype=settings.cpu_dtype,
+            kv=KVSetting(settings.kv_bits, settings.kv_group_size),
             scheduler=SchedulerConfig(
                 max_num_seqs=settings.max_num_seqs,
                 prefill_batch_size=min(8, settings.max_num_seqs),

@@ -16,6 +16,7 @@ import mlx_lm
 
 from mlx_manager.engine.cache_support import CacheSupport
 from mlx_manager.engine.kv_file import FORMAT
+from mlx_manager.engine.types import FLOAT_KV, KVSetting
 
 _SAMPLE = 64 << 10
 
@@ -34,7 +35,12 @@ def weights_fingerprint(folder: Path) -> list[list[Any]]:
 
 
 def model_identity(
-    path: str, dtype: str, quantization_bits: int | None, support: CacheSupport, block_size: int
+    path: str,
+    dtype: str,
+    quantization_bits: int | None,
+    support: CacheSupport,
+    block_size: int,
+    kv: KVSetting = FLOAT_KV,
 ) -> dict[str, Any]:
     """What must be equal for a stored cache to be valid; None when the weights cannot be fingerprinted."""
     folder = Path(path)
@@ -49,6 +55,9 @@ def model_identity(
         "layers": support.layers,
         "windows": list(support.windows),
         "block_size": block_size,
+        # Float and quantized KV (and two quantizations) are different caches: they never share files.
+        "kv_bits": kv.bits,
+        "kv_group_size": kv.group_size if kv.quantized else None,
     }
 
 

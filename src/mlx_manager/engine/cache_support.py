@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mlx_lm.models.cache import make_prompt_cache
-
 from mlx_manager.engine.kv_file import LAYER_CLASSES
+from mlx_manager.engine.kv_quant import make_cache
+from mlx_manager.engine.types import FLOAT_KV, KVSetting
 
 Reuse = Literal["any-prefix", "exact", "off"]
 
@@ -32,12 +32,13 @@ class CacheSupport:
         return self.reuse == "any-prefix"
 
 
-def cache_support(model: Any) -> CacheSupport:
-    caches = make_prompt_cache(model)
+def cache_support(model: Any, kv: KVSetting = FLOAT_KV) -> CacheSupport:
+    caches = make_cache(model, kv)
     layers = dict(Counter(type(c).__name__ for c in caches))
     windows = tuple(int(getattr(c, "max_size", 0) or 0) for c in caches if type(c).__name__ == "RotatingKVCache")
-    if set(layers) == {"KVCache"}:
-        return CacheSupport("any-prefix", layers, "plain attention KV: any cached prefix is reused")
+    if set(layers) <= {"KVCache", "QuantizedKV"}:
+        kind = f"{kv.describe()} quantized attention KV" if "QuantizedKV" in layers else "plain attention KV"
+        return CacheSupport("any-prefix", layers, f"{kind}: any cached prefix is reused")
     unknown = sorted(set(layers) - set(LAYER_CLASSES))
     if unknown:
         return CacheSupport("off", layers, f"not cached: {', '.join(unknown)} layers cannot be stored and restored")

@@ -26,11 +26,11 @@ def open_tiers(
     lm: LoadedModel, ram: PrefixCache, disk_dir: Path | None, disk_bytes: int, write_delay: float
 ) -> TieredCache:
     """The model's tiers, on its thread: what reuse its cache allows, and its files on disk when enabled."""
-    support = cache_support(lm.model)
+    support = cache_support(lm.model, lm.kv)
     disk = None
     if support.reuse != "off" and disk_dir is not None and disk_bytes > 0:
         try:
-            identity = model_identity(lm.info.path, lm.dtype, lm.quantization_bits, support, ram.block_size)
+            identity = model_identity(lm.info.path, lm.dtype, lm.quantization_bits, support, ram.block_size, lm.kv)
             if identity["weights"]:  # no safetensors to fingerprint: a changed model could not be told apart
                 disk = DiskStore.open(disk_dir, disk_bytes).model(model_key(identity), identity, ram.block_size)
                 disk.flush(60.0)  # writes queued when this model last unloaded

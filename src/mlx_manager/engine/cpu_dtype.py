@@ -21,7 +21,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.utils import dequantize_model
 
 from mlx_manager.engine.discovery import kv_bytes_per_token, read_json
-from mlx_manager.engine.types import ModelInfo
+from mlx_manager.engine.types import FLOAT_KV, KVSetting, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class WeightPlan:
     dtype: Literal["float32"] | None = None
     # What the checkpoint holds when it is converted ("4-bit", "bfloat16"), for the log and the admin list.
     converted_from: str | None = None
+    # How the KV cache is kept (engine/kv_quant); kv_bytes_per_token is its size.
+    kv: KVSetting = FLOAT_KV
 
     @classmethod
     def as_stored(cls, info: ModelInfo) -> WeightPlan:
@@ -104,7 +106,7 @@ def float32_plan(info: ModelInfo) -> WeightPlan | None:
     if not quantized and not half:
         return None
     source = f"{_bits(quant, '')}-bit" if quantized else _HALF_NAMES[max(half, key=lambda k: half[k])]
-    return WeightPlan(total, kv_bytes_per_token(_float32_config(config)), "float32", source)
+    return WeightPlan(total, kv_bytes_per_token(float32_config(config)), "float32", source)
 
 
 def _bits(quant: dict[str, Any], module: str) -> int:
@@ -113,7 +115,7 @@ def _bits(quant: dict[str, Any], module: str) -> int:
     return int((own if isinstance(own, dict) else quant).get("bits") or 4)
 
 
-def _float32_config(config: dict[str, Any]) -> dict[str, Any]:
+def float32_config(config: dict[str, Any]) -> dict[str, Any]:
     # The KV cache takes the activations' dtype, which is float32 once the weights are.
     text = config.get("text_config")
     nested = {"text_config": {**text, "torch_dtype": "float32"}} if isinstance(text, dict) else {}

@@ -122,8 +122,8 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
-def kv_bytes_per_token(config: dict[str, Any]) -> int:
-    """Keys and values of every layer for one token, from the text config's shape (0 when it is not stated)."""
+def kv_shape(config: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    """Layers, KV heads, head dimension and bytes per element of the KV cache, from the text config's shape."""
     nested = config.get("text_config")
     text: dict[str, Any] = nested if isinstance(nested, dict) else config
     try:
@@ -132,9 +132,20 @@ def kv_bytes_per_token(config: dict[str, Any]) -> int:
         kv_heads = int(text.get("num_key_value_heads") or heads)
         head_dim = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return 0
+        return None
     width = _DTYPE_BYTES.get(str(text.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"), 2)
-    return layers * 2 * kv_heads * head_dim * width
+    return layers, kv_heads, head_dim, width
+
+
+def kv_bytes_per_token(config: dict[str, Any], bits: int | None = None, group_size: int = 64) -> int:
+    """Keys and values of every layer for one token (0 when the config does not say). Quantized (`bits`): the
+    packed values plus a scale and a bias in the activations' dtype per `group_size` values."""
+    shape = kv_shape(config)
+    if shape is None:
+        return 0
+    layers, kv_heads, head_dim, width = shape
+    per_head = head_dim * width if bits is None else head_dim * bits // 8 + 2 * width * (head_dim // group_size)
+    return layers * 2 * kv_heads * per_head
 
 
 def _hf_snapshot(repo_dir: Path) -> Path | None:

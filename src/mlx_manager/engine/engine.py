@@ -28,7 +28,15 @@ from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile,
 from mlx_manager.engine.prompt_limits import check_size
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.structured import Constraint, fit_forced_call, request_constraint
-from mlx_manager.engine.types import ChatPrompt, ModelInfo, ModelTask, Prompt, SamplingDefaults, SamplingParams
+from mlx_manager.engine.types import (
+    ChatPrompt,
+    KVSetting,
+    ModelInfo,
+    ModelTask,
+    Prompt,
+    SamplingDefaults,
+    SamplingParams,
+)
 from mlx_manager.engine.vision.inputs import VisionInputs, prepare_inputs
 from mlx_manager.engine.vision.scheduler import VisionScheduler
 
@@ -120,8 +128,9 @@ class Engine:
             raise ModelNotFoundError(model_id, sorted(models))
         return models[model_id]
 
-    async def load(self, model_id: str, pin: bool = False) -> PoolEntry:
-        entry = await self.pool.acquire(await self.resolve(model_id), pin=pin)
+    async def load(self, model_id: str, pin: bool = False, kv: KVSetting | None = None) -> PoolEntry:
+        """Load (or find loaded) a model; `kv` overrides the server's KV setting while it stays loaded."""
+        entry = await self.pool.acquire(await self.resolve(model_id), pin=pin, kv=kv)
         self.pool.release(entry)
         return entry
 

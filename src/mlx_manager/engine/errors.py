@@ -49,6 +49,10 @@ class InvalidRequestError(EngineError):
     pass
 
 
+class KVSettingConflict(InvalidRequestError):
+    """A load asked for a KV setting (kv_bits) other than the one the loaded model runs."""
+
+
 class QueueFullError(EngineError):
     """Admission control said no; the client should retry after `retry_after` seconds."""
 

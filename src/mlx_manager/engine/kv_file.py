@@ -20,9 +20,16 @@ import mlx.core as mx
 import numpy as np
 from mlx_lm.models.cache import ArraysCache, KVCache, RotatingKVCache
 
+from mlx_manager.engine.quantized_kv import QuantizedKV
+
 FORMAT = "mlx-manager-kv/1"
 # The cache classes a file may name: anything else in a file is refused, never instantiated.
-LAYER_CLASSES: dict[str, Any] = {"KVCache": KVCache, "RotatingKVCache": RotatingKVCache, "ArraysCache": ArraysCache}
+LAYER_CLASSES: dict[str, Any] = {
+    "KVCache": KVCache,
+    "RotatingKVCache": RotatingKVCache,
+    "ArraysCache": ArraysCache,
+    "QuantizedKV": QuantizedKV,  # kv_bits: packed values, scales and biases (engine/quantized_kv)
+}
 _MAX_HEADER = 64 << 20
 _DTYPES: dict[Any, tuple[str, Any]] = {
     mx.float32: ("F32", np.float32),

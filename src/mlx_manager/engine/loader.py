@@ -18,7 +18,8 @@ from mlx_manager.engine.cpu_dtype import WeightPlan, to_float32, weight_format
 from mlx_manager.engine.discovery import read_json
 from mlx_manager.engine.errors import ModelLoadError
 from mlx_manager.engine.families import DEFAULT, Family, detect_family
-from mlx_manager.engine.types import ModelInfo
+from mlx_manager.engine.kv_quant import check
+from mlx_manager.engine.types import FLOAT_KV, KVSetting, ModelInfo
 
 if TYPE_CHECKING:
     from mlx_manager.engine.vision.loader import VisionParts
@@ -46,6 +47,8 @@ class LoadedModel:
     converted_from: str | None = None
     # The longest token in characters: a text longer than context x this (twice over) cannot fit the context.
     max_token_chars: int = 0
+    # How its KV cache is kept (kv_bits / kv_group_size, engine/kv_quant): float or quantized.
+    kv: KVSetting = FLOAT_KV
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:
@@ -75,6 +78,7 @@ def load_model(info: ModelInfo, plan: WeightPlan | None = None) -> LoadedModel:
     except Exception as exc:  # mlx-lm raises many kinds; all mean the same to the caller
         raise ModelLoadError(f"Could not load model '{info.id}' from {info.path}: {exc}") from exc
     memory = max(mx.get_active_memory() - before, 0)
+    kv = check(model, plan.kv, info.id) if plan is not None else FLOAT_KV
     converted_from = convert.converted_from if convert is not None else None
     if convert is not None:
         log.info(
@@ -84,7 +88,7 @@ def load_model(info: ModelInfo, plan: WeightPlan | None = None) -> LoadedModel:
             info.size_bytes / 1e6,
             memory / 1e6,
         )
-    return describe_loaded(info, model, tokenizer, memory, start, converted_from=converted_from)
+    return describe_loaded(info, model, tokenizer, memory, start, converted_from=converted_from, kv=kv)
 
 
 def describe_loaded(
@@ -95,6 +99,7 @@ def describe_loaded(
     start: float,
     vision: VisionParts | None = None,
     converted_from: str | None = None,
+    kv: KVSetting = FLOAT_KV,
 ) -> LoadedModel:
     """The LoadedModel for a model and tokenizer just loaded: family, stop tokens, vocabulary size."""
     config = read_json(Path(info.path) / "config.json")
@@ -102,10 +107,11 @@ def describe_loaded(
     family = detect_family(config, set(tokenizer.all_special_tokens) | set(tokenizer.added_tokens_encoder))
     stop_ids = _stop_token_ids(tokenizer, family.end_of_turn_tokens)
     log.info(
-        "Loaded %s (%s family%s, %.1f MB) in %.2fs; stop tokens %s",
+        "Loaded %s (%s family%s, %s KV, %.1f MB) in %.2fs; stop tokens %s",
         info.id,
         family.name,
         ", vision" if vision is not None else "",
+        kv.describe(),
         memory / 1e6,
         time.perf_counter() - start,
         sorted(stop_ids),
@@ -128,6 +134,7 @@ def describe_loaded(
         quantization_bits=info.quantization_bits if quantized else None,
         converted_from=converted_from,
         max_token_chars=max((len(token) for token in vocab), default=0),
+        kv=kv,
     )
 
 

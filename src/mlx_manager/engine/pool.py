@@ -15,10 +15,11 @@ import psutil
 
 from mlx_manager.engine.cpu_dtype import CpuDtype, WeightPlan, plan_weights
 from mlx_manager.engine.embeddings.model import EmbeddingModel
-from mlx_manager.engine.errors import MemoryBudgetError
+from mlx_manager.engine.errors import KVSettingConflict, MemoryBudgetError
+from mlx_manager.engine.kv_quant import with_kv
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
-from mlx_manager.engine.types import ModelInfo
+from mlx_manager.engine.types import FLOAT_KV, KVSetting, ModelInfo
 from mlx_manager.engine.vision.scheduler import scheduler_for
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ModelRunner:
 class PoolEntry:
     info: ModelInfo
     runner: ModelRunner
-    # How the weights are loaded (as stored, or float32 on CPU) and what they are expected to take.
+    # How the weights are loaded (as stored, or float32 on CPU), the KV setting, what they are expected to take.
     plan: WeightPlan
     # An embedding model has no scheduler: its requests run one by one on the runner, each batched.
     loaded: LoadedModel | EmbeddingModel | None = None
@@ -59,6 +60,8 @@ class PoolEntry:
     loaded_at: float = 0.0
     load_seconds: float = 0.0
     scheduler: Scheduler | None = None
+    # The KV setting this load was asked for (the server's default or the admin's), kept while it is loaded.
+    kv_asked: KVSetting = FLOAT_KV
 
     @property
     def memory_bytes(self) -> int:
@@ -79,6 +82,8 @@ class PoolConfig:
     free_memory: Callable[[], int] = field(default=lambda: int(psutil.virtual_memory().available))
     # On MLX's CPU backend: run quantized / half-precision checkpoints in float32 (engine/cpu_dtype).
     cpu_dtype: CpuDtype = "auto"
+    # The KV cache of models loaded without a setting of their own (kv_bits / kv_group_size, engine/kv_quant).
+    kv: KVSetting = FLOAT_KV
 
 
 Loader = Callable[[ModelInfo, WeightPlan], LoadedModel | EmbeddingModel]
@@ -102,13 +107,21 @@ class ModelPool:
     def get(self, model_id: str) -> PoolEntry | None:
         return self._entries.get(model_id)
 
-    async def acquire(self, info: ModelInfo, *, pin: bool = False) -> PoolEntry:
-        """Return the loaded entry with one more active user; concurrent callers share one load."""
+    async def acquire(self, info: ModelInfo, *, pin: bool = False, kv: KVSetting | None = None) -> PoolEntry:
+        """Return the loaded entry with one more active user; concurrent callers share one load. `kv`: the KV
+        setting to load it with (None: the server's); a model loaded with another one is a KVSettingConflict."""
         async with self._lock:
             entry = self._entries.get(info.id)
+            if entry is not None and kv is not None and kv != entry.kv_asked:
+                raise KVSettingConflict(
+                    f"'{info.id}' is loaded with {entry.kv_asked.describe()} KV, not {kv.describe()}; unload it"
+                    " first to load it with another KV setting.",
+                    param="kv_bits",
+                )
             if entry is None:
-                plan = await self._make_room(info)
-                entry = PoolEntry(info=info, runner=ModelRunner(info.id), plan=plan, pinned=pin)
+                asked = kv if kv is not None else self.config.kv
+                plan = await self._make_room(info, asked)
+                entry = PoolEntry(info=info, runner=ModelRunner(info.id), plan=plan, pinned=pin, kv_asked=asked)
                 entry.ready = asyncio.get_running_loop().create_future()
                 self._entries[info.id] = entry
                 self._spawn(self._load(entry))
@@ -160,9 +173,10 @@ class ModelPool:
         entry.load_seconds = time.monotonic() - start
         entry.ready.set_result(loaded)
 
-    async def _make_room(self, info: ModelInfo) -> WeightPlan:
+    async def _make_room(self, info: ModelInfo, kv: KVSetting) -> WeightPlan:
         """Evict before loading, so two models never overlap past the budget, then check the machine has room."""
-        plan = plan_weights(info, self.config.cpu_dtype, lambda p: self._fits_now(info, p))
+        plan = plan_weights(info, self.config.cpu_dtype, lambda p: self._fits_now(info, with_kv(info, p, kv)))
+        plan = with_kv(info, plan, kv)
         await self._fit_budget(info, plan.weight_bytes)
         self._fit_free_memory(info, plan)
         return plan
@@ -189,9 +203,9 @@ class ModelPool:
             if victim is None:
                 raise MemoryBudgetError(
                     f"Cannot load '{info.id}': it needs about {need / 1e9:.2f} GB (weights"
-                    f" {plan.weight_bytes / 1e9:.2f} GB + KV for {context} tokens), but only {max(room, 0) / 1e9:.2f}"
-                    f" GB is free after keeping {self.config.reserve_bytes / 1e9:.2f} GB for the system"
-                    " (memory_reserve_bytes), and no idle model is left to unload."
+                    f" {plan.weight_bytes / 1e9:.2f} GB + {plan.kv.describe()} KV for {context} tokens), but only"
+                    f" {max(room, 0) / 1e9:.2f} GB is free after keeping {self.config.reserve_bytes / 1e9:.2f} GB for"
+                    " the system (memory_reserve_bytes), and no idle model is left to unload."
                 )
             freed += victim.memory_bytes  # released on its thread shortly; count it now
             self._evict(victim, reason=f"to free memory for {info.id}")

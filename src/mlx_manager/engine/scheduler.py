@@ -19,6 +19,7 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_manager.engine.cache_tiers import NOT_CACHED, TieredCache, open_tiers
 from mlx_manager.engine.errors import InvalidRequestError, QueueFullError
 from mlx_manager.engine.generation import Generation
+from mlx_manager.engine.kv_quant import make_cache
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.prefill_sharing import Prefill, PrefillSharing
 from mlx_manager.engine.prefix_cache import KVCache, PrefixCache
@@ -256,10 +257,13 @@ class Scheduler:
         store = seq.params.cache and self.tiers.enabled
         later_have = [(s, self._cached(s)) for s in later if not self.sharing.trimmable]
         prefill = self.sharing.plan(seq, match.length, match.diverged_at, later_have, store)
+        cache = match.cache
+        if cache is None and self.lm.kv.quantized:  # BatchGenerator would make float caches
+            cache = make_cache(self.lm.model, self.lm.kv)
         (uid,) = batch.insert_segments(
             [prefill.segments()],
             max_tokens=[seq.max_tokens],
-            caches=[match.cache] if match.cache is not None else None,
+            caches=[cache] if cache is not None else None,
             all_tokens=[seq.prompt[: match.length]],
             samplers=[seq.sampler()],
             logits_processors=[seq.processors()],

@@ -145,3 +145,21 @@ class ModelInfo:
     kv_bytes_per_token: int = 0
     # The model authors' sampling recommendation (generation_config.json).
     generation_defaults: SamplingDefaults = field(default_factory=lambda: SamplingDefaults())
+
+
+@dataclass(frozen=True)
+class KVSetting:
+    """How a model keeps its KV cache: float (bits None) or quantized to `bits` in groups of `group_size`."""
+
+    bits: int | None = None
+    group_size: int = 64
+
+    @property
+    def quantized(self) -> bool:
+        return self.bits is not None
+
+    def describe(self) -> str:
+        return f"{self.bits}-bit (groups of {self.group_size})" if self.bits is not None else "float"
+
+
+FLOAT_KV = KVSetting()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import psutil
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from mlx_manager.api.admin.schemas import (
     DiskCacheOut,
@@ -18,8 +18,11 @@ from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.model_cards import is_loaded, sampling_defaults
 from mlx_manager.engine.disk_cache import DiskCache
+from mlx_manager.engine.errors import KVSettingConflict
+from mlx_manager.engine.kv_quant import kv_setting
 from mlx_manager.engine.loader import LoadedModel, memory_stats
 from mlx_manager.engine.pool import PoolEntry
+from mlx_manager.engine.types import KVSetting
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 # GET /admin/models alone: it also takes the status token (see mlx_manager.status_token).
@@ -29,6 +32,8 @@ status_router = APIRouter(prefix="/admin", tags=["admin"])
 def _out(entry: PoolEntry) -> LoadedModelOut:
     stats = entry.scheduler.stats if entry.scheduler else None
     text = entry.loaded if isinstance(entry.loaded, LoadedModel) else None
+    # While loading, the planned KV setting; once loaded, the one it runs (float if it cannot quantize).
+    kv = text.kv if text else entry.plan.kv
     return LoadedModelOut(
         id=entry.info.id,
         path=entry.info.path,
@@ -49,6 +54,9 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         dtype=text.dtype if text else entry.plan.dtype,
         quantization_bits=text.quantization_bits if text else None,
         converted_from=entry.plan.converted_from,
+        kv_bits=kv.bits,
+        kv_group_size=kv.group_size if kv.quantized else None,
+        kv_bytes_per_token=entry.plan.kv_bytes_per_token,
     )
 
 
@@ -123,8 +131,30 @@ def _disk_out(disk: DiskCache) -> DiskCacheOut:
 
 
 @router.post("/models/{model_id:path}/load")
-async def load_model(model_id: str, engine: EngineDep, pin: bool = False) -> LoadedModelOut:
-    return _out(await engine.load(model_id, pin=pin))
+async def load_model(
+    model_id: str,
+    engine: EngineDep,
+    pin: bool = False,
+    kv_bits: int | None = Query(
+        None,
+        description="4 or 8: quantize this model's KV cache while it stays loaded (0: float); default: the"
+        " server's kv_bits.",
+    ),
+    kv_group_size: int | None = Query(None, description="32, 64 or 128: values per KV quantization group."),
+) -> LoadedModelOut:
+    """Load a model (or find it loaded). With kv_bits / kv_group_size it runs that KV setting until unloaded; a
+    model already loaded with another one is a 409."""
+    kv: KVSetting | None = None
+    if kv_bits is not None or kv_group_size is not None:
+        default = engine.pool.config.kv
+        try:
+            kv = kv_setting(kv_bits if kv_bits is not None else default.bits, kv_group_size or default.group_size)
+        except ValueError as exc:
+            raise APIError(400, str(exc), param="kv_bits" if kv_bits is not None else "kv_group_size") from exc
+    try:
+        return _out(await engine.load(model_id, pin=pin, kv=kv))
+    except KVSettingConflict as exc:
+        raise APIError(409, exc.message, param="kv_bits", code="kv_setting_conflict") from exc
 
 
 @router.post("/models/{model_id:path}/unload")

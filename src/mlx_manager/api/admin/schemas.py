@@ -26,6 +26,10 @@ class LoadedModelOut(BaseModel):
     dtype: str | None = None
     quantization_bits: int | None = None
     converted_from: str | None = None
+    # The KV cache: bits and group size when quantized (None: float), and what one token of it takes.
+    kv_bits: int | None = None
+    kv_group_size: int | None = None
+    kv_bytes_per_token: int = 0
 
 
 class LoadedModels(BaseModel):
