@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from mlx_manager.bench.agent import AgentSession
-from mlx_manager.bench.sse import StatusError, post_events
+from mlx_manager.bench.sse import FAILURES, failure, post_events
 
 FORMATS = ("openai", "anthropic")
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
@@ -115,11 +115,8 @@ async def send_turn(
             output = _read_openai(event, result) if fmt == "openai" else _read_anthropic(name, event, result)
             if output and not result.ttft:
                 result.ttft = time.perf_counter() - start
-    except StatusError as exc:
-        result.error = str(exc)
-        return result
-    except (httpx.HTTPError, ValueError) as exc:
-        result.error = repr(exc)
+    except FAILURES as exc:
+        result.error = failure(exc)
         return result
     result.latency = time.perf_counter() - start
     if not result.ttft:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from mlx_manager.bench.sse import StatusError, post_events
+from mlx_manager.bench.sse import FAILURES, failure, post_events
 
 
 @dataclass
@@ -62,11 +62,8 @@ async def one_request(client: httpx.AsyncClient, target: Target, prompt: str, ma
                 result.itl.append(now - last)
             last = now
             chunks += 1
-    except StatusError as exc:
-        result.error = str(exc)
-        return result
-    except (httpx.HTTPError, ValueError) as exc:
-        result.error = repr(exc)
+    except FAILURES as exc:
+        result.error = failure(exc)
         return result
     result.latency = time.perf_counter() - start
     result.completion_tokens = result.completion_tokens or chunks

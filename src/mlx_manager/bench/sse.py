@@ -17,6 +17,14 @@ class StatusError(Exception):
     """The server answered another status than 200; the message holds the status and the body's start."""
 
 
+# What a failed request reports: post_events' status line as it is, anything else as its repr.
+FAILURES = (StatusError, httpx.HTTPError, ValueError)
+
+
+def failure(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, StatusError) else repr(exc)
+
+
 async def sse_events(resp: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Yield each event's name (the data's `type` when no `event:` line came) and parsed data; stop at [DONE]."""
     async for name, event in aiter_json(resp):

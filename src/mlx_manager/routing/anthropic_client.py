@@ -17,7 +17,7 @@ from mlx_manager.routing.remote import (
     send_checked,
     stream_error,
 )
-from mlx_manager.sse import END, aiter_events, json_data
+from mlx_manager.sse import aiter_events, json_data
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; the engine's default when the client gave none
@@ -147,10 +147,8 @@ async def _chunks(response: httpx.Response, gen: RemoteGeneration) -> AsyncItera
     block_call: dict[int, int] = {}
     try:
         async for sse in aiter_events(response):  # read in place: this runs for every routed token
-            if (event := json_data(sse)) is END:
-                break
-            if event is None:
-                continue
+            if not isinstance(event := json_data(sse), dict):
+                continue  # Anthropic's events are objects: a keep-alive or a stray [DONE] says nothing
             kind = event.get("type")
             if kind == "message_start":
                 usage = event["message"].get("usage") or {}
