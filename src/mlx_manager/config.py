@@ -98,6 +98,12 @@ class Settings(BaseSettings):
 
     max_num_seqs: int = Field(default=32, ge=1, description="Sequences decoded together per model.")
     prefill_step_size: int = Field(default=512, ge=16, description="Prompt tokens per prefill chunk.")
+    step_prefill_tokens: int = Field(
+        default=64,
+        ge=0,
+        description="Prompt tokens prefilled per scheduler step, in chunks, next to the running decode, so arriving"
+        " requests do not stall it; 0 = no limit.",
+    )
     max_waiting: int = Field(default=256, ge=0, description="Queued requests per model before 429.")
     prefix_cache_bytes: int = Field(default=1 << 30, ge=0, description="KV bytes kept for prefix reuse per model.")
     prefix_block_size: int = Field(default=32, ge=1)

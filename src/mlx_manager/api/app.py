@@ -75,6 +75,7 @@ def engine_config(settings: Settings) -> EngineConfig:
                 max_num_seqs=settings.max_num_seqs,
                 prefill_batch_size=min(8, settings.max_num_seqs),
                 prefill_step_size=settings.prefill_step_size,
+                step_prefill_tokens=settings.step_prefill_tokens,
                 max_waiting=settings.max_waiting,
                 prefix_cache_bytes=settings.prefix_cache_bytes,
                 prefix_block_size=settings.prefix_block_size,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.prefill_sharing import Prefill, PrefillSharing
 from mlx_manager.engine.prefix_cache import KVCache, PrefixCache
 from mlx_manager.engine.sequence import Sequence
+from mlx_manager.engine.step_budget import StepBudget, StepRecord
 from mlx_manager.engine.types import GenerationChunk
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class SchedulerConfig:
     max_num_seqs: int = 32
     prefill_batch_size: int = 8
     prefill_step_size: int = 512
+    # Prompt tokens prefilled per step next to the running decode (engine/step_budget); 0: no limit.
+    step_prefill_tokens: int = 64
     max_waiting: int = 256
     aging_seconds: float = 2.0  # waiting this long raises a request by one priority level
     prefix_cache_bytes: int = 1 << 30
@@ -78,6 +81,8 @@ class Scheduler:
         self.sharing = PrefillSharing(config.prefix_block_size, config.prefill_step_size, trimmable=False)
         self._have: dict[Sequence, int] = {}
         self._no_stop = StopSequences()
+        self.budget = StepBudget(config.step_prefill_tokens, config.prefill_step_size)
+        self.step_log: deque[StepRecord] = deque(maxlen=4096)  # recent steps, to see decode go on during prefill
 
     # --- called from the event loop -----------------------------------------------------------
 
@@ -188,9 +193,12 @@ class Scheduler:
         self._drop_cancelled(batch, out)
         self._admit(batch)
         if self._running:
+            before = [(p, p.computed) for p in self.sharing.running.values()]
             prompt_responses, responses = batch.next()
             self.stats.steps += 1
             self._share_progress(batch, prompt_responses)
+            advanced = [p.computed - c for p, c in before if p.computed > c]
+            self.step_log.append(StepRecord(len(responses), sum(advanced), len(advanced)))
             for r in responses:
                 seq = self._running.get(r.uid)
                 if seq is None:
@@ -214,11 +222,17 @@ class Scheduler:
         ordered = admission_order(self._waiting, time.monotonic(), self.config.aging_seconds)
         kept: list[Sequence] = []
         self._have.clear()
+        full = False  # the step's prefill budget is spent: the rest wait, in order, so long prompts are not passed
         for i, seq in enumerate(ordered):
-            if room <= 0 or self._defer(batch, seq):
+            if full or room <= 0 or self._defer(batch, seq):
                 kept.append(seq)
                 continue
-            self._insert(batch, seq, ordered[i + 1 : i + 1 + self.config.max_num_seqs])
+            chunk = self.budget.chunk(len(seq.prompt) - 1 - self._cached(seq), self.sharing.running.values())
+            if not chunk:
+                full = True
+                kept.append(seq)
+                continue
+            self._insert(batch, seq, ordered[i + 1 : i + 1 + self.config.max_num_seqs], chunk)
             room -= 1
         self._waiting = kept
 
@@ -241,7 +255,7 @@ class Scheduler:
         self.sharing.wait_for(provider, target)
         return True
 
-    def _insert(self, batch: BatchGenerator, seq: Sequence, later: list[Sequence]) -> None:
+    def _insert(self, batch: BatchGenerator, seq: Sequence, later: list[Sequence], chunk: int) -> None:
         seq.start(self.lm.tokenizer)
         match = self.tiers.lookup(seq.prompt, self.sharing.hashes(seq))
         if seq.index == 0:  # n > 1: the others reuse the first one's prefill, which is not the client's saving
@@ -257,6 +271,7 @@ class Scheduler:
         store = seq.params.cache and self.tiers.enabled
         later_have = [(s, self._cached(s)) for s in later if not self.sharing.trimmable]
         prefill = self.sharing.plan(seq, match.length, match.diverged_at, later_have, store)
+        self.budget.cut(prefill, chunk)
         cache = match.cache
         if cache is None and self.lm.kv.quantized:  # BatchGenerator would make float caches
             cache = make_cache(self.lm.model, self.lm.kv)
