@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from mlx_manager.sse import aiter_json
+from mlx_manager.sse import END, aiter_events, json_data
 
 _UNNAMED = "message"  # the SSE spec's name for an event no `event:` line named
 
@@ -27,9 +27,11 @@ def failure(exc: Exception) -> str:
 
 async def sse_events(resp: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Yield each event's name (the data's `type` when no `event:` line came) and parsed data; stop at [DONE]."""
-    async for name, event in aiter_json(resp):
+    async for sse in aiter_events(resp):  # read in place: the reader's cost adds to every token's measured time
+        if (event := json_data(sse)) is END:
+            return
         if isinstance(event, dict):
-            yield (name if name != _UNNAMED else "") or str(event.get("type") or ""), event
+            yield (sse.event if sse.event != _UNNAMED else "") or str(event.get("type") or ""), event
 
 
 async def post_events(
