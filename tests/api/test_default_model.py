@@ -14,6 +14,7 @@ import pytest
 
 from mlx_manager.engine.cpu_dtype import on_cpu
 from mlx_manager.manager.embedded import DEFAULT_GGUF_FILENAME, DEFAULT_MODEL_NAME, fetch_default_gguf
+from mlx_manager.sse import iter_json
 from mlx_manager.testing.server import ServerProcess, run_server, server_env
 from tests.conftest import asset_cache
 
@@ -101,10 +102,9 @@ def test_readme_curl_example_answers_paris_every_time(default_server: ServerProc
         text = ""
         with httpx.stream("POST", f"{default_server.base_url}/v1/chat/completions", json=body, timeout=120) as resp:
             assert resp.status_code == 200
-            for line in resp.iter_lines():
-                if line.startswith("data: {"):
-                    for choice in json.loads(line[6:])["choices"]:
-                        text += choice["delta"].get("content") or ""
+            for _, chunk in iter_json(resp):
+                for choice in chunk["choices"]:
+                    text += choice["delta"].get("content") or ""
         assert "Paris" in text, text
 
 
