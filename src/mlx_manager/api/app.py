@@ -40,7 +40,6 @@ from mlx_manager.api.security import require_admin, require_admin_or_status_toke
 from mlx_manager.api.security_headers import SecurityHeadersMiddleware
 from mlx_manager.api.web import WebUI
 from mlx_manager.config import Settings
-from mlx_manager.db.responses import ResponseStore
 from mlx_manager.db.session import open_database
 from mlx_manager.engine.discovery import hf_cache_dir
 from mlx_manager.engine.engine import Engine, EngineConfig
@@ -49,6 +48,7 @@ from mlx_manager.engine.scheduler import SchedulerConfig
 from mlx_manager.engine.types import KVSetting
 from mlx_manager.manager.downloads import DownloadManager
 from mlx_manager.manager.hub import Hub
+from mlx_manager.manager.responses_store import ResponseStore
 from mlx_manager.manager.services import Manager
 from mlx_manager.manager.signup import AccountConfig
 from mlx_manager.observability.metrics import Metrics
