@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
@@ -69,8 +70,12 @@ async def get_model(model_id: str, engine: EngineDep, profiles: ProfilesDep) -> 
         raise APIError(404, f"model: {model_id}", param="model") from exc
 
 
+# The reply is documented in the OpenAPI; with stream: true it comes as server-sent events instead.
+_MESSAGE: dict[int | str, dict[str, Any]] = {200: {"model": Message}}
 for prefix in ("", "/anthropic"):
-    router.add_api_route(f"{prefix}/v1/messages", create_message, methods=["POST"], response_model=None)
+    router.add_api_route(
+        f"{prefix}/v1/messages", create_message, methods=["POST"], response_model=None, responses=_MESSAGE
+    )
     router.add_api_route(f"{prefix}/v1/messages/count_tokens", count_tokens, methods=["POST"])
 router.add_api_route("/anthropic/v1/models", list_models, methods=["GET"])
 router.add_api_route("/anthropic/v1/models/{model_id:path}", get_model, methods=["GET"])

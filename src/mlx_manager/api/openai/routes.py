@@ -40,14 +40,14 @@ def _serving(request: Request) -> OpenAIServing:
     return serving
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses={200: {"model": ChatCompletion}})
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | EventSourceResponse:
     serving = _serving(request)
     start, events, reply = serving.start_chat(body), partial(serving.chat_stream, body), partial(serving.chat, body)
     return await answer(request, body.model, start, body.stream, events, reply)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses={200: {"model": Completion}})
 async def completions(body: CompletionRequest, request: Request) -> Completion | EventSourceResponse:
     serving = _serving(request)
     record(request, body.model)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
 from mlx_manager.api.request.answer import answer
+from mlx_manager.api.responses.output import DeletedResponse, ResponseObject
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import Caller, ResponsesServing
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
@@ -27,18 +28,23 @@ def _caller(request: Request) -> Caller:
     return Caller(principal.owner, principal.is_admin) if principal is not None else Caller()
 
 
-@router.post("/responses", response_model=None)
-async def create_response(body: ResponsesRequest, request: Request) -> dict[str, Any] | EventSourceResponse:
+# The reply is documented in the OpenAPI; with stream: true it comes as server-sent events instead.
+_REPLY: dict[int | str, dict[str, Any]] = {200: {"model": ResponseObject}}
+
+
+@router.post("/responses", response_model=None, responses=_REPLY)
+async def create_response(body: ResponsesRequest, request: Request) -> ResponseObject | EventSourceResponse:
     serving, caller = _serving(request), _caller(request)
     events, reply = partial(serving.stream, body), partial(serving.respond, body)
     return await answer(request, body.model, serving.start(body, caller), body.stream, events, reply)
 
 
-@router.get("/responses/{response_id}")
+@router.get("/responses/{response_id}", response_model=None, responses=_REPLY)
 async def get_response(response_id: str, request: Request) -> dict[str, Any]:
+    """The response as it was stored (the JSON it was answered with)."""
     return await _serving(request).get(response_id, _caller(request))
 
 
 @router.delete("/responses/{response_id}")
-async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
+async def delete_response(response_id: str, request: Request) -> DeletedResponse:
     return await _serving(request).delete(response_id, _caller(request))

@@ -1,4 +1,4 @@
-"""OpenAI Responses API request shape; responses are built as plain dicts in Responses' own format."""
+"""OpenAI Responses API request (its items and tools: items.py; what it answers: output.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import Field
 
 from mlx_manager.api.int64 import Count, Positive
 from mlx_manager.api.request.normalize import OpenAIEffort, SamplingExtensions
+from mlx_manager.api.responses.items import InputItem, Tool
 from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
 
@@ -32,9 +33,10 @@ class TextConfig(Strict):
 
 class ResponsesRequest(NullsAsAbsent, SamplingExtensions):
     model: str = Field(min_length=1)
-    input: str | list[dict[str, Any]]
+    # A list first, so that a bad item is named by where it is (input.0.content), not as "not a string".
+    input: list[InputItem] | str
     instructions: str | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None

@@ -1,31 +1,26 @@
-"""Responses input items to the engine's chat prompt, and an engine reply to Responses output items."""
+"""A Responses request, with the conversation it continues, to the engine's request. No MLX here."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from mlx_manager.api.images import content as message_content
 from mlx_manager.api.images import url_part
-from mlx_manager.api.replies import Reply
 from mlx_manager.api.request import normalize as norm
 from mlx_manager.api.request.model import EngineRequest
 from mlx_manager.api.request.normalize import ToolChoice, ToolUse, bad
+from mlx_manager.api.responses.items import FunctionTool
 from mlx_manager.api.responses.schemas import ResponsesRequest
-from mlx_manager.engine.types import ChatPrompt, GenerationChunk
-from mlx_manager.engine.types import Usage as EngineUsage
+from mlx_manager.engine.types import ChatPrompt
 
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
 def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
+    """This request's input as the conversation keeps it (and stores it): the items as the client sent them."""
     if isinstance(req.input, str):
         return [{"type": "message", "role": "user", "content": req.input}]
-    return list(req.input)
+    return [item.model_dump(exclude_unset=True) for item in req.input]
 
 
 def _text(content: Any, param: str) -> str:
@@ -115,12 +110,9 @@ def _strings(item: dict[str, Any], keys: tuple[str, ...], param: str) -> None:
 def _tools(req: ResponsesRequest) -> ToolUse:
     tools = []
     for i, tool in enumerate(req.tools or []):
-        if tool.get("type") != "function" or not tool.get("name"):
-            raise bad(
-                f"Tool type '{tool.get('type')}' is not supported; this server runs function tools only.",
-                f"tools.{i}",
-            )
-        function = {k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None}
+        if not isinstance(tool, FunctionTool):
+            raise bad(f"Tool type '{tool.type}' is not supported; this server runs function tools only.", f"tools.{i}")
+        function = tool.model_dump(include={"name", "description", "parameters"}, exclude_none=True)
         tools.append({"type": "function", "function": function})
     return norm.tool_use(tools, _tool_choice(req))
 
@@ -158,85 +150,3 @@ def engine_request(req: ResponsesRequest, history: list[dict[str, Any]]) -> Engi
         max_reasoning_tokens=req.max_reasoning_tokens,
     )
     return EngineRequest(req.model, prompt, params, norm.explicit_fields(req, {"max_output_tokens": "max_tokens"}))
-
-
-def output_items(reply: Reply) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    if reply.reasoning:
-        items.append(reasoning_item(new_id("rs"), reply.reasoning, "completed"))
-    if reply.content or not reply.tool_calls:
-        items.append(message_item(new_id("msg"), reply.content, "completed"))
-    for call in reply.tool_calls:
-        items.append(function_call_item(new_id("fc"), call.id, call.name, call.arguments or "{}", "completed"))
-    return items
-
-
-def reasoning_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
-    content = [] if text is None else [{"type": "reasoning_text", "text": text}]
-    return {"type": "reasoning", "id": item_id, "summary": [], "content": content, "status": status}
-
-
-def message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
-    content = [] if text is None else [output_text(text)]
-    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
-
-
-def output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    item = {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments}
-    return {**item, "status": status}
-
-
-def reasoning_tokens(chunks: list[GenerationChunk]) -> int:
-    """Tokens whose output was reasoning only (a chunk mixing the two counts as answer)."""
-    return sum(len(c.token_ids) for c in chunks if c.reasoning and not (c.text or c.tool_calls))
-
-
-def usage(engine_usage: EngineUsage, reasoning: int) -> dict[str, Any]:
-    return {
-        "input_tokens": engine_usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": engine_usage.cached_tokens},
-        "output_tokens": engine_usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": engine_usage.total_tokens,
-    }
-
-
-def response_object(
-    req: ResponsesRequest,
-    response_id: str,
-    created: int,
-    status: str,
-    output: list[dict[str, Any]],
-    usage_out: dict[str, Any] | None,
-) -> dict[str, Any]:
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": created,
-        "status": status,
-        "error": None,
-        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
-        "instructions": req.instructions,
-        "max_output_tokens": req.max_output_tokens,
-        "model": req.model,
-        "output": output,
-        "parallel_tool_calls": req.parallel_tool_calls is not False,
-        "previous_response_id": req.previous_response_id,
-        "reasoning": req.reasoning.model_dump() if req.reasoning else {"effort": None, "summary": None},
-        "store": req.store,
-        "temperature": 1.0 if req.temperature is None else req.temperature,
-        "text": {"format": req.text.format.model_dump(by_alias=True, exclude_none=True)}
-        if req.text and req.text.format
-        else {"format": {"type": "text"}},
-        "tool_choice": req.tool_choice or "auto",
-        "tools": req.tools or [],
-        "top_p": 1.0 if req.top_p is None else req.top_p,
-        "truncation": req.truncation or "disabled",
-        "usage": usage_out,
-        "metadata": req.metadata or {},
-        "user": req.user,
-    }
