@@ -12,7 +12,10 @@ from mlx_manager.api.manager.hub_schemas import HubModelDetails, HubSearch, Loca
 from mlx_manager.engine.engine import Engine
 from mlx_manager.manager.downloads import DownloadManager
 from mlx_manager.manager.hub import MemoryRoom, check_repo_id
-from mlx_manager.manager.hub_errors import HubError
+from mlx_manager.manager.hub_errors import HubError, hub_unreachable
+
+# A search the hub has not answered by then fails, so an offline machine hears so at once instead of after DNS retries.
+SEARCH_TIMEOUT_SECONDS = 8.0
 
 router = APIRouter(prefix="/api/hub", tags=["hub"])
 
@@ -42,7 +45,12 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> HubSearch:
     room = memory_room(engine)
-    found = await asyncio.to_thread(downloads.hub.search, q, author, sort, limit, room)
+    try:
+        found = await asyncio.wait_for(
+            asyncio.to_thread(downloads.hub.search, q, author, sort, limit, room), SEARCH_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        raise hub_unreachable(downloads.hub.endpoint, f"no answer within {SEARCH_TIMEOUT_SECONDS:g} s") from None
     return HubSearch.model_validate(
         {"data": found, "memory_budget_bytes": room.budget_bytes, "available_memory_bytes": room.available_bytes}
     )
