@@ -4,16 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from mlx_manager.api.images import content as message_content
 from mlx_manager.api.images import url_part
 from mlx_manager.api.request import normalize as norm
 from mlx_manager.api.request.model import EngineRequest
 from mlx_manager.api.request.normalize import ToolChoice, ToolUse, bad
-from mlx_manager.api.responses.items import FunctionTool
+from mlx_manager.api.responses.items import (
+    Content,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionTool,
+    InputImage,
+    InputItem,
+    InputText,
+    MessageItem,
+    OutputTextPart,
+    ReasoningItem,
+    Refusal,
+    Text,
+)
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.engine.types import ChatPrompt
 
-_TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
+# The conversation a request continues, stored as the items were sent (and answered), read back typed.
+_ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
 def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
@@ -23,37 +39,40 @@ def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
     return [item.model_dump(exclude_unset=True) for item in req.input]
 
 
-def _text(content: Any, param: str) -> str:
+def _items(history: list[dict[str, Any]]) -> list[InputItem]:
+    try:
+        return _ITEMS.validate_python(history)
+    except ValidationError as exc:  # a stored response from a version that answered differently
+        raise bad(f"The conversation cannot be continued: {exc.errors()[0]['msg']}", "previous_response_id") from exc
+
+
+def _text(content: Content | None, param: str) -> str:
     text = _content(content, param, images=False)
     assert isinstance(text, str)
     return text
 
 
-def _content(content: Any, param: str, images: bool) -> str | list[dict[str, Any]]:
+def _content(content: Content | None, param: str, images: bool) -> str | list[dict[str, Any]]:
     """A string, or text and (in user messages, for vision models) input_image parts in order."""
     if isinstance(content, str):
         return content
-    if content is not None and not isinstance(content, list):
-        raise bad("Content must be a string or a list of content parts.", param)
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content or []):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "input_image" and images:
-            if part.get("file_id") is not None:
-                raise bad("input_image by file_id is not supported; send image_url as a data: URL.", f"{param}.{j}")
-            parts.append(url_part(part.get("image_url"), f"{param}.{j}", "input_image"))
-            continue
-        if kind not in _TEXT_PARTS:
+        if isinstance(part, InputText | OutputTextPart | Text):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, Refusal):
+            parts.append({"type": "text", "text": part.refusal})
+        elif isinstance(part, InputImage) and not images:
             where = "; send text (and input_image in user messages, for vision models)"
-            raise bad(f"Content parts of type '{kind}' are not supported here{where}.", f"{param}.{j}")
-        text = part.get("text") or part.get("refusal") or ""
-        if not isinstance(text, str):
-            raise bad(f"The text of a '{kind}' part must be a string.", f"{param}.{j}.text")
-        parts.append({"type": "text", "text": text})
+            raise bad(f"Content parts of type 'input_image' are not supported here{where}.", f"{param}.{j}")
+        elif isinstance(part, InputImage) and part.file_id is not None:
+            raise bad("input_image by file_id is not supported; send image_url as a data: URL.", f"{param}.{j}")
+        elif isinstance(part, InputImage):
+            parts.append(url_part(part.image_url, f"{param}.{j}", "input_image"))
     return message_content(parts, "")
 
 
-def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
+def chat_messages(items: list[InputItem], instructions: str | None) -> list[dict[str, Any]]:
     """Chat-template messages: function calls join the assistant turn they belong to, reasoning rides along."""
     out: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
     reasoning: list[str] = []
@@ -68,43 +87,24 @@ def chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list
 
     for i, item in enumerate(items):
         param = f"input.{i}"
-        kind = item.get("type", "message")
-        if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "system", "developer", "assistant"):
-                raise bad(f"Unknown message role '{role}'.", f"{param}.role")
-            if role == "assistant":
-                text = _text(item.get("content"), f"{param}.content")
-                message = assistant()
-                message["content"] = (message["content"] + text) if message["content"] else text
-            else:
-                text_or_parts = _content(item.get("content"), f"{param}.content", images=role == "user")
-                out.append({"role": "system" if role == "developer" else role, "content": text_or_parts})
-        elif kind == "function_call":
-            _strings(item, ("call_id", "name", "arguments"), param)
-            call = {"id": item.get("call_id"), "type": "function"}
-            call["function"] = {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}
-            assistant().setdefault("tool_calls", []).append(call)
-        elif kind == "function_call_output":
-            _strings(item, ("call_id",), param)
-            output = item.get("output")
-            content = output if isinstance(output, str) else _text(output, f"{param}.output")
-            out.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": content})
-        elif kind == "reasoning":
-            key = "content" if item.get("content") else "summary"
-            parts = item.get(key) or []
-            if not isinstance(parts, list):
-                raise bad(f"The {key} of a reasoning item must be a list of parts.", f"{param}.{key}")
-            reasoning.append("".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)))
-        else:
-            raise bad(f"Input items of type '{kind}' are not supported by this server.", f"{param}.type")
+        if isinstance(item, MessageItem) and item.role == "assistant":
+            text = _text(item.content, f"{param}.content")
+            message = assistant()
+            message["content"] = (message["content"] + text) if message["content"] else text
+        elif isinstance(item, MessageItem):
+            text_or_parts = _content(item.content, f"{param}.content", images=item.role == "user")
+            out.append({"role": "system" if item.role == "developer" else item.role, "content": text_or_parts})
+        elif isinstance(item, FunctionCallItem):
+            function = {"name": item.name, "arguments": item.arguments or "{}"}
+            assistant().setdefault("tool_calls", []).append(
+                {"id": item.call_id, "type": "function", "function": function}
+            )
+        elif isinstance(item, FunctionCallOutputItem):
+            content = item.output if isinstance(item.output, str) else _text(item.output, f"{param}.output")
+            out.append({"role": "tool", "tool_call_id": item.call_id, "content": content})
+        elif isinstance(item, ReasoningItem):
+            reasoning.append("".join(part.text for part in item.content or item.summary))
     return out
-
-
-def _strings(item: dict[str, Any], keys: tuple[str, ...], param: str) -> None:
-    for key in keys:
-        if item.get(key) is not None and not isinstance(item[key], str):
-            raise bad(f"'{key}' must be a string.", f"{param}.{key}")
 
 
 def _tools(req: ResponsesRequest) -> ToolUse:
@@ -128,7 +128,7 @@ def engine_request(req: ResponsesRequest, history: list[dict[str, Any]]) -> Engi
     """The conversation so far (stored turns, then this request's input) and this request's settings."""
     tools = _tools(req)
     prompt = ChatPrompt(
-        messages=chat_messages(history, req.instructions),
+        messages=chat_messages(_items(history), req.instructions),
         template_kwargs=norm.template_kwargs(req.reasoning.effort if req.reasoning else None),
         tools=tools.tools or None,
         parse_tool_calls=bool(tools.tools),
