@@ -1,8 +1,10 @@
 """Pages a daily user keeps open, in a real browser against a real server with the tiny models: the Models page
-shows which models are loaded and offers only the action that fits, saying what it is doing meanwhile."""
+shows which models are loaded and offers only the action that fits, saying what it is doing meanwhile; the dashboard's
+tokens/s moves while a reply is being generated."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 
 from mlx_manager.testing.server import ServerProcess
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, session_token
 
 MODEL = "tiny-llama"
 
@@ -20,6 +22,10 @@ def front(ui_server: ServerProcess) -> ServerProcess:
     r = httpx.post(f"{ui_server.base_url}/api/auth/register", json={"username": "admin", "password": PASSWORD})
     assert r.status_code in (201, 409), r.text
     return ui_server
+
+
+def admin_headers(srv: ServerProcess) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session_token(srv.base_url, 'admin')}"}
 
 
 @pytest.fixture
@@ -55,3 +61,32 @@ def test_models_page_shows_loaded_state_and_only_the_fitting_action(page: Any) -
     row.get_by_role("button", name=f"Unload {MODEL}").click()
     row.get_by_role("button", name=f"Load {MODEL}", exact=True).wait_for()
     assert row.get_by_test_id("model-state").inner_text() == "not loaded"
+
+
+def test_dashboard_tokens_per_second_moves_during_a_long_reply(page: Any, front: ServerProcess) -> None:
+    login(page)
+    stop = threading.Event()
+    live: list[int] = []
+
+    def generate() -> None:  # long streamed replies, one after another, until the dashboard has shown its rate
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": 1500}
+        body |= {"ignore_eos": True, "stream": True}
+        url = f"{front.base_url}/v1/chat/completions"
+        while not stop.is_set():
+            with httpx.stream("POST", url, json=body, headers=admin_headers(front), timeout=120) as r:
+                for n, _ in enumerate(r.iter_lines()):
+                    if n == 40 and not live:  # mid-reply: the pool's counter already holds its tokens
+                        models = httpx.get(f"{front.base_url}/admin/models", headers=admin_headers(front)).json()
+                        live.append(next(m["tokens_generated"] for m in models["data"] if m["id"] == MODEL))
+
+    worker = threading.Thread(target=generate, daemon=True)
+    worker.start()
+    try:
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=tokens-per-second]')].some(c => +c.textContent > 0)"
+        )
+        assert worker.is_alive()
+        assert live and live[0] > 0, "tokens of a running reply are counted only when it ends"
+    finally:
+        stop.set()
+        worker.join(60)

@@ -112,6 +112,11 @@ class Scheduler:
             self._cond.notify()
 
     @property
+    def tokens_generated_live(self) -> int:
+        """Tokens generated so far, those of running requests too (stats count a request's when it ends)."""
+        return self.stats.tokens_generated + sum(seq.produced for seq in list(self._running.values()))
+
+    @property
     def running_slots(self) -> int:
         """Sequences decoded together (the vision scheduler runs one)."""
         return self.config.max_num_seqs

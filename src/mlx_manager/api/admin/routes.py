@@ -47,7 +47,8 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         state="loaded" if entry.loaded else "loading",
         requests_done=stats.requests_done if stats else 0,
         requests_cancelled=stats.requests_cancelled if stats else 0,
-        tokens_generated=stats.tokens_generated if stats else 0,
+        # Live, so a dashboard's rate moves while a long reply is generated (the vision scheduler counts at the end).
+        tokens_generated=getattr(entry.scheduler, "tokens_generated_live", stats.tokens_generated) if stats else 0,
         running=stats.running if stats else 0,
         waiting=stats.waiting if stats else 0,
         # While loading (and for embedding models), only what the plan says.
