@@ -17,11 +17,6 @@ class OutputText(BaseModel):
     logprobs: list[Any] = Field(default_factory=list)
 
 
-class ReasoningText(BaseModel):
-    type: Literal["reasoning_text"] = "reasoning_text"
-    text: str
-
-
 class OutputMessage(BaseModel):
     type: Literal["message"] = "message"
     id: str
@@ -37,6 +32,11 @@ class OutputFunctionCall(BaseModel):
     name: str
     arguments: str
     status: Status
+
+
+class ReasoningText(BaseModel):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
 
 
 class OutputReasoning(BaseModel):
