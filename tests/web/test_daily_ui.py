@@ -90,3 +90,25 @@ def test_dashboard_tokens_per_second_moves_during_a_long_reply(page: Any, front:
     finally:
         stop.set()
         worker.join(60)
+
+
+def test_settings_say_keys_are_optional_offer_the_toggle_and_copy_a_new_key(page: Any, front: ServerProcess) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    login(page)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_test_id("key-requirement").filter(has_text="Keys are optional now").wait_for()
+
+    toggle = page.get_by_label("Require an API key for /v1 and /anthropic")
+    toggle.check()
+    page.get_by_test_id("key-requirement").filter(has_text="requires a key").wait_for()
+    assert httpx.get(f"{front.base_url}/v1/models").status_code == 401
+    toggle.uncheck()
+    page.get_by_test_id("key-requirement").filter(has_text="optional").wait_for()
+    assert httpx.get(f"{front.base_url}/v1/models").status_code == 200
+
+    page.get_by_label("Key name").fill("copied")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_test_id("new-key").inner_text().strip()
+    page.get_by_role("button", name="Copy key").click()
+    page.get_by_role("button", name="Copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == key
