@@ -108,6 +108,17 @@ def test_the_batched_quantized_cache_merges_extends_filters_and_extracts_each_se
     assert mx.array_equal(dequantized(third), dequantized(lone))
 
 
+def test_a_prefill_step_attends_on_dequantized_values_and_a_decode_step_on_the_quantized_ones() -> None:
+    batch = QuantizedKV.merge([QuantizedKV(32, 8)])
+    keys, values = batch.update_and_fetch(*kv(8, 7))
+    # Several tokens: float arrays (MLX's fused float SDPA), the values the quantized ones stand for.
+    assert not hasattr(batch, "bits") and isinstance(keys, mx.array) and keys.shape == (1, 2, 8, 32)
+    stored, _ = batch.keys_and_values()
+    assert mx.array_equal(keys, mx.dequantize(*stored, group_size=32, bits=8))
+    keys, _ = batch.update_and_fetch(*kv(1, 8))
+    assert batch.bits == 8 and isinstance(keys, tuple) and keys[0].shape[2] == 9
+
+
 def test_quantized_values_stay_within_a_quantization_step_of_the_float_ones() -> None:
     keys, values = kv(64, 4)
     floats = BatchKVCache.merge([_float(keys, values)])

@@ -90,8 +90,8 @@ def make_cache(model: nn.Module, setting: KVSetting) -> list[Any]:
 
 
 def check(model: nn.Module, setting: KVSetting, model_id: str) -> KVSetting:
-    """The setting the model runs: a quantized one only if its attention takes quantized KV in a batch (two
-    tokens through a batch of one), float otherwise."""
+    """The setting the model runs: a quantized one only if its attention takes quantized KV in a batch (a
+    two-token prefill and a one-token decode step through a batch of one), float otherwise."""
     if not setting.quantized:
         return setting
     try:
@@ -101,6 +101,7 @@ def check(model: nn.Module, setting: KVSetting, model_id: str) -> KVSetting:
             return FLOAT_KV
         batch = [type(c).merge([c]) for c in caches]
         mx.eval(model(mx.array([[0, 1]]), cache=batch))
+        mx.eval(model(mx.array([[2]]), cache=batch))
     except Exception as exc:  # any model code path that does not take quantized KV
         log.warning("%s cannot run quantized KV (%s: %s); keeping float KV", model_id, type(exc).__name__, exc)
         return FLOAT_KV
