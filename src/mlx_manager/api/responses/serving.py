@@ -18,9 +18,9 @@ from mlx_manager.api.responses.events import Events, ItemStream
 from mlx_manager.api.responses.output import DeletedResponse, ResponseError, ResponseObject, Status
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.db.models import StoredResponse
-from mlx_manager.db.responses import ResponseStore
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk, Usage
+from mlx_manager.manager.responses_store import ResponseStore
 
 
 @dataclass(frozen=True)
