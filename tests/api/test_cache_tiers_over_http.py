@@ -142,3 +142,34 @@ def test_changed_weights_never_reuse_blocks_of_the_old_model(tiny_models: dict[s
     with run_server(tmp_path / "fresh-home", args) as cold:
         expected, _, _ = ask(cold, QUESTION)
     assert cached == 0 and changed == expected
+
+
+def test_cache_false_keeps_a_request_out_of_the_cache_in_every_api(tiers_server: ServerProcess) -> None:
+    import anthropic
+
+    def fresh() -> list[dict[str, str]]:
+        return [{"role": "system", "content": f"{uuid.uuid4()} {SYSTEM}"}, QUESTION[1]]
+
+    oai = client_of(tiers_server)
+    claude = anthropic.Anthropic(base_url=tiers_server.base_url, api_key="unused", max_retries=0, timeout=60)
+    sends = {
+        "chat": lambda m, c: oai.chat.completions.create(
+            model="tiny-llama", messages=m, max_tokens=2, extra_body={"cache": c}
+        ),
+        "messages": lambda m, c: claude.messages.create(
+            model="tiny-llama", system=m[0]["content"], messages=m[1:], max_tokens=2, extra_body={"cache": c}
+        ),
+        "responses": lambda m, c: oai.responses.create(
+            model="tiny-llama", instructions=m[0]["content"], input=m[1]["content"], max_output_tokens=2,
+            extra_body={"cache": c},
+        ),
+    }  # fmt: skip
+    for api, send in sends.items():
+        ask(tiers_server, fresh())
+        shared_head = ask(tiers_server, fresh())[1]  # the template's head before the system text, now cached
+        uncached = fresh()
+        send(uncached, False)
+        assert ask(tiers_server, uncached)[1] == shared_head, api  # nothing of the cache=false request was kept
+        kept = fresh()
+        send(kept, True)
+        assert ask(tiers_server, kept)[1] > shared_head + 100, api

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlx_manager.api.int64 import Count, Positive
+from mlx_manager.api.request.normalize import CacheExtension
 from mlx_manager.api.schema_base import Strict
 
 # --- request content blocks -------------------------------------------------------------------
@@ -117,7 +118,7 @@ class MessagesRequestBase(Strict):
     output_config: OutputConfig | None = None
 
 
-class MessagesRequest(MessagesRequestBase):
+class MessagesRequest(MessagesRequestBase, CacheExtension):
     max_tokens: Positive
     stop_sequences: list[str] | None = None
     stream: bool = False

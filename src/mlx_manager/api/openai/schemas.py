@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mlx_manager.api.int64 import INT64_MAX, Count, Int64, Positive
 from mlx_manager.api.model_cards import SamplingDefault
-from mlx_manager.api.request.normalize import OpenAIEffort, SamplingExtensions
+from mlx_manager.api.request.normalize import CacheExtension, OpenAIEffort, SamplingExtensions
 from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
 
@@ -53,7 +53,7 @@ class ResponseFormat(Strict):
     json_schema: dict[str, Any] | None = None
 
 
-class SamplingFields(NullsAsAbsent, SamplingExtensions):
+class SamplingFields(NullsAsAbsent, SamplingExtensions, CacheExtension):
     """Fields shared by chat and text completions."""
 
     model: str = Field(min_length=1)

@@ -41,10 +41,19 @@ class SamplingExtensions(Strict):
     repetition_penalty: float | None = Field(default=None, gt=0)
 
 
+class CacheExtension(Strict):
+    """Per request: false keeps this request's KV out of the prefix cache, RAM and disk (it still reuses what is
+    there), for prompts that must not stay on the machine."""
+
+    cache: bool = Field(default=True, description="false: nothing of this request is written to the prefix cache.")
+
+
 def sampling_params(req: BaseModel, **given: Any) -> SamplingParams:
     """The engine's sampling values: `given` (what the API names or shapes its own way), then every
     SamplingExtensions field the request model has."""
     values = {name: getattr(req, name) for name in SamplingExtensions.model_fields if name in type(req).model_fields}
+    if isinstance(req, CacheExtension):
+        values["cache"] = req.cache
     values.update(given)
     if values.get("top_k") is not None:
         values["top_k"] = max(values["top_k"], 0)  # -1 (OpenAI's "off") and 0 both mean no filter

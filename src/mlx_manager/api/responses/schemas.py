@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mlx_manager.api.int64 import Count, Positive
-from mlx_manager.api.request.normalize import OpenAIEffort, SamplingExtensions
+from mlx_manager.api.request.normalize import CacheExtension, OpenAIEffort, SamplingExtensions
 from mlx_manager.api.responses.items import InputItem, Tool
 from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 
@@ -31,7 +31,7 @@ class TextConfig(Strict):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class ResponsesRequest(NullsAsAbsent, SamplingExtensions):
+class ResponsesRequest(NullsAsAbsent, SamplingExtensions, CacheExtension):
     model: str = Field(min_length=1)
     # A list first, so that a bad item is named by where it is (input.0.content), not as "not a string".
     input: list[InputItem] | str
