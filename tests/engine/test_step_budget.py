@@ -5,6 +5,7 @@ Steps are counted in the scheduler's step log, never timed."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -74,21 +75,64 @@ def test_without_a_budget_whole_prompts_are_prefilled_in_one_step(tiny_models_di
 def test_greedy_outputs_are_the_same_with_and_without_the_budget(tiny_models_dir: Path) -> None:
     prompts = [arriving(i) for i in range(3)] + [TextPrompt(text=f"Tell me about {i}.") for i in range(5)]
 
-    async def body(engine: Engine) -> list[list[int]]:
+    async def body(engine: Engine) -> tuple[list[list[int]], int]:
+        count = replace(GREEDY, max_tokens=1500, ignore_eos=True)
+        running = await engine.generate("tiny-llama", TextPrompt(text="Count."), count)
+        stream = running.__aiter__()
+        await stream.__anext__()  # decoding: the budget holds for the arrivals
+        sched = scheduler(engine)
+        first = len(sched.step_log)
         gens = [await engine.generate("tiny-llama", p, replace(GREEDY, max_tokens=16)) for p in prompts]
-        return [ids for ids, _, _ in await asyncio.gather(*(collect(g) for g in gens))]
+        outputs = [ids for ids, _, _ in await asyncio.gather(*(collect(g) for g in gens))]
+        widest = max(s.prefilled for s in list(sched.step_log)[first:])
+        running.cancel()
+        async for _ in stream:
+            pass
+        return outputs, widest
 
-    budgeted = run_engine(tiny_models_dir, body, step_prefill_tokens=16, prefix_cache_bytes=0)
-    unbudgeted = run_engine(tiny_models_dir, body, step_prefill_tokens=0, prefix_cache_bytes=0)
+    budgeted, chunked = run_engine(tiny_models_dir, body, step_prefill_tokens=16, prefix_cache_bytes=0)
+    unbudgeted, whole = run_engine(tiny_models_dir, body, step_prefill_tokens=0, prefix_cache_bytes=0)
+    assert chunked <= 16 and whole >= PROMPT_TOKENS - 1
     assert budgeted == unbudgeted
+
+
+def test_a_schema_constrained_answer_is_the_same_when_its_prompt_is_chunked(tiny_models_dir: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    params = replace(GREEDY, max_tokens=40, response_format={"type": "json_schema", "schema": schema})
+
+    async def body(engine: Engine) -> str:
+        count = replace(GREEDY, max_tokens=1500, ignore_eos=True)
+        running = await engine.generate("tiny-llama", TextPrompt(text="Count."), count)
+        stream = running.__aiter__()
+        await stream.__anext__()
+        _, text, _ = await collect(await engine.generate("tiny-llama", arriving(2), params))
+        running.cancel()
+        async for _ in stream:
+            pass
+        return text
+
+    chunked = run_engine(tiny_models_dir, body, step_prefill_tokens=16, prefix_cache_bytes=0)
+    whole = run_engine(tiny_models_dir, body, step_prefill_tokens=0, prefix_cache_bytes=0)
+    assert chunked == whole
+    assert isinstance(json.loads(chunked)["ok"], bool)
 
 
 def test_a_prompt_cancelled_mid_prefill_frees_the_budget_and_keeps_its_kv(tiny_models_dir: Path) -> None:
     async def body(engine: Engine) -> None:
-        long = TextPrompt(token_ids=tuple(range(300, 1000)) * 2)  # 1400 tokens, 8 a step
-        victim = await engine.generate("tiny-llama", long, GREEDY)
+        count = replace(GREEDY, max_tokens=1500, ignore_eos=True)
+        running = await engine.generate("tiny-llama", TextPrompt(text="Count."), count)
+        stream = running.__aiter__()
+        await stream.__anext__()  # decoding now: the budget holds
         sched = scheduler(engine)
-        while sched.stats.steps < 2:  # its first chunks are computed
+        long = TextPrompt(token_ids=tuple(range(300, 1000)) * 2)  # 1400 tokens, 8 a step
+        steps = sched.stats.steps
+        victim = await engine.generate("tiny-llama", long, GREEDY)
+        while sched.stats.steps < steps + 3:  # its first chunks are computed
             await asyncio.sleep(0.001)
         after = await engine.generate("tiny-llama", arriving(1), GREEDY)  # waits: the long prompt has the budget
         victim.cancel()
@@ -98,8 +142,24 @@ def test_a_prompt_cancelled_mid_prefill_frees_the_budget_and_keeps_its_kv(tiny_m
         again = await engine.generate("tiny-llama", long, GREEDY)
         await collect(again)
         assert again.usage.cached_tokens >= 16  # what the cancelled prefill computed was kept
+        running.cancel()
+        async for _ in stream:
+            pass
 
     run_engine(tiny_models_dir, body, step_prefill_tokens=8, prefix_block_size=16)
+
+
+def test_a_prompt_arriving_at_an_idle_model_is_prefilled_at_full_speed(tiny_models_dir: Path) -> None:
+    async def body(engine: Engine) -> list[StepRecord]:
+        await collect(await engine.generate("tiny-llama", TextPrompt(text="Load."), GREEDY))
+        sched = scheduler(engine)
+        first = len(sched.step_log)
+        await collect(await engine.generate("tiny-llama", arriving(0), GREEDY))
+        return list(sched.step_log)[first:]
+
+    steps = run_engine(tiny_models_dir, body, step_prefill_tokens=32, prefix_cache_bytes=0)
+    # Nobody decodes while it prefills, so nobody waits: one step, not seven chunks of 32.
+    assert [s.prefilled for s in steps if s.prefilled] == [PROMPT_TOKENS - 1]
 
 
 # --- the policy alone ------------------------------------------------------------------------------------------
@@ -112,43 +172,51 @@ def prefill(start: int, end: int, chunk: int, budget: StepBudget) -> Prefill:
 
 
 def test_a_prompt_alone_gets_the_whole_budget() -> None:
-    budget = StepBudget(64, step_size=512)
-    assert budget.chunk(1000, []) == 64
-    assert budget.chunk(20, []) == 20
+    budget = StepBudget(64, step_size=512, batch_size=8)
+    assert budget.chunk(1000, [], decoding=True) == 64
+    assert budget.chunk(20, [], decoding=True) == 20
 
 
 def test_short_prompts_share_a_step_padded_to_the_widest() -> None:
-    budget = StepBudget(64, step_size=512)
-    first = prefill(0, 20, budget.chunk(20, []), budget)
-    second = prefill(0, 20, budget.chunk(20, [first]), budget)
-    assert budget.chunk(20, [first, second]) == 20  # 3 x 20 fits in 64
-    assert budget.chunk(20, [first, second, second]) == 0  # 4 x 20 does not: the 4th waits
-    assert budget.chunk(21, [first]) == 21
-    assert budget.chunk(40, [first]) == 0  # 2 x 40 > 64: it waits a step for the other one to finish
+    budget = StepBudget(64, step_size=512, batch_size=8)
+    first = prefill(0, 20, budget.chunk(20, [], decoding=True), budget)
+    second = prefill(0, 20, budget.chunk(20, [first], decoding=True), budget)
+    assert budget.chunk(20, [first, second], decoding=True) == 20  # 3 x 20 fits in 64
+    assert budget.chunk(20, [first, second, second], decoding=True) == 0  # 4 x 20 does not: the 4th waits
+    assert budget.chunk(21, [first], decoding=True) == 21
+    assert budget.chunk(40, [first], decoding=True) == 0  # 2 x 40 > 64: it waits a step for the other one
 
 
 def test_a_long_prompt_waits_for_the_one_prefilling_rather_than_keep_a_thin_chunk() -> None:
-    budget = StepBudget(64, step_size=512)
-    long = prefill(0, 1000, budget.chunk(1000, []), budget)
+    budget = StepBudget(64, step_size=512, batch_size=8)
+    long = prefill(0, 1000, budget.chunk(1000, [], decoding=True), budget)
     assert budget.left(long) == [64] * 15 + [40]
-    assert budget.chunk(1000, [long]) == 0
+    assert budget.chunk(1000, [long], decoding=True) == 0
     long.computed = 960  # its last chunk: 40 tokens
-    assert budget.chunk(1000, [long]) == 0  # 2 x 40 > 64, and a 32-token chunk would stay after it is gone
+    assert budget.chunk(1000, [long], decoding=True) == 0  # 2 x 40 > 64; a 32-token chunk would stay after it
     long.computed = 1000  # prefilled: only the prompt's last token is left, which goes with the decode
-    assert budget.chunk(1000, [long]) == 64
+    assert budget.chunk(1000, [long], decoding=True) == 64
 
 
 def test_two_long_prompts_share_the_budget_when_one_has_only_half_of_it() -> None:
-    budget = StepBudget(64, step_size=512)
+    budget = StepBudget(64, step_size=512, batch_size=8)
     half = prefill(0, 1000, 32, budget)
-    assert budget.chunk(1000, [half]) == 32
-    assert budget.chunk(1000, [half, half]) == 0  # a third would be too thin
+    assert budget.chunk(1000, [half], decoding=True) == 32
+    assert budget.chunk(1000, [half, half], decoding=True) == 0  # a third would be too thin
+
+
+def test_a_step_that_decodes_nothing_prefills_as_the_generator_would() -> None:
+    budget = StepBudget(64, step_size=512, batch_size=2)
+    first = prefill(0, 1000, budget.chunk(1000, [], decoding=False), budget)
+    assert budget.left(first)[0] == 512
+    assert budget.chunk(300, [first], decoding=False) == 300
+    assert budget.chunk(300, [first, first], decoding=False) == 0  # the generator prefills 2 prompts at once
 
 
 def test_a_full_cache_hit_costs_no_budget_and_no_budget_means_no_cuts() -> None:
-    budget = StepBudget(64, step_size=512)
+    budget = StepBudget(64, step_size=512, batch_size=8)
     long = prefill(0, 1000, 64, budget)
-    assert budget.chunk(0, [long]) == 512
-    off = StepBudget(0, step_size=512)
-    assert off.chunk(1000, [long, long]) == 512
+    assert budget.chunk(0, [long], decoding=True) == 512
+    off = StepBudget(0, step_size=512, batch_size=8)
+    assert off.chunk(1000, [long, long], decoding=True) == 512
     assert prefill(0, 1000, 512, off).cuts == ()

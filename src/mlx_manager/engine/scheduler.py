@@ -1,7 +1,8 @@
 """Continuous batching for one model on mlx-lm's BatchGenerator, with admission control and a prefix cache.
 
 Runs on the model's own thread. Requests join and leave the batch at every step; prompts are prefilled in
-chunks of `prefill_step_size` tokens between decode steps, so a long prompt does not stall decoding.
+chunks next to the decode steps, at most `step_prefill_tokens` a step (engine/step_budget), so arriving prompts
+do not stall decoding.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Scheduler:
         self.sharing = PrefillSharing(config.prefix_block_size, config.prefill_step_size, trimmable=False)
         self._have: dict[Sequence, int] = {}
         self._no_stop = StopSequences()
-        self.budget = StepBudget(config.step_prefill_tokens, config.prefill_step_size)
+        self.budget = StepBudget(config.step_prefill_tokens, config.prefill_step_size, config.prefill_batch_size)
         self.step_log: deque[StepRecord] = deque(maxlen=4096)  # recent steps, to see decode go on during prefill
 
     # --- called from the event loop -----------------------------------------------------------
@@ -228,11 +229,13 @@ class Scheduler:
         kept: list[Sequence] = []
         self._have.clear()
         full = False  # the step's prefill budget is spent: the rest wait, in order, so long prompts are not passed
+        decoding = any(uid not in self.sharing.running for uid in self._running)  # done prefilling
         for i, seq in enumerate(ordered):
             if full or room <= 0 or self._defer(batch, seq):
                 kept.append(seq)
                 continue
-            chunk = self.budget.chunk(len(seq.prompt) - 1 - self._cached(seq), self.sharing.running.values())
+            need = len(seq.prompt) - 1 - self._cached(seq)
+            chunk = self.budget.chunk(need, self.sharing.running.values(), decoding)
             if not chunk:
                 full = True
                 kept.append(seq)

@@ -5,6 +5,10 @@ every prompt in its prompt batch, padded to the longest. Left alone it takes up 
 `prefill_step_size` tokens in one step, and every decoding sequence waits for them. The scheduler bounds that from
 outside, without patching the generator: a prompt is cut into segments of a chunk size fixed when it joins the
 batch, and it joins only while the prompts prefilling, padded to their widest chunk, fit `tokens` a step.
+
+A step in which no sequence decodes stalls nobody (the prompts' first tokens come after it anyway), so then prompts
+join as the generator would take them, up to `batch_size` prompts of `step_size` tokens: a burst of arrivals at an
+idle model, or one long prompt alone, prefills at full speed, and the budget holds from the first decoded token on.
 """
 
 from __future__ import annotations
@@ -26,20 +30,24 @@ class StepRecord:
 
 
 class StepBudget:
-    def __init__(self, tokens: int, step_size: int) -> None:
+    def __init__(self, tokens: int, step_size: int, batch_size: int) -> None:
         self.tokens = tokens  # 0: no budget, the generator's own chunking only
         self.step_size = step_size
+        self.batch_size = batch_size  # prompts the generator prefills together
 
     def left(self, p: Prefill) -> list[int]:
         """The segments `p` has left to prefill, one a step (the generator splits longer ones at `step_size`)."""
         points = [p.computed, *(c for c in p.cuts if c > p.computed), p.end]
         return [min(b - a, self.step_size) for a, b in itertools.pairwise(points) if b > a]
 
-    def chunk(self, need: int, prefilling: Collection[Prefill]) -> int:
-        """Tokens a step for a prompt with `need` tokens to prefill; 0: not this step, it would go over budget."""
+    def chunk(self, need: int, prefilling: Collection[Prefill], decoding: bool) -> int:
+        """Tokens a step for a prompt with `need` tokens to prefill; 0: not this step, it would go over budget.
+        `decoding`: some sequence will decode in this step, so it waits for the step's prefill."""
         if not self.tokens or need <= 0:  # a full cache hit costs only its last token, with the decode
             return self.step_size
         left = [segments for segments in map(self.left, prefilling) if segments]
+        if not decoding:
+            return min(need, self.step_size) if len(left) < self.batch_size else 0
         staying = sum(len(segments) > 1 for segments in left)  # still prefilling after this step
         chunk = min(need, self.step_size, self.tokens // (staying + 1))
         # Padded to the widest, the prefill costs (prompts x widest segment) a step. A prompt waits a step for
