@@ -110,7 +110,7 @@ def test_the_batched_quantized_cache_merges_extends_filters_and_extracts_each_se
 
 def test_a_prefill_step_attends_on_dequantized_values_and_a_decode_step_on_the_quantized_ones() -> None:
     batch = QuantizedKV.merge([QuantizedKV(32, 8)])
-    keys, values = batch.update_and_fetch(*kv(8, 7))
+    keys, _ = batch.update_and_fetch(*kv(8, 7))
     # Several tokens: float arrays (MLX's fused float SDPA), the values the quantized ones stand for.
     assert not hasattr(batch, "bits") and isinstance(keys, mx.array) and keys.shape == (1, 2, 8, 32)
     stored, _ = batch.keys_and_values()
@@ -239,6 +239,18 @@ def test_a_loaded_model_keeps_its_kv_setting_until_unloaded(tiny_models_dir: Pat
         assert scheduler(engine).lm.kv == FLOAT_KV
 
     run(tiny_models_dir, body, EIGHT)
+
+
+def test_a_request_s_kv_setting_loads_the_model_with_it_but_never_reloads_it(tiny_models_dir: Path) -> None:
+    # A profile's kv_bits: applied when its request loads the model; a model already loaded keeps its own.
+    async def body(engine: Engine) -> tuple[KVSetting, KVSetting]:
+        ids, _, _ = await collect(await engine.generate("tiny-llama", prompt(1), GREEDY, kv=KVSetting(4, 32)))
+        assert ids
+        first = scheduler(engine).lm.kv
+        await collect(await engine.generate("tiny-llama", prompt(1), GREEDY, kv=FLOAT_KV))
+        return first, scheduler(engine).lm.kv
+
+    assert run(tiny_models_dir, body, EIGHT) == (KVSetting(4, 32), KVSetting(4, 32))
 
 
 def test_the_memory_gate_counts_quantized_kv(tiny_models_dir: Path) -> None:

@@ -179,11 +179,19 @@ class Engine:
             self.pool.release(entry)
 
     async def generate(
-        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+        self,
+        model_id: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        n: int = 1,
+        priority: int = 0,
+        kv: KVSetting | None = None,
     ) -> Generation:
-        """Validate and queue a generation; request errors are raised here, before any output."""
+        """Validate and queue a generation; request errors are raised here, before any output. `kv` (a profile's
+        kv_bits): the KV setting to load the model with if this request loads it; a loaded model keeps its own."""
         self.check_prompt_size(prompt)
-        entry = await self.pool.acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
+        info = _accepts(await self.resolve_for(model_id, "generate"), prompt)
+        entry = await self.pool.acquire(info, kv=kv, kv_strict=False)
         try:
             assert isinstance(entry.loaded, LoadedModel) and entry.scheduler is not None
             lm = entry.loaded

@@ -107,12 +107,15 @@ class ModelPool:
     def get(self, model_id: str) -> PoolEntry | None:
         return self._entries.get(model_id)
 
-    async def acquire(self, info: ModelInfo, *, pin: bool = False, kv: KVSetting | None = None) -> PoolEntry:
+    async def acquire(
+        self, info: ModelInfo, *, pin: bool = False, kv: KVSetting | None = None, kv_strict: bool = True
+    ) -> PoolEntry:
         """Return the loaded entry with one more active user; concurrent callers share one load. `kv`: the KV
-        setting to load it with (None: the server's); a model loaded with another one is a KVSettingConflict."""
+        setting to load it with (None: the server's); a model loaded with another one is a KVSettingConflict, or
+        with `kv_strict` False is used as it is."""
         async with self._lock:
             entry = self._entries.get(info.id)
-            if entry is not None and kv is not None and kv != entry.kv_asked:
+            if entry is not None and kv is not None and kv != entry.kv_asked and kv_strict:
                 raise KVSettingConflict(
                     f"'{info.id}' is loaded with {entry.kv_asked.describe()} KV, not {kv.describe()}; unload it"
                     " first to load it with another KV setting.",
