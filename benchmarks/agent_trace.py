@@ -248,6 +248,7 @@ def main() -> None:
 
     runs: list[AgentRun] = []
     skipped: dict[str, str] = {}
+    found = versions()  # the commit and peer versions the run starts with (others may commit meanwhile)
     if args.url:
         options = AgentOptions(
             args.model or model.name, args.formats.split(",")[0], args.max_tokens, not args.no_volatile
@@ -270,18 +271,22 @@ def main() -> None:
                         console.print(f"[yellow]{name} {fmt}: {result}[/yellow]")
                         continue
                     runs.append(result)
-                    write_results(runs, meta_of(args, shape, lengths, skipped), args.summary, restart_before, False)
+                    write_results(
+                        runs, meta_of(args, shape, lengths, skipped, found), args.summary, restart_before, False
+                    )
                     console.print(
                         f"repeat {repeat + 1} {name} {fmt}: {time.perf_counter() - began:.0f} s"
                         + (f" [red]{result.error}[/red]" if result.error else "")
                     )
 
-    write_results(runs, meta_of(args, shape, lengths, skipped), args.summary, restart_before, show=True)
+    write_results(runs, meta_of(args, shape, lengths, skipped, found), args.summary, restart_before, show=True)
 
 
-def meta_of(args: argparse.Namespace, shape: AgentShape, lengths: list[int], skipped: dict[str, str]) -> dict[str, Any]:
+def meta_of(
+    args: argparse.Namespace, shape: AgentShape, lengths: list[int], skipped: dict[str, str], found: dict[str, str]
+) -> dict[str, Any]:
     return {
-        **versions(),
+        **found,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "shape": asdict(shape),
         "last_request_tokens": lengths,
