@@ -5,12 +5,15 @@ Steps are counted in the scheduler's step log, never timed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 from mlx_manager.engine.engine import Engine
+from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.prefill_sharing import Prefill
 from mlx_manager.engine.scheduler import Scheduler
 from mlx_manager.engine.step_budget import StepBudget, StepRecord
@@ -33,22 +36,30 @@ def scheduler(engine: Engine) -> Scheduler:
     return sched
 
 
+@contextlib.asynccontextmanager
+async def decoding(engine: Engine, count: int) -> AsyncIterator[list[Generation]]:
+    """`count` long sequences decoding (so the budget holds), cancelled on the way out."""
+    params = replace(GREEDY, max_tokens=1500, ignore_eos=True)
+    gens = [await engine.generate("tiny-llama", TextPrompt(text=f"Count to {i}."), params) for i in range(count)]
+    streams = [g.__aiter__() for g in gens]  # a dropped iterator cancels its generation
+    for stream in streams:
+        await stream.__anext__()
+    yield gens
+    for gen, stream in zip(gens, streams, strict=True):
+        gen.cancel()
+        async for _ in stream:
+            pass
+
+
 async def arrivals_during_decode(engine: Engine) -> list[StepRecord]:
-    """Six prompts arrive at once while one sequence decodes; the steps from their arrival to their last token."""
-    count = replace(GREEDY, max_tokens=1500, ignore_eos=True)
-    running = await engine.generate("tiny-llama", TextPrompt(text="Count."), count)
-    stream = running.__aiter__()
-    await stream.__anext__()  # decoding now
-    sched = scheduler(engine)
-    first = len(sched.step_log)  # far below its maxlen here
-    gens = [await engine.generate("tiny-llama", arriving(i), GREEDY) for i in range(ARRIVALS)]
-    await asyncio.gather(*(collect(g) for g in gens))
-    steps = list(sched.step_log)[first:]
-    assert not running.done  # it kept decoding the whole time
-    running.cancel()
-    async for _ in stream:
-        pass
-    return steps
+    """Six prompts arrive at once while six sequences decode; the steps from their arrival to their last token."""
+    async with decoding(engine, ARRIVALS) as running:
+        sched = scheduler(engine)
+        first = len(sched.step_log)  # far below its maxlen here
+        gens = [await engine.generate("tiny-llama", arriving(i), GREEDY) for i in range(ARRIVALS)]
+        await asyncio.gather(*(collect(g) for g in gens))
+        assert not any(g.done for g in running)  # they kept decoding the whole time
+        return list(sched.step_log)[first:]
 
 
 def test_running_sequences_get_a_token_on_every_step_while_arrivals_prefill(tiny_models_dir: Path) -> None:
@@ -61,34 +72,43 @@ def test_running_sequences_get_a_token_on_every_step_while_arrivals_prefill(tiny
     )
     prefilling = [s for s in steps if s.prefilled]
     assert sum(s.prefilled for s in prefilling) == ARRIVALS * (PROMPT_TOKENS - 1)
-    assert all(s.prefilled <= 32 for s in prefilling)  # at most the budget, the padding included below
-    assert all(s.decoded >= 1 for s in prefilling)  # the running sequence got its token on each of them
+    assert all(s.prefilled <= 32 for s in prefilling)  # at most the budget
+    assert all(s.decoded >= ARRIVALS for s in prefilling)  # each running sequence got its token on each of them
     assert len(prefilling) >= ARRIVALS * (PROMPT_TOKENS - 1) // 32
 
 
 def test_without_a_budget_whole_prompts_are_prefilled_in_one_step(tiny_models_dir: Path) -> None:
     steps = run_engine(tiny_models_dir, arrivals_during_decode, step_prefill_tokens=0, prefix_cache_bytes=0)
-    # The running sequence waits for each of these steps (for several prompts at once when they arrive together).
+    # The running sequences wait for each of these steps (for several prompts at once when they arrive together).
     assert max(s.prefilled for s in steps) >= PROMPT_TOKENS - 1
+
+
+def test_a_crowd_waiting_on_few_running_sequences_gets_more_of_each_step(tiny_models_dir: Path) -> None:
+    async def body(engine: Engine) -> list[StepRecord]:
+        async with decoding(engine, 1):
+            sched = scheduler(engine)
+            first = len(sched.step_log)
+            gens = [await engine.generate("tiny-llama", arriving(i), GREEDY) for i in range(ARRIVALS)]
+            await asyncio.gather(*(collect(g) for g in gens))
+            return list(sched.step_log)[first:]
+
+    steps = run_engine(tiny_models_dir, body, step_prefill_tokens=32, prefix_cache_bytes=0)
+    prefilled = [s.prefilled for s in steps if s.prefilled]
+    assert sum(prefilled) == ARRIVALS * (PROMPT_TOKENS - 1)
+    assert all(p <= 32 * ARRIVALS for p in prefilled)  # at most (waiting / decoding) x the budget
+    assert max(prefilled) > 32
 
 
 def test_greedy_outputs_are_the_same_with_and_without_the_budget(tiny_models_dir: Path) -> None:
     prompts = [arriving(i) for i in range(3)] + [TextPrompt(text=f"Tell me about {i}.") for i in range(5)]
 
     async def body(engine: Engine) -> tuple[list[list[int]], int]:
-        count = replace(GREEDY, max_tokens=1500, ignore_eos=True)
-        running = await engine.generate("tiny-llama", TextPrompt(text="Count."), count)
-        stream = running.__aiter__()
-        await stream.__anext__()  # decoding: the budget holds for the arrivals
-        sched = scheduler(engine)
-        first = len(sched.step_log)
-        gens = [await engine.generate("tiny-llama", p, replace(GREEDY, max_tokens=16)) for p in prompts]
-        outputs = [ids for ids, _, _ in await asyncio.gather(*(collect(g) for g in gens))]
-        widest = max(s.prefilled for s in list(sched.step_log)[first:])
-        running.cancel()
-        async for _ in stream:
-            pass
-        return outputs, widest
+        async with decoding(engine, len(prompts)):
+            sched = scheduler(engine)
+            first = len(sched.step_log)
+            gens = [await engine.generate("tiny-llama", p, replace(GREEDY, max_tokens=16)) for p in prompts]
+            outputs = [ids for ids, _, _ in await asyncio.gather(*(collect(g) for g in gens))]
+            return outputs, max(s.prefilled for s in list(sched.step_log)[first:])
 
     budgeted, chunked = run_engine(tiny_models_dir, body, step_prefill_tokens=16, prefix_cache_bytes=0)
     unbudgeted, whole = run_engine(tiny_models_dir, body, step_prefill_tokens=0, prefix_cache_bytes=0)
@@ -106,15 +126,9 @@ def test_a_schema_constrained_answer_is_the_same_when_its_prompt_is_chunked(tiny
     params = replace(GREEDY, max_tokens=40, response_format={"type": "json_schema", "schema": schema})
 
     async def body(engine: Engine) -> str:
-        count = replace(GREEDY, max_tokens=1500, ignore_eos=True)
-        running = await engine.generate("tiny-llama", TextPrompt(text="Count."), count)
-        stream = running.__aiter__()
-        await stream.__anext__()
-        _, text, _ = await collect(await engine.generate("tiny-llama", arriving(2), params))
-        running.cancel()
-        async for _ in stream:
-            pass
-        return text
+        async with decoding(engine, 1):
+            _, text, _ = await collect(await engine.generate("tiny-llama", arriving(2), params))
+            return text
 
     chunked = run_engine(tiny_models_dir, body, step_prefill_tokens=16, prefix_cache_bytes=0)
     whole = run_engine(tiny_models_dir, body, step_prefill_tokens=0, prefix_cache_bytes=0)
@@ -124,27 +138,21 @@ def test_a_schema_constrained_answer_is_the_same_when_its_prompt_is_chunked(tiny
 
 def test_a_prompt_cancelled_mid_prefill_frees_the_budget_and_keeps_its_kv(tiny_models_dir: Path) -> None:
     async def body(engine: Engine) -> None:
-        count = replace(GREEDY, max_tokens=1500, ignore_eos=True)
-        running = await engine.generate("tiny-llama", TextPrompt(text="Count."), count)
-        stream = running.__aiter__()
-        await stream.__anext__()  # decoding now: the budget holds
-        sched = scheduler(engine)
-        long = TextPrompt(token_ids=tuple(range(300, 1000)) * 2)  # 1400 tokens, 8 a step
-        steps = sched.stats.steps
-        victim = await engine.generate("tiny-llama", long, GREEDY)
-        while sched.stats.steps < steps + 3:  # its first chunks are computed
-            await asyncio.sleep(0.001)
-        after = await engine.generate("tiny-llama", arriving(1), GREEDY)  # waits: the long prompt has the budget
-        victim.cancel()
-        assert await collect(victim) == ([], "", "cancelled")  # still prefilling when cancelled
-        ids, _, finish = await collect(after)
-        assert finish == "length" and len(ids) == GREEDY.max_tokens
-        again = await engine.generate("tiny-llama", long, GREEDY)
-        await collect(again)
-        assert again.usage.cached_tokens >= 16  # what the cancelled prefill computed was kept
-        running.cancel()
-        async for _ in stream:
-            pass
+        async with decoding(engine, 1):  # the budget holds
+            sched = scheduler(engine)
+            long = TextPrompt(token_ids=tuple(range(300, 1000)) * 2)  # 1400 tokens, 8 a step
+            steps = sched.stats.steps
+            victim = await engine.generate("tiny-llama", long, GREEDY)
+            while sched.stats.steps < steps + 3:  # its first chunks are computed
+                await asyncio.sleep(0.001)
+            after = await engine.generate("tiny-llama", arriving(1), GREEDY)  # waits: the long prompt has the budget
+            victim.cancel()
+            assert await collect(victim) == ([], "", "cancelled")  # still prefilling when cancelled
+            ids, _, finish = await collect(after)
+            assert finish == "length" and len(ids) == GREEDY.max_tokens
+            again = await engine.generate("tiny-llama", long, GREEDY)
+            await collect(again)
+            assert again.usage.cached_tokens >= 16  # what the cancelled prefill computed was kept
 
     run_engine(tiny_models_dir, body, step_prefill_tokens=8, prefix_block_size=16)
 
@@ -173,50 +181,59 @@ def prefill(start: int, end: int, chunk: int, budget: StepBudget) -> Prefill:
 
 def test_a_prompt_alone_gets_the_whole_budget() -> None:
     budget = StepBudget(64, step_size=512, batch_size=8)
-    assert budget.chunk(1000, [], decoding=True) == 64
-    assert budget.chunk(20, [], decoding=True) == 20
+    assert budget.chunk(1000, [], decoding=1, waiting=1) == 64
+    assert budget.chunk(20, [], decoding=1, waiting=1) == 20
 
 
 def test_short_prompts_share_a_step_padded_to_the_widest() -> None:
     budget = StepBudget(64, step_size=512, batch_size=8)
-    first = prefill(0, 20, budget.chunk(20, [], decoding=True), budget)
-    second = prefill(0, 20, budget.chunk(20, [first], decoding=True), budget)
-    assert budget.chunk(20, [first, second], decoding=True) == 20  # 3 x 20 fits in 64
-    assert budget.chunk(20, [first, second, second], decoding=True) == 0  # 4 x 20 does not: the 4th waits
-    assert budget.chunk(21, [first], decoding=True) == 21
-    assert budget.chunk(40, [first], decoding=True) == 0  # 2 x 40 > 64: it waits a step for the other one
+    first = prefill(0, 20, budget.chunk(20, [], decoding=1, waiting=1), budget)
+    second = prefill(0, 20, budget.chunk(20, [first], decoding=1, waiting=1), budget)
+    assert budget.chunk(20, [first, second], decoding=1, waiting=1) == 20  # 3 x 20 fits in 64
+    assert budget.chunk(20, [first, second, second], decoding=1, waiting=1) == 0  # 4 x 20 does not: the 4th waits
+    assert budget.chunk(21, [first], decoding=1, waiting=1) == 21
+    assert budget.chunk(40, [first], decoding=1, waiting=1) == 0  # 2 x 40 > 64: it waits a step for the other one
 
 
 def test_a_long_prompt_waits_for_the_one_prefilling_rather_than_keep_a_thin_chunk() -> None:
     budget = StepBudget(64, step_size=512, batch_size=8)
-    long = prefill(0, 1000, budget.chunk(1000, [], decoding=True), budget)
+    long = prefill(0, 1000, budget.chunk(1000, [], decoding=1, waiting=1), budget)
     assert budget.left(long) == [64] * 15 + [40]
-    assert budget.chunk(1000, [long], decoding=True) == 0
+    assert budget.chunk(1000, [long], decoding=1, waiting=1) == 0
     long.computed = 960  # its last chunk: 40 tokens
-    assert budget.chunk(1000, [long], decoding=True) == 0  # 2 x 40 > 64; a 32-token chunk would stay after it
+    assert budget.chunk(1000, [long], decoding=1, waiting=1) == 0  # 2 x 40 > 64; a 32-token chunk would stay after it
     long.computed = 1000  # prefilled: only the prompt's last token is left, which goes with the decode
-    assert budget.chunk(1000, [long], decoding=True) == 64
+    assert budget.chunk(1000, [long], decoding=1, waiting=1) == 64
 
 
 def test_two_long_prompts_share_the_budget_when_one_has_only_half_of_it() -> None:
     budget = StepBudget(64, step_size=512, batch_size=8)
     half = prefill(0, 1000, 32, budget)
-    assert budget.chunk(1000, [half], decoding=True) == 32
-    assert budget.chunk(1000, [half, half], decoding=True) == 0  # a third would be too thin
+    assert budget.chunk(1000, [half], decoding=1, waiting=1) == 32
+    assert budget.chunk(1000, [half, half], decoding=1, waiting=1) == 0  # a third would be too thin
+
+
+def test_more_prompts_waiting_than_sequences_decoding_multiply_the_budget() -> None:
+    budget = StepBudget(64, step_size=512, batch_size=8)
+    assert budget.chunk(127, [], decoding=8, waiting=8) == 64
+    assert budget.chunk(127, [], decoding=2, waiting=8) == 127  # 4 x 64 a step
+    first = prefill(0, 127, 127, budget)
+    assert budget.chunk(127, [first], decoding=2, waiting=8) == 127  # 2 x 127 <= 256
+    assert budget.chunk(127, [first, first], decoding=2, waiting=8) == 0
 
 
 def test_a_step_that_decodes_nothing_prefills_as_the_generator_would() -> None:
     budget = StepBudget(64, step_size=512, batch_size=2)
-    first = prefill(0, 1000, budget.chunk(1000, [], decoding=False), budget)
+    first = prefill(0, 1000, budget.chunk(1000, [], decoding=0, waiting=1), budget)
     assert budget.left(first)[0] == 512
-    assert budget.chunk(300, [first], decoding=False) == 300
-    assert budget.chunk(300, [first, first], decoding=False) == 0  # the generator prefills 2 prompts at once
+    assert budget.chunk(300, [first], decoding=0, waiting=1) == 300
+    assert budget.chunk(300, [first, first], decoding=0, waiting=1) == 0  # the generator prefills 2 prompts at once
 
 
 def test_a_full_cache_hit_costs_no_budget_and_no_budget_means_no_cuts() -> None:
     budget = StepBudget(64, step_size=512, batch_size=8)
     long = prefill(0, 1000, 64, budget)
-    assert budget.chunk(0, [long], decoding=True) == 512
+    assert budget.chunk(0, [long], decoding=1, waiting=1) == 512
     off = StepBudget(0, step_size=512, batch_size=8)
-    assert off.chunk(1000, [long, long], decoding=True) == 512
+    assert off.chunk(1000, [long, long], decoding=1, waiting=1) == 512
     assert prefill(0, 1000, 512, off).cuts == ()

@@ -229,13 +229,14 @@ class Scheduler:
         kept: list[Sequence] = []
         self._have.clear()
         full = False  # the step's prefill budget is spent: the rest wait, in order, so long prompts are not passed
-        decoding = any(uid not in self.sharing.running for uid in self._running)  # done prefilling
+        decoding = sum(uid not in self.sharing.running for uid in self._running)  # done prefilling
+        waiting = len(ordered)
         for i, seq in enumerate(ordered):
             if full or room <= 0 or self._defer(batch, seq):
                 kept.append(seq)
                 continue
             need = len(seq.prompt) - 1 - self._cached(seq)
-            chunk = self.budget.chunk(need, self.sharing.running.values(), decoding)
+            chunk = self.budget.chunk(need, self.sharing.running.values(), decoding, waiting)
             if not chunk:
                 full = True
                 kept.append(seq)

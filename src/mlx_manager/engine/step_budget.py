@@ -9,6 +9,8 @@ batch, and it joins only while the prompts prefilling, padded to their widest ch
 A step in which no sequence decodes stalls nobody (the prompts' first tokens come after it anyway), so then prompts
 join as the generator would take them, up to `batch_size` prompts of `step_size` tokens: a burst of arrivals at an
 idle model, or one long prompt alone, prefills at full speed, and the budget holds from the first decoded token on.
+When more prompts wait than sequences decode, a step may prefill that many times the budget: a few sequences wait
+a little longer so that a crowd of arrivals starts sooner (and the batch fills up again).
 """
 
 from __future__ import annotations
@@ -40,20 +42,23 @@ class StepBudget:
         points = [p.computed, *(c for c in p.cuts if c > p.computed), p.end]
         return [min(b - a, self.step_size) for a, b in itertools.pairwise(points) if b > a]
 
-    def chunk(self, need: int, prefilling: Collection[Prefill], decoding: bool) -> int:
+    def chunk(self, need: int, prefilling: Collection[Prefill], decoding: int, waiting: int) -> int:
         """Tokens a step for a prompt with `need` tokens to prefill; 0: not this step, it would go over budget.
-        `decoding`: some sequence will decode in this step, so it waits for the step's prefill."""
+        `decoding`: sequences that wait for this step's prefill; `waiting`: prompts queued when the step began."""
         if not self.tokens or need <= 0:  # a full cache hit costs only its last token, with the decode
             return self.step_size
         left = [segments for segments in map(self.left, prefilling) if segments]
+        if len(left) >= self.batch_size:  # more would wait inside the generator and join a later step's prefill
+            return 0
         if not decoding:
-            return min(need, self.step_size) if len(left) < self.batch_size else 0
+            return min(need, self.step_size)
+        tokens = self.tokens * max(1, waiting // decoding)
         staying = sum(len(segments) > 1 for segments in left)  # still prefilling after this step
-        chunk = min(need, self.step_size, self.tokens // (staying + 1))
+        chunk = min(need, self.step_size, tokens // (staying + 1))
         # Padded to the widest, the prefill costs (prompts x widest segment) a step. A prompt waits a step for
         # one about to finish rather than keep a thin chunk for its whole prefill.
         widest = max([chunk, *(max(segments) for segments in left)])
-        if (len(left) + 1) * widest > self.tokens or chunk < min(need, self.tokens // 2, self.step_size):
+        if (len(left) + 1) * widest > tokens or chunk < min(need, tokens // 2, self.step_size):
             return 0
         return chunk
 
