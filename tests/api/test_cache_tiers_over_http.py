@@ -169,7 +169,9 @@ def test_cache_false_keeps_a_request_out_of_the_cache_in_every_api(tiers_server:
         shared_head = ask(tiers_server, fresh())[1]  # the template's head before the system text, now cached
         uncached = fresh()
         send(uncached, False)
-        assert ask(tiers_server, uncached)[1] == shared_head, api  # nothing of the cache=false request was kept
+        # Nothing of the cache=false request was kept: only the shared head (give or take the token a random id
+        # may share with an earlier one) is reused, not its system text of several hundred tokens.
+        assert ask(tiers_server, uncached)[1] <= shared_head + 8, api
         kept = fresh()
         send(kept, True)
         assert ask(tiers_server, kept)[1] > shared_head + 100, api

@@ -24,6 +24,9 @@ FRONT = {
     "MLX_MANAGER_MAX_NUM_SEQS": "1",
     "MLX_MANAGER_BREAKER_FAILURES": "2",
     "MLX_MANAGER_BREAKER_COOLDOWN_SECONDS": "2",
+    # No background probes: on a slow machine one could mark the stopped peer unhealthy before any request tries
+    # it, and the breaker test below is about failures seen by requests.
+    "MLX_MANAGER_HEALTH_CHECK_SECONDS": "0",
 }
 
 
