@@ -83,6 +83,24 @@ def test_without_a_budget_whole_prompts_are_prefilled_in_one_step(tiny_models_di
     assert max(s.prefilled for s in steps) >= PROMPT_TOKENS - 1
 
 
+def test_a_burst_at_an_idle_model_never_prefills_behind_half_of_it_decoding(tiny_models_dir: Path) -> None:
+    short = [TextPrompt(token_ids=tuple(300 + (5 * i + k) % 600 for k in range(32))) for i in range(16)]
+
+    async def body(engine: Engine) -> list[StepRecord]:
+        await collect(await engine.generate("tiny-llama", TextPrompt(text="Load."), GREEDY))
+        sched = scheduler(engine)
+        first = len(sched.step_log)
+        gens = [await engine.generate("tiny-llama", p, GREEDY) for p in short]
+        await asyncio.gather(*(collect(g) for g in gens))
+        return list(sched.step_log)[first:]
+
+    # 8 prompts prefill together; the generator still holds them for a step after, and must take the next 8 then,
+    # not once the first 8 decode. Each prompt fits in one chunk, so a step's prefill is what it admitted.
+    steps = run_engine(tiny_models_dir, body, step_prefill_tokens=32, prefill_batch_size=8, prefix_cache_bytes=0)
+    assert sum(s.prefilled for s in steps) == 16 * 31
+    assert all(s.prefilled <= 32 for s in steps if s.decoded >= 8)
+
+
 def test_a_crowd_waiting_on_few_running_sequences_gets_more_of_each_step(tiny_models_dir: Path) -> None:
     async def body(engine: Engine) -> list[StepRecord]:
         async with decoding(engine, 1):

@@ -148,7 +148,7 @@ class Scheduler:
         return BatchGenerator(
             self.lm.model,
             completion_batch_size=self.config.max_num_seqs,
-            prefill_batch_size=self.config.prefill_batch_size,
+            prefill_batch_size=self.budget.generator_batch,
             prefill_step_size=self.config.prefill_step_size,
         )
 
@@ -200,11 +200,13 @@ class Scheduler:
         self._admit(batch)
         if self._running:
             before = [(p, p.computed) for p in self.sharing.running.values()]
+            started = time.perf_counter()
             prompt_responses, responses = batch.next()
+            seconds = time.perf_counter() - started
             self.stats.steps += 1
             self._share_progress(batch, prompt_responses)
             advanced = [p.computed - c for p, c in before if p.computed > c]
-            self.step_log.append(StepRecord(len(responses), sum(advanced), len(advanced)))
+            self.step_log.append(StepRecord(len(responses), sum(advanced), len(advanced), seconds))
             for r in responses:
                 seq = self._running.get(r.uid)
                 if seq is None:

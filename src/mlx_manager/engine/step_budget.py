@@ -24,11 +24,12 @@ from mlx_manager.engine.prefill_sharing import Prefill
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One scheduler step: sequences that got a token, prompt tokens prefilled, prompts that advanced."""
+    """One scheduler step: sequences that got a token, prompt tokens prefilled, prompts that advanced, wall time."""
 
     decoded: int
     prefilled: int
     prefilling: int
+    seconds: float
 
 
 class StepBudget:
@@ -36,6 +37,12 @@ class StepBudget:
         self.tokens = tokens  # 0: no budget, the generator's own chunking only
         self.step_size = step_size
         self.batch_size = batch_size  # prompts the generator prefills together
+
+    @property
+    def generator_batch(self) -> int:
+        """The generator's prompt batch: prompts whose prefill is done stay in it until the next step moves them to
+        decoding, so with a budget it has room for as many again, and the budget decides how many prefill."""
+        return 2 * self.batch_size if self.tokens else self.batch_size
 
     def left(self, p: Prefill) -> list[int]:
         """The segments `p` has left to prefill, one a step (the generator splits longer ones at `step_size`)."""
