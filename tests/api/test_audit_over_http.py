@@ -8,6 +8,7 @@ import io
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def test_sdk_requests_are_audited_with_user_key_and_tokens_but_no_text(
     chat = raw.parse()
     entry = _by_request(admin, raw.headers["x-request-id"])
     assert entry["user_id"] == member_id and entry["api_key_id"] == key_id
+    assert (entry["username"], entry["api_key_name"]) == ("member", member.ok("GET", "/api/keys")[0]["name"])
     assert (entry["method"], entry["endpoint"], entry["model"], entry["status"], entry["backend"]) == (
         "POST", "/v1/chat/completions", "tiny-llama", 200, "local")  # fmt: skip
     assert entry["prompt_tokens"] == chat.usage.prompt_tokens and entry["completion_tokens"] == 3  # type: ignore[union-attr]
@@ -93,6 +95,8 @@ def test_anonymous_and_refused_requests_are_audited_too(server: ServerProcess, a
     refused = httpx.get(f"{server.base_url}/v1/models", headers={"Authorization": "Bearer mlxm-not-a-key"})
     assert refused.status_code == 401
     assert _by_request(admin, refused.headers["x-request-id"])["status"] == 401
+    shown = [e["request_id"] for e in _entries(admin, limit=1000, hide_listings=True)]
+    assert ok.headers["x-request-id"] not in shown and refused.headers["x-request-id"] not in shown
     ui = admin.get("/api/auth/me")
     time.sleep(0.3)
     assert ui.headers["x-request-id"] not in [e["request_id"] for e in _entries(admin, limit=1000)]
@@ -125,7 +129,9 @@ def test_exports_as_csv_and_json(admin: Api) -> None:
     assert "attachment" in resp.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(resp.text)))
     assert len(rows) >= total and {"request_id", "user_id", "prompt_tokens", "latency_ms"} <= set(rows[0])
-    assert [float(r["time"]) for r in rows] == sorted(float(r["time"]) for r in rows)
+    times = [datetime.fromisoformat(r["time"]) for r in rows]  # ISO 8601 in UTC, oldest first
+    assert times == sorted(times) and all(r["time"].endswith("Z") for r in rows)
+    assert {"username", "api_key_name"} <= set(rows[0])
     data = admin.ok("GET", "/api/audit/export", params={"format": "json", "model": "tiny-llama"})
     assert data and {e["model"] for e in data} == {"tiny-llama"}
     assert_problem(admin.get("/api/audit/export", params={"format": "xml"}), 400)

@@ -50,7 +50,7 @@ def test_profile_crud_with_404_409_and_duplicates(admin: Api, brief: dict[str, A
     assert_problem(admin.post("/api/profiles", json={"name": "brief", "model": "tiny-qwen3"}), 409, "profile_exists")
     assert_problem(admin.post("/api/profiles", json={"name": "tiny-qwen3", "model": "x"}), 409, "name_is_a_model")
     assert_problem(admin.post("/api/profiles", json={"name": "bad name", "model": "x"}), 400)
-    too_long = {"name": "p", "model": "x", "max_tokens": 64, "context_length": 64}
+    too_long = {"name": "p", "model": "tiny-llama", "max_tokens": 64, "context_length": 64}
     assert_problem(admin.post("/api/profiles", json=too_long), 400, "max_tokens_exceeds_context")
     copy = admin.ok("POST", f"/api/profiles/{brief['id']}/duplicate", 201)
     assert copy["name"] == "brief-copy" and copy["system_prompt"] == SYSTEM and copy["id"] != brief["id"]
@@ -65,6 +65,26 @@ def test_profile_crud_with_404_409_and_duplicates(admin: Api, brief: dict[str, A
     for profile in (copy, named):
         assert admin.delete(f"/api/profiles/{profile['id']}").status_code == 204
     assert_problem(admin.get(f"/api/profiles/{copy['id']}"), 404)
+
+
+def test_a_profile_must_name_a_model_here_or_a_routed_one(admin: Api, brief: dict[str, Any]) -> None:
+    refused = assert_problem(admin.post("/api/profiles", json={"name": "typo", "model": "tiny-lama"}), 400)
+    assert refused["code"] == "unknown_model" and "'tiny-lama'" in refused["detail"]
+    assert_problem(admin.patch(f"/api/profiles/{brief['id']}", json={"model": "nowhere"}), 400, "unknown_model")
+    assert admin.ok("GET", f"/api/profiles/{brief['id']}")["model"] == "tiny-llama"  # unchanged
+    backend = admin.ok("POST", "/api/routing/backends", 201, json={"name": "far", "kind": "openai",
+                                                                     "base_url": "http://127.0.0.1:9/v1"})  # fmt: skip
+    rule = admin.ok(
+        "POST",
+        "/api/routing/rules",
+        201,
+        json={"pattern": "far-*", "match_type": "glob", "backend_ids": [backend["id"]]},
+    )
+    routed = admin.ok("POST", "/api/profiles", 201, json={"name": "remote", "model": "far-model"})
+    assert routed["model"] == "far-model"  # a rule sends it elsewhere: accepted
+    admin.delete(f"/api/profiles/{routed['id']}")
+    admin.delete(f"/api/routing/rules/{rule['id']}")
+    admin.delete(f"/api/routing/backends/{backend['id']}")
 
 
 def test_members_read_profiles_but_only_admins_change_them(admin: Api, brief: dict[str, Any]) -> None:

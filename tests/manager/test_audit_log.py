@@ -115,14 +115,38 @@ def test_search_filters_and_pages_newest_first(db: Engine) -> None:
         assert [e.request_id for e in audit.export_rows(s, audit.AuditFilter(since=NOW + 3))] == ["a3", "a4", "b"]
 
 
-def test_csv_and_json_exports_hold_every_column(db: Engine) -> None:
-    _add(db, audit.entry_from_access(_fields()))
+def test_csv_and_json_exports_hold_every_column_with_names_and_iso_times(db: Engine) -> None:
+    with Session(db) as s:
+        user = users.register(s, "ada", "a long passphrase")
+        key, _ = api_keys.create(s, user, "laptop")
+        user_id, key_id = user.id, key.id
+    named = audit.entry_from_access(_fields(user_id=user_id, api_key_id=key_id))
+    _add(db, named, audit.entry_from_access(_fields(request_id="gone", user_id=999, api_key_id=998, time=NOW + 1)))
     with Session(db) as s:
         rows = audit.export_rows(s, audit.AuditFilter())
-    parsed = list(csv.DictReader(io.StringIO(audit.as_csv(rows))))
-    assert list(parsed[0]) == list(audit.COLUMNS)
+        parsed = list(csv.DictReader(io.StringIO(audit.as_csv(s, rows))))
+        dicts = audit.as_dicts(s, rows)
+    assert list(parsed[0]) == list(audit.NAMED_COLUMNS) and set(audit.COLUMNS) < set(parsed[0])
     assert parsed[0]["request_id"] == "req-1" and parsed[0]["completion_tokens"] == "3"
-    assert audit.as_dicts(rows)[0]["latency_ms"] == 12.5
+    assert parsed[0]["time"] == "2027-01-15T08:00:00.000Z"  # ISO 8601, UTC
+    assert (parsed[0]["username"], parsed[0]["api_key_name"]) == ("ada", "laptop")
+    assert (parsed[1]["username"], parsed[1]["api_key_name"]) == ("", "")  # deleted: ids only
+    assert dicts[0]["latency_ms"] == 12.5 and dicts[0]["time"] == NOW and dicts[1]["username"] is None
+
+
+def test_model_listings_can_be_left_out(db: Engine) -> None:
+    listing = {"method": "GET", "path": "/v1/models", "endpoint": "/v1/models"}
+    _add(
+        db,
+        audit.entry_from_access(_fields(request_id="list", **listing)),
+        audit.entry_from_access(_fields(request_id="card", method="GET", endpoint="/v1/models/m")),
+        audit.entry_from_access(_fields(request_id="claude", method="GET", endpoint="/anthropic/v1/models")),
+        audit.entry_from_access(_fields(request_id="chat")),
+    )
+    with Session(db) as s:
+        assert audit.search(s, audit.AuditFilter(), 10, 0)[1] == 4
+        kept = audit.search(s, audit.AuditFilter(hide_listings=True), 10, 0)[0]
+    assert [e.request_id for e in kept] == ["chat"]
 
 
 def test_pruning_removes_entries_past_the_retention_and_zero_keeps_all(db: Engine) -> None:

@@ -11,13 +11,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from mlx_manager.db.models import AuditEntry
+from mlx_manager.db.models import ApiKey, AuditEntry, User
 from mlx_manager.manager import api_keys
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,11 @@ COLUMNS = (
     "id", "time", "request_id", "user_id", "api_key_id", "method", "endpoint", "model", "status",
     "prompt_tokens", "completion_tokens", "latency_ms", "backend",
 )  # fmt: skip
+# Who made each entry, by name, next to the ids (a deleted user's and key's names are gone: null).
+NAMED_COLUMNS = (*COLUMNS[:4], "username", "api_key_id", "api_key_name", *COLUMNS[5:])
+# Model listings (GET /v1/models, /anthropic/v1/models, one model's card): what the web UI asks on every chat
+# page, and SDKs before their first request; hidden from the Logs view unless asked for.
+LISTING_PATHS = ("/v1/models", "/anthropic/v1/models")
 EXPORT_LIMIT = 1_000_000
 RETENTION_INTERVAL_SECONDS = 3600.0
 
@@ -132,8 +138,12 @@ class AuditFilter:
     status: int | None = None
     since: float | None = None
     until: float | None = None
+    hide_listings: bool = False
 
     def apply(self, query: SelectOfScalar[Any]) -> SelectOfScalar[Any]:
+        if self.hide_listings:
+            listing = col(AuditEntry.endpoint).in_(LISTING_PATHS) | col(AuditEntry.endpoint).startswith("/v1/models/")
+            query = query.where(~((col(AuditEntry.method) == "GET") & listing))
         if self.user_id is not None:
             query = query.where(AuditEntry.user_id == self.user_id)
         if self.model is not None:
@@ -162,15 +172,37 @@ def export_rows(session: Session, where: AuditFilter, limit: int = EXPORT_LIMIT)
     return list(session.exec(query.limit(limit)).all())
 
 
-def as_dicts(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
-    return [{c: getattr(e, c) for c in COLUMNS} for e in entries]
+def names(session: Session, entries: Sequence[AuditEntry]) -> tuple[dict[int, str], dict[int, str]]:
+    """The usernames and key names the entries refer to, by id (those still there)."""
+    user_ids = {e.user_id for e in entries if e.user_id is not None}
+    key_ids = {e.api_key_id for e in entries if e.api_key_id is not None}
+    users = session.exec(select(User.id, User.username).where(col(User.id).in_(user_ids))).all() if user_ids else []
+    keys = session.exec(select(ApiKey.id, ApiKey.name).where(col(ApiKey.id).in_(key_ids))).all() if key_ids else []
+    return {i: n for i, n in users if i is not None}, {i: n for i, n in keys if i is not None}
 
 
-def as_csv(entries: Sequence[AuditEntry]) -> str:
+def as_dicts(session: Session, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    """The entries with the names of their user and key."""
+    users, keys = names(session, entries)
+    rows = []
+    for e in entries:
+        row: dict[str, Any] = {c: getattr(e, c) for c in COLUMNS}
+        row["username"] = users.get(e.user_id) if e.user_id is not None else None
+        row["api_key_name"] = keys.get(e.api_key_id) if e.api_key_id is not None else None
+        rows.append(row)
+    return rows
+
+
+def iso_time(epoch: float) -> str:
+    """ISO 8601 in UTC with milliseconds, as spreadsheets and log tools read it."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def as_csv(session: Session, entries: Sequence[AuditEntry]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=NAMED_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(as_dicts(entries))
+    writer.writerows({**row, "time": iso_time(row["time"])} for row in as_dicts(session, entries))
     return out.getvalue()
 
 

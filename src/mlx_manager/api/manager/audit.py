@@ -29,8 +29,11 @@ def audit_filter(
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601 or Unix seconds; UTC when no zone.")] = None,
     until: Annotated[datetime | None, Query(description="Exclusive; ISO 8601 or Unix seconds.")] = None,
+    hide_listings: Annotated[
+        bool, Query(description="Leave out model listings (GET /v1/models...), which the web UI asks on every page.")
+    ] = False,
 ) -> audit.AuditFilter:
-    return audit.AuditFilter(user_id, model, endpoint, status, _epoch(since), _epoch(until))
+    return audit.AuditFilter(user_id, model, endpoint, status, _epoch(since), _epoch(until), hide_listings)
 
 
 Filter = Annotated[audit.AuditFilter, Depends(audit_filter)]
@@ -44,9 +47,9 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[Count, Query()] = 0,
 ) -> AuditPage:
-    """Entries newest first, with the total that match."""
+    """Entries newest first, with the total that match, naming their user and key."""
     rows, total = audit.search(session, where, limit, offset)
-    items = [AuditEntryPublic.model_validate(r, from_attributes=True) for r in rows]
+    items = [AuditEntryPublic.model_validate(r) for r in audit.as_dicts(session, rows)]
     return AuditPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -64,10 +67,10 @@ def list_audit(
     },
 )
 def export_audit(_: AdminUser, session: SessionDep, where: Filter, format: Literal["csv", "json"] = "csv") -> Response:
-    """Every matching entry as a CSV or JSON download."""
+    """Every matching entry as a CSV (times in ISO 8601, UTC) or JSON (Unix seconds) download."""
     rows = audit.export_rows(session, where)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     headers = {"Content-Disposition": f'attachment; filename="audit-{stamp}.{format}"'}
     if format == "json":
-        return JSONResponse(audit.as_dicts(rows), headers=headers)
-    return Response(audit.as_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+        return JSONResponse(audit.as_dicts(session, rows), headers=headers)
+    return Response(audit.as_csv(session, rows), media_type="text/csv; charset=utf-8", headers=headers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlmodel import Session
 
 from mlx_manager.api.deps import EngineDep
@@ -21,9 +21,11 @@ from mlx_manager.api.manager.schemas import (
 )
 from mlx_manager.db.models import Profile
 from mlx_manager.engine.engine import Engine
+from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.manager import profiles
-from mlx_manager.manager.errors import Conflict
+from mlx_manager.manager.errors import Conflict, InvalidInput
 from mlx_manager.manager.services import Manager
+from mlx_manager.routing.router import Router
 
 router = APIRouter(prefix="/profiles", tags=["profiles"], responses=problems(401))
 T = TypeVar("T")
@@ -39,6 +41,21 @@ async def _not_a_model(engine: Engine, name: str | None) -> None:
         raise Conflict(f"'{name}' is the name of a model; pick another name for the profile.", "name_is_a_model")
 
 
+async def _known_model(request: Request, engine: Engine, model: str | None) -> None:
+    """A profile runs a model this server has or a routing rule sends elsewhere; else every chat with it fails."""
+    router: Router = request.app.state.router
+    if model is None or router.routed(model):
+        return
+    try:
+        await engine.resolve(model)
+    except ModelNotFoundError as exc:
+        raise InvalidInput(
+            f"There is no model named '{model}' on this server, and no routing rule sends it elsewhere: pick one"
+            " from the Models page (or add a routing rule for it).",
+            "unknown_model",
+        ) from exc
+
+
 async def _write(manager: Manager, change: Callable[[Session], T]) -> T:
     return await write_then(manager, change, manager.profiles.reload)
 
@@ -49,8 +66,12 @@ def list_profiles(_: CurrentUser, session: SessionDep) -> list[ProfilePublic]:
 
 
 @router.post("", status_code=201, responses=problems(400, 403, 409))
-async def create_profile(body: ProfileCreate, _: AdminUser, manager: ManagerDep, engine: EngineDep) -> ProfilePublic:
+async def create_profile(
+    body: ProfileCreate, request: Request, _: AdminUser, manager: ManagerDep, engine: EngineDep
+) -> ProfilePublic:
+    """400 `unknown_model` when the model is neither on this server nor routed elsewhere."""
     await _not_a_model(engine, body.name)
+    await _known_model(request, engine, body.model)
     return public(await _write(manager, lambda s: profiles.create(s, body.model_dump())))
 
 
@@ -61,11 +82,12 @@ def get_profile(profile_id: RowId, _: CurrentUser, session: SessionDep) -> Profi
 
 @router.patch("/{profile_id}", responses=problems(400, 403, 404, 409))
 async def update_profile(
-    profile_id: RowId, body: ProfileUpdate, _: AdminUser, manager: ManagerDep, engine: EngineDep
+    profile_id: RowId, body: ProfileUpdate, request: Request, _: AdminUser, manager: ManagerDep, engine: EngineDep
 ) -> ProfilePublic:
-    """Change the fields sent; null clears an optional one."""
+    """Change the fields sent; null clears an optional one. A new model is checked as on creation."""
     await _not_a_model(engine, body.name)
     changes = body.model_dump(exclude_unset=True)
+    await _known_model(request, engine, changes.get("model"))
     return public(await _write(manager, lambda s: profiles.update(s, profile_id, changes)))
 
 

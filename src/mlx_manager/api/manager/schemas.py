@@ -141,7 +141,9 @@ class AuditEntryPublic(BaseModel):
     time: float
     request_id: str
     user_id: int | None
+    username: str | None = Field(description="The user's name; null when anonymous or the user was deleted.")
     api_key_id: int | None
+    api_key_name: str | None = Field(description="The key's name; null without a key or once it was deleted.")
     method: str
     endpoint: str
     model: str
@@ -306,3 +308,7 @@ class SettingsUpdate(PartialUpdate):
     require_api_key: bool | None = None
     audit_retention_days: Count | None = None
     allow_registration: bool | None = None
+    chat_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+    completions_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+    embeddings_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+    queue_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
