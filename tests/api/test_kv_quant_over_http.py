@@ -1,5 +1,6 @@
 """KV-cache quantization through real servers: the server-wide kv_bits, a model's own via the admin load, eight
-quantized sequences batched, and quantized prefixes reused from RAM and, after a restart, from disk."""
+quantized sequences batched, a profile's kv_bits, and quantized prefixes reused from RAM and, after a restart, from
+disk."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import openai
 import pytest
 
 from mlx_manager.testing.server import ServerProcess, run_server
+from tests.api.accounts import assert_problem, register, signed_in
 
 SYSTEM = "You are a careful assistant who answers questions about rivers, lakes and mountains. " * 20
 EIGHT_BIT = {"MLX_MANAGER_KV_BITS": "8"}
@@ -96,3 +98,36 @@ def test_quantized_prefixes_come_back_after_a_restart_and_never_feed_float_kv(
     with run_server(tmp_path, args) as srv:  # float KV, same disk folder
         _, cached = ask(srv, "Tell me about mountains.")
     assert cached == 0
+
+
+def test_a_profile_s_kv_bits_load_its_model_with_them(kv8_server: ServerProcess) -> None:
+    # Registered here, last of the module's kv8_server tests: an account makes the admin routes ask for sign-in.
+    register(kv8_server, "admin")
+    admin = signed_in(kv8_server, "admin")
+
+    def profile(name: str, model: str, **kv: Any) -> httpx.Response:
+        return admin.post("/api/profiles", json={"name": name, "model": model, **kv})
+
+    def kv_of(model: str) -> tuple[int | None, int | None]:
+        m = next(m for m in admin.ok("GET", "/admin/models")["data"] if m["id"] == model)
+        return m["kv_bits"], m["kv_group_size"]
+
+    assert profile("four", "tiny-phi4", kv_bits=4, kv_group_size=32).status_code == 201
+    assert profile("float", "tiny-glm4", kv_bits=0).status_code == 201
+    assert profile("eight", "tiny-phi4", kv_bits=8).status_code == 201
+    assert ask(kv8_server, "Rivers?", model="four")[0]
+    assert kv_of("tiny-phi4") == (4, 32)  # not the server's 8-bit
+    assert ask(kv8_server, "Lakes?", model="float")[0]
+    assert kv_of("tiny-glm4") == (None, None)  # float KV on an 8-bit server
+    assert ask(kv8_server, "Rivers?", model="eight")[0]
+    assert kv_of("tiny-phi4") == (4, 32)  # a loaded model keeps its setting: no reload mid-flight
+    assert_problem(profile("bad", "tiny-phi4", kv_bits=3), 400)
+    assert_problem(profile("bad", "tiny-phi4", kv_group_size=48), 400)
+    assert_problem(profile("bad", "tiny-phi4", kv_group_size=32), 400, "kv_group_size_without_bits")
+    # An unloaded model comes back with the profile's setting; a plain request by the model's name gets the server's.
+    assert admin.post("/admin/models/tiny-phi4/unload").status_code == 200
+    assert ask(kv8_server, "Mountains?", model="eight")[0]
+    assert kv_of("tiny-phi4") == (8, 32)  # 8-bit in groups of 64, fitted to tiny-phi4's heads of 32
+    assert admin.post("/admin/models/tiny-glm4/unload").status_code == 200
+    assert ask(kv8_server, "Lakes?", model="tiny-glm4")[0]
+    assert kv_of("tiny-glm4") == (8, 32)

@@ -19,7 +19,7 @@ from mlx_manager.api.request.start import Starter
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import Caller, ResponsesServing
 from mlx_manager.engine.backend import Capabilities
-from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, KVSetting, Prompt, SamplingParams
 
 SCHEMA: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOL: Any = {"name": "get_weather", "description": "Weather", "parameters": SCHEMA}
@@ -32,7 +32,13 @@ class Recorder:
         self.calls: list[tuple[str, Prompt, SamplingParams]] = []
 
     async def generate(
-        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+        self,
+        model_id: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        n: int = 1,
+        priority: int = 0,
+        kv: KVSetting | None = None,
     ) -> Any:
         self.calls.append((model_id, prompt, params))
         return object()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Integer
 from sqlmodel import AutoString, Field, SQLModel
 
 from mlx_manager.int64 import PositiveInt
@@ -130,6 +130,8 @@ ModelName = Annotated[str, PydanticField(min_length=1, max_length=512)]
 Temperature = Annotated[float, PydanticField(ge=0, le=2)]
 TopP = Annotated[float, PydanticField(gt=0, le=1)]
 SystemPrompt = Annotated[str, PydanticField(max_length=200_000)]
+KVBits = Literal[0, 4, 8]
+KVGroupSize = Literal[32, 64, 128]
 
 
 class ProfileBase(SQLModel):
@@ -148,6 +150,17 @@ class ProfileBase(SQLModel):
     )
     thinking: bool | None = Field(default=None, description="enable_thinking for templates that have it.")
     context_length: PositiveInt | None = Field(default=None, description="A cap on prompt + completion tokens.")
+    kv_bits: KVBits | None = Field(
+        default=None,
+        sa_type=Integer,
+        description="4 or 8: quantize the model's KV cache when this profile's request loads it (0: float KV);"
+        " none: the server's kv_bits. A model already loaded keeps its own setting.",
+    )
+    kv_group_size: KVGroupSize | None = Field(
+        default=None,
+        sa_type=Integer,
+        description="32, 64 or 128: values per KV quantization group (with kv_bits 4 or 8); none: 64.",
+    )
 
 
 class Profile(ProfileBase, table=True):

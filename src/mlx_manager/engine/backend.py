@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import ModelTask, Prompt, SamplingParams
+from mlx_manager.engine.types import KVSetting, ModelTask, Prompt, SamplingParams
 
 LOCAL = "local"
 
@@ -26,7 +26,13 @@ class Capabilities:
 
 class Backend(Protocol):
     async def generate(
-        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+        self,
+        model_id: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        n: int = 1,
+        priority: int = 0,
+        kv: KVSetting | None = None,  # a profile's KV setting: for a local model it loads; remote backends ignore it
     ) -> Generation: ...
 
     async def count_tokens(self, model_id: str, prompt: Prompt) -> int: ...

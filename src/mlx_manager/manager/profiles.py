@@ -2,8 +2,9 @@
 
 `resolve_target` is the one place the OpenAI, Anthropic and Responses APIs turn a requested name into what runs:
 the profile's model, its values as defaults for what the request left out (explicit values win), its system prompt
-when the request has none, `thinking` as the template's `enable_thinking`, and `context_length` as a cap. The
-engine only ever sees a model id, a prompt and sampling parameters.
+when the request has none, `thinking` as the template's `enable_thinking`, `context_length` as a cap, and
+`kv_bits` / `kv_group_size` as the KV setting to load the model with. The engine only ever sees a model id, a prompt,
+sampling parameters and that KV setting.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from mlx_manager.db.models import Profile, ProfileBase
-from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, KVSetting, Prompt, SamplingParams
 from mlx_manager.manager.errors import Conflict, InvalidInput
 from mlx_manager.manager.rows import get_row
 
@@ -31,6 +32,8 @@ DEFAULTED = ("temperature", "top_p", "max_tokens")
 _THINKING_KWARGS = ("enable_thinking", "reasoning_effort")
 # What a profile row holds besides its id and times.
 _FIELDS = tuple(ProfileBase.model_fields)
+# A profile's KV quantization group when it sets kv_bits alone (the server's default too).
+DEFAULT_KV_GROUP = 64
 
 
 class ProfileDefaults(ProfileBase):
@@ -83,6 +86,13 @@ class Target:
             changes["max_context"] = min(caps)
         return replace(params, **changes) if changes else params
 
+    def kv(self) -> KVSetting | None:
+        """The KV setting the profile loads its model with (kv_bits 0: float); None: the server's."""
+        profile = self.profile
+        if profile is None or profile.kv_bits is None:
+            return None
+        return KVSetting(profile.kv_bits or None, profile.kv_group_size or DEFAULT_KV_GROUP)
+
 
 def resolve_target(profiles: ProfileLookup | None, requested: str) -> Target:
     profile = profiles.get(requested) if profiles is not None else None
@@ -116,6 +126,8 @@ class ProfileIndex:
 
 
 def _check(values: dict[str, Any]) -> None:
+    if values.get("kv_group_size") is not None and not values.get("kv_bits"):
+        raise InvalidInput("kv_group_size needs kv_bits 4 or 8: float KV has no groups.", "kv_group_size_without_bits")
     max_tokens, context = values.get("max_tokens"), values.get("context_length")
     if max_tokens is not None and context is not None and max_tokens >= context:
         raise InvalidInput(

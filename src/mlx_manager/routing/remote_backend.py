@@ -10,7 +10,7 @@ import httpx
 
 from mlx_manager.engine.backend import Capabilities
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, KVSetting, Prompt, SamplingParams
 from mlx_manager.routing.anthropic_client import count_tokens as count_message_tokens
 from mlx_manager.routing.anthropic_client import open_messages
 from mlx_manager.routing.openai_client import open_chat
@@ -32,7 +32,13 @@ class RemoteBackend:
         self.api_key = api_key
 
     async def generate(
-        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+        self,
+        model_id: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        n: int = 1,
+        priority: int = 0,
+        kv: KVSetting | None = None,  # the remote server keeps its own KV
     ) -> Generation:
         if not isinstance(prompt, ChatPrompt) or n != 1:
             raise RemoteError(self.name, 400, "remote backends serve chat requests with n=1 only")

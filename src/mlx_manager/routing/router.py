@@ -20,7 +20,7 @@ import httpx
 from mlx_manager.engine.backend import LOCAL, Backend, Capabilities
 from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFullError
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import Prompt, SamplingParams
+from mlx_manager.engine.types import KVSetting, Prompt, SamplingParams
 from mlx_manager.routing.balancer import Balancer
 from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.breaker import CircuitBreaker
@@ -82,11 +82,17 @@ class Router:
         return self.route(model) is not None
 
     async def generate(
-        self, model_id: str, prompt: Prompt, params: SamplingParams, n: int = 1, priority: int = 0
+        self,
+        model_id: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        n: int = 1,
+        priority: int = 0,
+        kv: KVSetting | None = None,
     ) -> Generation:
         rule = self.route(model_id)
         if rule is None:
-            return await self.engine.generate(model_id, prompt, params, n=n, priority=priority)
+            return await self.engine.generate(model_id, prompt, params, n=n, priority=priority, kv=kv)
         self.check_prompt(prompt)
         last_status: int | None = None
         problems: list[str] = []

@@ -25,7 +25,7 @@ class Starter:
         target = resolve_target(self.profiles, req.model)
         prompt = target.prompt(await attach_images(self.backend, target.model, req.prompt, self.images))
         params = target.params(req.params, req.explicit)
-        return await self.backend.generate(target.model, prompt, params, n=req.n, priority=req.priority)
+        return await self.backend.generate(target.model, prompt, params, n=req.n, priority=req.priority, kv=target.kv())
 
     async def start_all(self, reqs: list[EngineRequest]) -> list[Generation]:
         """Several prompts of one request (text completions): all started, or none left running."""
