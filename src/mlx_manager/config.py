@@ -234,6 +234,12 @@ class Settings(BaseSettings):
         return [*dirs, paths.models_dir()]
 
 
+def default(name: str) -> Any:
+    """A setting's default value: the engine's, the router's and the API's own defaults read it here, so each
+    value is written once (config stays the bottom: it imports nothing of theirs)."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings with CLI overrides on top; None values mean 'not given on the command line'."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -73,7 +73,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             kv=KVSetting(settings.kv_bits, settings.kv_group_size),
             scheduler=SchedulerConfig(
                 max_num_seqs=settings.max_num_seqs,
-                prefill_batch_size=min(8, settings.max_num_seqs),
+                prefill_batch_size=min(SchedulerConfig.prefill_batch_size, settings.max_num_seqs),
                 prefill_step_size=settings.prefill_step_size,
                 step_prefill_tokens=settings.step_prefill_tokens,
                 max_waiting=settings.max_waiting,

@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image
 
 from mlx_manager.api.errors import APIError
+from mlx_manager.config import default
 from mlx_manager.engine.backend import Backend
 from mlx_manager.engine.types import ChatPrompt, Prompt
 
@@ -36,8 +37,8 @@ _DATA_URL = re.compile(r"data:(?P<media>[^;,]*)(?:;[^;,]*)*?;base64,(?P<data>.*)
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = 20 << 20
-    max_pixels: int = 4096 * 4096
+    max_bytes: int = default("max_image_bytes")
+    max_pixels: int = default("max_image_pixels")
 
 
 @dataclass(frozen=True)

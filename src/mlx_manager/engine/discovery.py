@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mlx_manager.config import default
 from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
 from mlx_manager.engine.generation_defaults import read_generation_config
@@ -137,7 +138,9 @@ def kv_shape(config: dict[str, Any]) -> tuple[int, int, int, int] | None:
     return layers, kv_heads, head_dim, width
 
 
-def kv_bytes_per_token(config: dict[str, Any], bits: int | None = None, group_size: int = 64) -> int:
+def kv_bytes_per_token(
+    config: dict[str, Any], bits: int | None = None, group_size: int = default("kv_group_size")
+) -> int:
     """Keys and values of every layer for one token (0 when the config does not say). Quantized (`bits`): the
     packed values plus a scale and a bias in the activations' dtype per `group_size` values."""
     shape = kv_shape(config)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
+from mlx_manager.config import default
 from mlx_manager.engine import generation_defaults
 from mlx_manager.engine.backend import Capabilities
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
@@ -59,12 +60,12 @@ class EngineConfig:
     model_dirs: list[Path]
     hf_cache: Path | None
     pool: PoolConfig
-    default_max_tokens: int = 4096
+    default_max_tokens: int = default("default_max_tokens")
     preload: list[str] = field(default_factory=list)
     rescan_seconds: float = 2.0
     volatile_prompt_patterns: tuple[str, ...] = DEFAULT_VOLATILE_PATTERNS
     observer: GenerationObserver | None = None  # token timing for metrics
-    max_tools: int = 128
+    max_tools: int = default("max_tools")
     # Server-wide sampling defaults ([generation] settings), below the model's own.
     generation_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
     # Checked before templating (400s naming the setting); None = no limit.

@@ -17,6 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.cache import KVCache, make_prompt_cache
 
+from mlx_manager.config import default
 from mlx_manager.engine.cpu_dtype import WeightPlan, float32_config
 from mlx_manager.engine.discovery import kv_bytes_per_token, kv_shape, read_json
 from mlx_manager.engine.quantized_kv import QuantizedKV
@@ -29,7 +30,7 @@ KV_BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
 
 
-def kv_setting(bits: int | None, group_size: int = 64) -> KVSetting:
+def kv_setting(bits: int | None, group_size: int = default("kv_group_size")) -> KVSetting:
     """A validated setting; bits None or 0 is float KV."""
     if not bits:
         return FLOAT_KV

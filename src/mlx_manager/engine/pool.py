@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from mlx_manager.config import default
 from mlx_manager.engine.cpu_dtype import CpuDtype, WeightPlan, plan_weights
 from mlx_manager.engine.embeddings.model import EmbeddingModel
 from mlx_manager.engine.errors import KVSettingConflict, MemoryBudgetError
@@ -68,20 +69,23 @@ class PoolEntry:
         return self.loaded.memory_bytes if self.loaded else self.plan.weight_bytes
 
 
+DEFAULT_CPU_DTYPE: CpuDtype = default("cpu_dtype")
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     max_models: int
     memory_budget_bytes: int
-    idle_ttl_seconds: float = 0.0
+    idle_ttl_seconds: float = default("idle_ttl_seconds")
     # How long a load waits for busy models to go idle before giving up.
-    room_wait_seconds: float = 120.0
+    room_wait_seconds: float = default("room_wait_seconds")
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     # Memory the system must keep free after a load (the OS, other apps); a load that would cut into it is refused.
-    reserve_bytes: int = 1 << 30
+    reserve_bytes: int = default("memory_reserve_bytes")
     # Bytes the system can still give (psutil's "available"); a parameter so tests can play a fuller machine.
     free_memory: Callable[[], int] = field(default=lambda: int(psutil.virtual_memory().available))
     # On MLX's CPU backend: run quantized / half-precision checkpoints in float32 (engine/cpu_dtype).
-    cpu_dtype: CpuDtype = "auto"
+    cpu_dtype: CpuDtype = DEFAULT_CPU_DTYPE
     # The KV cache of models loaded without a setting of their own (kv_bits / kv_group_size, engine/kv_quant).
     kv: KVSetting = FLOAT_KV
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlx_lm.generate import BatchGenerator, StopSequences
 
+from mlx_manager.config import default
 from mlx_manager.engine.cache_tiers import NOT_CACHED, TieredCache, open_tiers
 from mlx_manager.engine.errors import InvalidRequestError, QueueFullError
 from mlx_manager.engine.generation import Generation
@@ -33,15 +34,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    max_num_seqs: int = 32
+    # The settings' defaults (config.py); app.py passes the configured values.
+    max_num_seqs: int = default("max_num_seqs")
     prefill_batch_size: int = 8
-    prefill_step_size: int = 512
+    prefill_step_size: int = default("prefill_step_size")
     # Prompt tokens prefilled per step next to the running decode (engine/step_budget); 0: no limit.
-    step_prefill_tokens: int = 64
-    max_waiting: int = 256
+    step_prefill_tokens: int = default("step_prefill_tokens")
+    max_waiting: int = default("max_waiting")
     aging_seconds: float = 2.0  # waiting this long raises a request by one priority level
-    prefix_cache_bytes: int = 1 << 30
-    prefix_block_size: int = 32
+    prefix_cache_bytes: int = default("prefix_cache_bytes")
+    prefix_block_size: int = default("prefix_block_size")
     # The cold tier (engine/disk_cache): off without a folder or with 0 bytes.
     disk_cache_dir: Path | None = None
     disk_cache_bytes: int = 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 # Declared below the settings (config.py reads it too); the engine takes it from here.
+from mlx_manager.config import default
 from mlx_manager.sampling_defaults import SamplingDefaults as SamplingDefaults
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class KVSetting:
     """How a model keeps its KV cache: float (bits None) or quantized to `bits` in groups of `group_size`."""
 
     bits: int | None = None
-    group_size: int = 64
+    group_size: int = default("kv_group_size")
 
     @property
     def quantized(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Literal
 
 import httpx
 
+from mlx_manager.config import default
 from mlx_manager.engine.backend import LOCAL, Backend, Capabilities
 from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFullError
 from mlx_manager.engine.generation import Generation
@@ -60,9 +61,9 @@ class Router:
         self,
         engine: Backend,
         table: Callable[[], RoutingTable],
-        failure_threshold: int = 5,
-        cooldown: float = 30.0,
-        retries: int = 1,
+        failure_threshold: int = default("breaker_failures"),
+        cooldown: float = default("breaker_cooldown_seconds"),
+        retries: int = default("backend_retries"),
         check_prompt: Callable[[Prompt], None] | None = None,
     ) -> None:
         """`check_prompt`: the server's cheap prompt limits (bytes, messages), applied to routed requests too."""

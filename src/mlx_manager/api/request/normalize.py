@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.int64 import INT64_MAX
 from mlx_manager.api.schema_base import Strict
+from mlx_manager.config import default
 from mlx_manager.engine.types import SamplingParams
 
 
@@ -26,8 +27,8 @@ def bad(message: str, param: str) -> APIError:
 class Limits:
     """The server's caps on a request: sequences per request (n) and stop strings."""
 
-    max_n: int = 8
-    max_stop: int = 4
+    max_n: int = default("max_n")
+    max_stop: int = default("max_stop_sequences")
 
 
 class SamplingExtensions(Strict):
