@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     max_stop_sequences: int = Field(default=16, ge=1)
     max_image_bytes: int = Field(default=20 << 20, ge=1, description="Largest image accepted, encoded (400).")
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="Most pixels (width x height) per image.")
+    vision_feature_cache_bytes: int = Field(
+        default=256 << 20,
+        ge=0,
+        description="Bytes of encoded image features a vision model keeps, so a repeated image is not encoded again;"
+        " 0 = off.",
+    )
     download_disk_reserve_bytes: int = Field(
         default=1 << 30, ge=0, description="Disk space a model download must leave free in the HF cache (else 507)."
     )

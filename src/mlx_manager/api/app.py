@@ -81,6 +81,7 @@ def engine_config(settings: Settings) -> EngineConfig:
                 prefix_block_size=settings.prefix_block_size,
                 disk_cache_dir=(settings.disk_cache_dir or paths.data_dir() / "kv-cache").expanduser(),
                 disk_cache_bytes=settings.disk_cache_bytes,
+                vision_feature_cache_bytes=settings.vision_feature_cache_bytes,
             ),
         ),
         default_max_tokens=settings.default_max_tokens,

@@ -48,6 +48,8 @@ class SchedulerConfig:
     disk_cache_dir: Path | None = None
     disk_cache_bytes: int = 0
     disk_write_delay: float = 5.0  # an entry still in RAM (not replaced by a longer one) this long goes to disk
+    # A vision model's encoded images kept for reuse (engine/vision/features).
+    vision_feature_cache_bytes: int = default("vision_feature_cache_bytes")
 
 
 @dataclass

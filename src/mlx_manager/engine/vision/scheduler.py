@@ -1,10 +1,13 @@
-"""A vision model's scheduler: one sequence at a time through mlx-vlm's generate_step, on the model's thread.
+"""A vision model's scheduler: the batch scheduler, with image prompts prefilled here and decoded in the batch.
 
-Why not a batch: the image prefill and Qwen's mRoPE position state live in the model object, and mlx-vlm's own
-batch generator takes one sampler for the whole batch, while every request here keeps its own sampling. So
-sequences queue (with the same admission limits, priorities and aging as the batch scheduler) and run one after
-another; each token still goes through the same Sequence (detokenizer, stop strings, output parser, logprobs)
-and the same Generation, so the HTTP side cannot tell the difference. Image prompts skip the prefix cache.
+Everything the text path has holds per sequence (sampler, stop strings, grammar, max_tokens, logprobs, priorities,
+cancellation): text-only prompts take the batch's own chunked prefill and the prefix cache unchanged, and an image
+prompt is prefilled when it is admitted (engine/vision/batch), then decodes next to them. Images seen before reuse
+their encoded features (engine/vision/features). The prefix cache holds image prompts only up to their first
+image: past it, the image token ids say nothing of the image. Calls the event loop needs on the model's thread
+(the processor) run between two steps.
+
+Language models whose caches are not plain attention KV fall back to one sequence at a time (engine/vision/serial).
 """
 
 from __future__ import annotations
@@ -12,45 +15,61 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import KVCache, make_prompt_cache, trim_prompt_cache
 
 from mlx_manager.engine.errors import QueueFullError
-from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.loader import LoadedModel
-from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig, admission_order
+from mlx_manager.engine.prefix_cache import KVCache as LayerCaches
+from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
 from mlx_manager.engine.sequence import Sequence
-from mlx_manager.engine.types import GenerationChunk
-from mlx_manager.engine.vision.inputs import token_stream
+from mlx_manager.engine.vision import features
+from mlx_manager.engine.vision.batch import BatchDecoder, first_image, prefill, with_delta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _Call = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...]]
 
 
+def batchable(lm: LoadedModel) -> bool:
+    """Plain attention KV in the language model, which mlx-lm's batch caches can merge, filter and extend."""
+    language = getattr(lm.model, "language_model", None)
+    if language is None or not hasattr(lm.model, "get_input_embeddings"):
+        return False
+    try:
+        return all(type(c) is KVCache for c in make_prompt_cache(language))
+    except Exception:  # a model that cannot say: the serial path runs anything mlx-vlm runs
+        return False
+
+
 def scheduler_for(lm: LoadedModel, config: SchedulerConfig) -> Scheduler:
-    return VisionScheduler(lm, config) if lm.vision is not None else Scheduler(lm, config)
+    if lm.vision is None:
+        return Scheduler(lm, config)
+    if batchable(lm):
+        return VisionScheduler(lm, config)
+    from mlx_manager.engine.vision.serial import SerialVisionScheduler  # it builds on this module
+
+    return SerialVisionScheduler(lm, config)
 
 
 class VisionScheduler(Scheduler):
     def __init__(self, lm: LoadedModel, config: SchedulerConfig) -> None:
         super().__init__(lm, config)
         self._calls: list[_Call] = []
-        self._tokens: Iterator[tuple[int, mx.array]] | None = None  # the running sequence's generate_step
-        self._uid = 0
-
-    @property
-    def running_slots(self) -> int:
-        return 1  # one sequence at a time (module docstring)
+        self.features = features.FeatureCache(config.vision_feature_cache_bytes)
+        features.install(lm.model, self.features)
+        self._decoder = BatchDecoder(lm.model) if batchable(lm) else None
+        assert lm.vision is not None
+        self._image_token = lm.vision.image_token_id
 
     # --- called from the event loop -----------------------------------------------------------
 
     def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Run `fn(*args)` on the model thread between two decode steps (the loop owns that thread)."""
+        """Run `fn(*args)` on the model thread between two steps (the loop owns that thread)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._cond:
             if self._stopping:
@@ -63,17 +82,10 @@ class VisionScheduler(Scheduler):
 
     def run(self) -> None:
         try:
-            while self._wait_for_work():
-                self._run_calls()
-                try:
-                    self._step_one()
-                except Exception as exc:  # one bad request must not take the model down with it
-                    log.exception("Generation step failed on %s; failing its request", self.lm.info.id)
-                    self._fail_current(exc)
+            super().run()
         finally:
-            self._close_tokens()
             self._run_calls()
-            self.cache.clear()
+            self.features.clear()
 
     def _wait_for_work(self) -> bool:
         with self._cond:
@@ -96,71 +108,88 @@ class VisionScheduler(Scheduler):
             except BaseException as exc:
                 future.set_exception(exc)
 
-    def _step_one(self) -> None:
-        out: dict[Generation, list[GenerationChunk]] = defaultdict(list)
-        self._drop_cancelled_vision(out)
-        if not self._running and self._waiting:
-            self._start_next()
-        for seq in list(self._running.values()):
-            assert self._tokens is not None
-            step = next(self._tokens, None)  # the first call runs the (image) prefill
-            self.stats.steps += 1
-            if step is None:
-                chunks = seq.finish("length")
-            else:
-                token, logprobs = step
-                stop_token = token in self.lm.stop_token_ids and not seq.params.ignore_eos
-                chunks = seq.on_token(token, logprobs, stop_token)
-                if not seq.finished and seq.produced >= seq.max_tokens:
-                    chunks += seq.finish("length")
-            out[seq.gen].extend(chunks)
-            if seq.finished:
-                self._end(seq)
-        self.stats.running = len(self._running)
-        self.stats.waiting = len(self._waiting) + len(self._inbox)
-        for gen, chunks in out.items():
-            gen.deliver(chunks)
+    def _step(self, batch: BatchGenerator) -> None:
+        self._run_calls()
+        if self._inbox or self._waiting or self._running:
+            super()._step(batch)
 
-    def _start_next(self) -> None:
-        ordered = admission_order(self._waiting, time.monotonic(), self.config.aging_seconds)
-        seq, self._waiting = ordered[0], ordered[1:]
+    def _new_batch(self) -> BatchGenerator:
+        # No speculation or adapters here: the decoder adds each row's multimodal positions.
+        assert self._decoder is not None
+        return BatchGenerator(
+            cast(nn.Module, self._decoder),
+            completion_batch_size=self.config.max_num_seqs,
+            prefill_batch_size=self.budget.generator_batch,
+            prefill_step_size=self.config.prefill_step_size,
+        )
+
+    def _insert(self, batch: BatchGenerator, seq: Sequence, later: list[Sequence], chunk: int) -> None:
+        if getattr(seq.inputs, "pixel_values", None) is None:  # text: the batch's own prefill
+            super()._insert(batch, seq, later, chunk)
+            assert seq.uid is not None
+            cache, _ = batch.extract_cache([seq.uid])[seq.uid]
+            if self._decoder is not None and self._decoder.mrope:
+                cache[:] = with_delta(cache)  # a prefix-cache hit's layers are plain: give it its (zero) delta
+            return
+        self._insert_image(batch, seq)
+
+    def _insert_image(self, batch: BatchGenerator, seq: Sequence) -> None:
         seq.start(self.lm.tokenizer)
-        self._uid += 1
-        seq.uid = self._uid
-        self._running[seq.uid] = seq
-        kwargs = {
-            "max_tokens": seq.max_tokens,
-            "sampler": seq.sampler(),
-            "logits_processors": seq.processors(),
-            "prefill_step_size": self.config.prefill_step_size,
-        }
-        self._tokens = token_stream(self.lm, seq.inputs, seq.prompt, kwargs)
+        text = first_image(seq.prompt, self._image_token)
+        bs = self.config.prefix_block_size
+        hashes = self.sharing.hashes(seq)[: text // bs]
+        match = self.tiers.lookup(seq.prompt[:text], hashes)
+        if seq.index == 0:
+            seq.gen.usage.cached_tokens = match.length
+        self.stats.prompt_tokens_computed += len(seq.prompt) - match.length
+        assert self._decoder is not None
+        cache = with_delta(match.cache if match.cache is not None else self._decoder.make_cache())
+        # The text before the first image goes to the prefix cache as soon as it is computed.
+        head = text // bs * bs
+        marks = (head,) if seq.params.cache and self.tiers.enabled and head - match.length >= bs else ()
 
-    def _end(self, seq: Sequence) -> None:
-        self._running.pop(cast(int, seq.uid), None)
-        self._close_tokens()
-        self._count_done(seq)
+        def publish(n: int) -> None:
+            self._store(seq.prompt[:n], _snapshot(cache, n))
 
-    def _close_tokens(self) -> None:
-        tokens, self._tokens = self._tokens, None
-        close = getattr(tokens, "close", None)
-        if close is not None:
-            close()  # ends generate_step: its KV cache goes with it
+        delta = prefill(self.lm.model, seq.inputs, cache, match.length, self.config.prefill_step_size, marks, publish)
+        cache = with_delta(cache, delta)
+        (uid,) = batch.insert_segments(
+            [[seq.prompt[-1:]]],
+            max_tokens=[seq.max_tokens],
+            caches=[cache],
+            all_tokens=[seq.prompt[:-1]],
+            samplers=[seq.sampler()],
+            logits_processors=[seq.processors()],
+            stop_sequences=[self._no_stop if seq.params.ignore_eos else self._stop_tokens],
+        )
+        seq.uid = uid
+        self._running[uid] = seq
 
-    def _drop_cancelled_vision(self, out: dict[Generation, list[GenerationChunk]]) -> None:
-        for seq in [s for s in self._waiting if s.gen.cancelled()]:
-            self._waiting.remove(seq)
-            seq.start(self.lm.tokenizer)
-            out[seq.gen].extend(seq.finish("aborted" if seq.gen.aborted else "cancelled"))
-            self._count_done(seq)
-        for seq in [s for s in self._running.values() if s.gen.cancelled()]:
-            out[seq.gen].extend(seq.finish("aborted" if seq.gen.aborted else "cancelled"))
-            self._end(seq)
+    def _store(self, tokens: list[int], cache: LayerCaches) -> None:
+        """Image prompts are kept only up to their first image (the KV past it depends on the image)."""
+        text = first_image(tokens, self._image_token)
+        if text < len(tokens):
+            if text < self.config.prefix_block_size:
+                return
+            trim_prompt_cache(cache, len(tokens) - text)
+            tokens = tokens[:text]
+        super()._store(tokens, [_plain(c) for c in cache])
 
-    def _fail_current(self, exc: Exception) -> None:
-        failed = list(self._running.values())
-        self._running.clear()
-        self._close_tokens()
-        for seq in failed:
-            self.stats.requests_done += 1
-            seq.gen.deliver([], error=exc)
+
+def _plain(layer: Any) -> Any:
+    if type(layer) is KVCache:
+        return layer
+    out = KVCache()
+    out.keys, out.values, out.offset = layer.keys, layer.values, layer.offset
+    return out
+
+
+def _snapshot(cache: LayerCaches, n: int) -> LayerCaches:
+    """The first `n` tokens of a sequence's plain KV, as new layer objects (the prefill goes on in `cache`)."""
+    out = []
+    for layer in cache:
+        copy = KVCache()
+        copy.keys, copy.values = layer.keys[..., :n, :], layer.values[..., :n, :]
+        copy.offset = n
+        out.append(copy)
+    return out

@@ -1,0 +1,156 @@
+"""A vision model's language model decoding in mlx-lm's BatchGenerator, one image prefill per request.
+
+An image prompt is prefilled here, alone: the vision tower's features (engine/vision/features) are merged into
+the prompt's embeddings by the model's own `get_input_embeddings`, and the language model runs over them into
+a plain KV cache. The sequence then joins the batch with that cache and its last prompt token, like a prefix
+cache hit, and decodes next to every other sequence: from then on it is text. Text-only prompts take the
+batch's own prefill.
+
+Qwen-style multimodal RoPE places an image on a grid, so after it a sequence's rotary position lags its cache
+length by a fixed delta (negative). The delta rides with the sequence's layer-0 cache through the batch's merge,
+filter, extend and extract, and the decoder adds it to each row's cache offset.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import mlx.core as mx
+from mlx_lm.models.cache import BatchKVCache, KVCache
+
+from mlx_manager.engine.vision.inputs import VisionInputs
+
+# Extras of get_input_embeddings a chunked prefill can slice along the prompt; others mean one whole pass.
+_CHUNKABLE = {"position_ids", "rope_deltas"}
+
+
+class DeltaKVCache(KVCache):
+    """One sequence's layer-0 KV with its RoPE delta (position = tokens in cache + delta)."""
+
+    def __init__(self, delta: int = 0) -> None:
+        super().__init__()
+        self.delta = delta
+
+    @classmethod
+    def merge(cls, caches: list[Any]) -> DeltaBatchKVCache:
+        return DeltaBatchKVCache.of(BatchKVCache.merge(caches), [getattr(c, "delta", 0) for c in caches])
+
+
+class DeltaBatchKVCache(BatchKVCache):
+    deltas: mx.array
+
+    @classmethod
+    def of(cls, batch: BatchKVCache, deltas: list[int]) -> DeltaBatchKVCache:
+        batch.__class__ = cls
+        assert isinstance(batch, DeltaBatchKVCache)
+        batch.deltas = mx.array(deltas, dtype=mx.int32)
+        return batch
+
+    def filter(self, batch_indices: Any) -> None:
+        super().filter(batch_indices)
+        self.deltas = self.deltas[mx.array(batch_indices)] if len(batch_indices) else mx.array([], dtype=mx.int32)
+
+    def extend(self, other: Any) -> None:
+        theirs = getattr(other, "deltas", None)
+        if theirs is None:
+            theirs = mx.zeros((other.offset.shape[0],), dtype=mx.int32)
+        super().extend(other)
+        self.deltas = mx.concatenate([self.deltas, theirs])
+
+    def extract(self, idx: int) -> KVCache:
+        plain = super().extract(idx)
+        delta = cast(int, self.deltas[idx].item())
+        if not delta:
+            return plain  # a text sequence's cache is stored and reused as any other
+        out = DeltaKVCache(delta)
+        out.keys, out.values, out.offset = plain.keys, plain.values, plain.offset
+        return out
+
+
+def with_delta(cache: list[Any], delta: int = 0) -> list[Any]:
+    """`cache` with its first layer carrying `delta` (a prefix-cache hit's plain layer is converted)."""
+    first = cache[0]
+    if type(first) is KVCache:
+        out = DeltaKVCache(delta)
+        out.keys, out.values, out.offset = first.keys, first.values, first.offset
+        return [out, *cache[1:]]
+    if isinstance(first, DeltaKVCache):
+        first.delta = delta
+    return cache
+
+
+class BatchDecoder:
+    """What BatchGenerator calls as its model: the language model, with each row's multimodal positions."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.lm = model.language_model
+        self.mrope = hasattr(self.lm, "get_rope_index")  # Qwen2/2.5-VL style
+
+    @property
+    def layers(self) -> Any:
+        return self.lm.layers
+
+    def make_cache(self) -> list[Any]:
+        make = getattr(self.lm, "make_cache", None)
+        caches = make() if make is not None else [KVCache() for _ in self.lm.layers]
+        return with_delta(caches) if self.mrope else caches
+
+    def __call__(self, inputs: mx.array, cache: list[Any] | None = None, **kwargs: Any) -> mx.array:
+        if self.mrope and cache is not None:
+            batch, length = inputs.shape
+            first = cache[0]
+            deltas = getattr(first, "deltas", None)
+            offset = first.offset if isinstance(first.offset, mx.array) else mx.array([first.offset])
+            start = offset + (deltas if deltas is not None else 0)
+            positions = start[:, None] + mx.arange(length)[None]
+            kwargs["position_ids"] = mx.broadcast_to(positions[None], (3, batch, length))
+        return self.lm(inputs, cache=cache, **kwargs).logits
+
+
+def first_image(ids: list[int], image_token_id: int | None) -> int:
+    """Where the first image's tokens start (len(ids) when there is none)."""
+    if image_token_id is None:
+        return 0  # unknown placement: nothing before it is known to be text
+    try:
+        return ids.index(image_token_id)
+    except ValueError:
+        return len(ids)
+
+
+def prefill(
+    model: Any,
+    inputs: VisionInputs,
+    cache: list[Any],
+    start: int,
+    step: int,
+    marks: tuple[int, ...] = (),
+    at_mark: Any = None,
+) -> int:
+    """Run prompt tokens [start, len - 1) through the language model into `cache` (which holds [0, start)), the
+    images merged in. Chunks of `step` tokens, also ending at each of `marks`, where `at_mark(n)` is called.
+    Returns the RoPE delta the decode steps must add."""
+    features = model.get_input_embeddings(inputs.input_ids, inputs.pixel_values, mask=inputs.mask, **inputs.extra)
+    embeds = features.inputs_embeds
+    extra = {k: v for k, v in features.to_dict().items() if k != "inputs_embeds" and v is not None}
+    positions = extra.pop("position_ids", None)
+    deltas = extra.get("rope_deltas")
+    end = embeds.shape[1] - 1
+    chunkable = set(extra) <= _CHUNKABLE
+    points = sorted({p for p in (*range(start + step, end, step), *marks) if start < p < end} | {end})
+    if not chunkable:
+        points = [end]
+    lm = model.language_model
+    at = start
+    for stop in points:
+        if stop <= at:
+            continue
+        kwargs = dict(extra)
+        if positions is not None:
+            kwargs["position_ids"] = positions[..., at:stop]
+        lm(inputs.input_ids[:, at:stop], inputs_embeds=embeds[:, at:stop], cache=cache, **kwargs)
+        mx.eval([c.state for c in cache])
+        at = stop
+        if at in marks and at_mark is not None:
+            at_mark(at)
+    return cast(int, deltas.reshape(-1)[0].item()) if deltas is not None else 0
