@@ -101,6 +101,7 @@ class _EngineCollector(Collector):
             labels=["model"],
         )
         tiers = _TierMetrics()
+        vision = _VisionMetrics()
         for e in entries:
             model = e.info.id
             memory.add_metric([model], e.memory_bytes)
@@ -111,7 +112,8 @@ class _EngineCollector(Collector):
                 stats = e.scheduler.cache.stats
                 hit.add_metric([model], stats.tokens_reused / stats.tokens_requested if stats.tokens_requested else 0.0)
                 tiers.add(model, e.scheduler)
-        yield from (loaded, budget, memory, load, waiting, running, hit, *tiers.families())
+                vision.add(model, e.scheduler)
+        yield from (loaded, budget, memory, load, waiting, running, hit, *tiers.families(), *vision.families())
 
 
 class _TierMetrics:
@@ -154,6 +156,38 @@ class _TierMetrics:
 
     def families(self) -> list[Metric]:
         return [self.hits, self.tokens, self.bytes, self.computed, *self.disk.values()]
+
+
+class _VisionMetrics:
+    """The widest recent decode step (any model: batching at work) and a vision model's image-feature cache."""
+
+    def __init__(self) -> None:
+        self.batch = GaugeMetricFamily(
+            "mlx_manager_decode_batch_peak",
+            "Most sequences decoded in one step, over the model's last 4096 steps.",
+            labels=["model"],
+        )
+        labels = ["model"]
+        self.hits = CounterMetricFamily(
+            "mlx_manager_vision_feature_cache_hits", "Images whose encoded features were reused.", labels=labels
+        )
+        self.misses = CounterMetricFamily(
+            "mlx_manager_vision_feature_cache_misses", "Images encoded by the vision tower.", labels=labels
+        )
+        self.bytes = GaugeMetricFamily(
+            "mlx_manager_vision_feature_cache_bytes", "Bytes of encoded image features kept.", labels=labels
+        )
+
+    def add(self, model: str, scheduler: Scheduler) -> None:
+        self.batch.add_metric([model], max((r.decoded for r in list(scheduler.step_log)), default=0))
+        features = getattr(scheduler, "features", None)  # vision models (engine/vision/features)
+        if features is not None:
+            self.hits.add_metric([model], features.stats.hits)
+            self.misses.add_metric([model], features.stats.misses)
+            self.bytes.add_metric([model], features.stats.bytes)
+
+    def families(self) -> list[Metric]:
+        return [self.batch, self.hits, self.misses, self.bytes]
 
 
 _BREAKER = {"closed": 0, "half_open": 1, "open": 2}
