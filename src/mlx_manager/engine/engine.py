@@ -10,9 +10,12 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from mlx_manager.config import default
 from mlx_manager.engine import generation_defaults
+from mlx_manager.engine.adapters.lora import LiveAdapter
+from mlx_manager.engine.adapters.service import Adapters
 from mlx_manager.engine.backend import Capabilities
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.cpu_dtype import WeightPlan
@@ -82,11 +85,12 @@ class Engine:
         self._scan_lock = asyncio.Lock()
         self._volatile = [re.compile(p) for p in config.volatile_prompt_patterns]
         self._tasks: list[asyncio.Task[None]] = []
+        self.adapters = Adapters()
 
     async def start(self) -> None:
         await self.refresh_models(force=True)
         for model_id in self.config.preload:
-            entry = await self.pool.acquire(await self.resolve(model_id), pin=True)
+            entry = await self._acquire(await self.resolve(model_id), pin=True)
             self.pool.release(entry)
         # Always running: the TTL can be switched on while the server runs.
         self._tasks.append(asyncio.create_task(self.pool.run_idle_reaper()))
@@ -104,9 +108,36 @@ class Engine:
         async with self._scan_lock:
             age = time.monotonic() - self._scanned_at
             if not self._scanned_at or age > self.config.rescan_seconds or (force and age > 1.0):
-                self._models = await asyncio.to_thread(discover_models, self.config.model_dirs, self.config.hf_cache)
+                self._models = await asyncio.to_thread(self._scan)
                 self._scanned_at = time.monotonic()
         return self._models
+
+    def _scan(self) -> dict[str, ModelInfo]:
+        models = discover_models(self.config.model_dirs, self.config.hf_cache)
+        return models | self.adapters.scan(self.config.model_dirs, self.config.hf_cache, models)
+
+    async def _acquire(self, info: ModelInfo, **kwargs: Any) -> PoolEntry:
+        """`pool.acquire`; for an adapter (`BASE@NAME`), its base, with the adapter attached."""
+        if info.adapter is None:
+            return await self.pool.acquire(info, **kwargs)
+        entry = await self.pool.acquire(await self.resolve(info.adapter.base), **kwargs)
+        try:
+            await self.adapters.attach(entry, info.adapter)
+        except BaseException:
+            self.pool.release(entry)
+            raise
+        return entry
+
+    async def add_adapter(self, base_id: str, path: str, name: str | None = None) -> ModelInfo:
+        """Serve the adapter at `path` on `base_id` as `BASE@NAME` and attach it now (loading the base)."""
+        base = await self.resolve_for(base_id, "generate")
+        if base.adapter is not None:
+            raise InvalidRequestError(f"'{base_id}' is an adapter; adapters go on a base model.", param="model")
+        info = await asyncio.to_thread(self.adapters.describe, base, path, name, await self.refresh_models())
+        self.pool.release(await self._acquire(info))  # attaching is what checks the weights against the base
+        self.adapters.added[info.id] = info
+        self._models = {**self._models, info.id: info}
+        return info
 
     async def rescan_models(self) -> dict[str, ModelInfo]:
         """Rescan now, whenever the last scan was: the model folders changed (a download finished, a model was
@@ -131,7 +162,7 @@ class Engine:
 
     async def load(self, model_id: str, pin: bool = False, kv: KVSetting | None = None) -> PoolEntry:
         """Load (or find loaded) a model; `kv` overrides the server's KV setting while it stays loaded."""
-        entry = await self.pool.acquire(await self.resolve(model_id), pin=pin, kv=kv)
+        entry = await self._acquire(await self.resolve(model_id), pin=pin, kv=kv)
         self.pool.release(entry)
         return entry
 
@@ -172,7 +203,7 @@ class Engine:
     async def count_tokens(self, model_id: str, prompt: Prompt) -> int:
         """Prompt tokens as `generate` would count them (loads the model: the tokenizer and template live there)."""
         self.check_prompt_size(prompt)
-        entry = await self.pool.acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
+        entry = await self._acquire(_accepts(await self.resolve_for(model_id, "generate"), prompt))
         try:
             ids, _, _, _ = await self._prompt_ids(entry, prompt)
             return len(ids)
@@ -192,7 +223,7 @@ class Engine:
         kv_bits): the KV setting to load the model with if this request loads it; a loaded model keeps its own."""
         self.check_prompt_size(prompt)
         info = _accepts(await self.resolve_for(model_id, "generate"), prompt)
-        entry = await self.pool.acquire(info, kv=kv, kv_strict=False)
+        entry = await self._acquire(info, kv=kv, kv_strict=False)
         try:
             assert isinstance(entry.loaded, LoadedModel) and entry.scheduler is not None
             lm = entry.loaded
@@ -210,6 +241,9 @@ class Engine:
             param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
             max_tokens = self._max_tokens(lm, len(prompt_ids), params, param)
             params = self.sampling_for(lm.info, params)
+            adapter = info.adapter.id if info.adapter is not None else None
+            if adapter is not None:  # the prefix cache holds the base's KV; an adapter's differs, and is not kept
+                params = replace(params, cache=False)
             if params.top_k is not None and params.top_k >= lm.vocab_size:  # keeping every token is no filter at all
                 params = replace(params, top_k=0)
             bad = [t for t in params.logit_bias if t < 0 or t >= lm.vocab_size]
@@ -238,6 +272,7 @@ class Engine:
                         *([budget()] if budget is not None else []),
                         *([lm.constraints.processor(grammar)] if grammar is not None else []),
                     ],
+                    adapter=adapter,
                 )
                 for i in range(n)
             ]
@@ -245,8 +280,16 @@ class Engine:
         except BaseException:
             self.pool.release(entry)
             raise
-        gen.add_done_callback(lambda: self.pool.release(entry))
+        live = lm.adapters.live.get(adapter) if adapter is not None and lm.adapters is not None else None
+        if live is not None:
+            live.active += 1
+        gen.add_done_callback(partial(self._done, entry, live))
         return gen
+
+    def _done(self, entry: PoolEntry, live: LiveAdapter | None) -> None:
+        if live is not None:
+            live.active -= 1
+        self.pool.release(entry)
 
     async def embed(
         self, model_id: str, inputs: embeddings.EmbedInputs, dimensions: int | None = None

@@ -22,6 +22,7 @@ from mlx_manager.engine.kv_quant import check
 from mlx_manager.engine.types import FLOAT_KV, KVSetting, ModelInfo
 
 if TYPE_CHECKING:
+    from mlx_manager.engine.adapters.lora import AdapterSet
     from mlx_manager.engine.vision.loader import VisionParts
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class LoadedModel:
     max_token_chars: int = 0
     # How its KV cache is kept (kv_bits / kv_group_size, engine/kv_quant): float or quantized.
     kv: KVSetting = FLOAT_KV
+    # LoRA adapters attached to these weights (engine/adapters), made with the first one.
+    adapters: AdapterSet | None = None
 
 
 def _stop_token_ids(tokenizer: object, end_of_turn: tuple[str, ...]) -> frozenset[int]:

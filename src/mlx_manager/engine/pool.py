@@ -66,7 +66,10 @@ class PoolEntry:
 
     @property
     def memory_bytes(self) -> int:
-        return self.loaded.memory_bytes if self.loaded else self.plan.weight_bytes
+        if self.loaded is None:
+            return self.plan.weight_bytes
+        adapters = getattr(self.loaded, "adapters", None)  # LoRA adapters cost their own weights
+        return self.loaded.memory_bytes + (adapters.memory_bytes if adapters is not None else 0)
 
 
 DEFAULT_CPU_DTYPE: CpuDtype = default("cpu_dtype")

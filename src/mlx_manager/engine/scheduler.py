@@ -13,18 +13,20 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import mlx.nn as nn
 from mlx_lm.generate import BatchGenerator, StopSequences
 
 from mlx_manager.config import default
+from mlx_manager.engine.adapters.lora import RowModel
 from mlx_manager.engine.cache_tiers import NOT_CACHED, TieredCache, open_tiers
 from mlx_manager.engine.errors import InvalidRequestError, QueueFullError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.kv_quant import make_cache
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.prefill_sharing import Prefill, PrefillSharing
-from mlx_manager.engine.prefix_cache import KVCache, PrefixCache
+from mlx_manager.engine.prefix_cache import KVCache, Match, PrefixCache
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.step_budget import StepBudget, StepRecord
 from mlx_manager.engine.types import GenerationChunk
@@ -150,7 +152,7 @@ class Scheduler:
 
     def _new_batch(self) -> BatchGenerator:
         return BatchGenerator(
-            self.lm.model,
+            self._model(),
             completion_batch_size=self.config.max_num_seqs,
             prefill_batch_size=self.budget.generator_batch,
             prefill_step_size=self.config.prefill_step_size,
@@ -251,8 +253,18 @@ class Scheduler:
             room -= 1
         self._waiting = kept
 
+    def _model(self) -> nn.Module:
+        """The model as the batch calls it: each row with its sequence's LoRA adapter (engine/adapters)."""
+        return cast(nn.Module, RowModel(self.lm.model, lambda: self.lm.adapters, self._adapter_of))
+
+    def _adapter_of(self, uid: int) -> str | None:
+        seq = self._running.get(uid)
+        return seq.adapter if seq is not None else None
+
     def _cached(self, seq: Sequence) -> int:
         """Prompt tokens of `seq` the cache holds, looked up once per admission round."""
+        if seq.adapter is not None:  # the cache holds the base's KV; an adapter's differs (it stores none)
+            return 0
         found = self._have.get(seq)
         if found is None:
             found = self._have[seq] = self.tiers.peek(seq.prompt, self.sharing.hashes(seq))
@@ -260,7 +272,7 @@ class Scheduler:
 
     def _defer(self, batch: BatchGenerator, seq: Sequence) -> bool:
         """Hold `seq` back while a running prefill computes a prefix it shares (it then reuses that KV)."""
-        found = self.sharing.provider(seq, self._cached(seq))
+        found = self.sharing.provider(seq, self._cached(seq)) if seq.adapter is None else None
         if found is None:
             return False
         provider, target = found
@@ -272,7 +284,7 @@ class Scheduler:
 
     def _insert(self, batch: BatchGenerator, seq: Sequence, later: list[Sequence], chunk: int) -> None:
         seq.start(self.lm.tokenizer)
-        match = self.tiers.lookup(seq.prompt, self.sharing.hashes(seq))
+        match = self.tiers.lookup(seq.prompt, self.sharing.hashes(seq)) if seq.adapter is None else Match()
         if seq.index == 0:  # n > 1: the others reuse the first one's prefill, which is not the client's saving
             seq.gen.usage.cached_tokens = match.length
         self.stats.prompt_tokens_computed += len(seq.prompt) - match.length

@@ -57,6 +57,8 @@ class Sequence:
     extra_processors: list[LogitsProcessor] = field(default_factory=list)
     # A vision model's prepared prompt (engine/vision VisionInputs: image tensors); None for token ids only.
     inputs: Any = None
+    # The LoRA adapter (`BASE@NAME`) this sequence runs with, None for the base (engine/adapters).
+    adapter: str | None = None
 
     def start(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer

@@ -127,6 +127,20 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter served on a base model as `BASE@NAME` (engine/adapters): mlx-lm's or PEFT's format."""
+
+    base: str
+    name: str
+    path: str
+    format: Literal["mlx", "peft"]
+
+    @property
+    def id(self) -> str:
+        return f"{self.base}@{self.name}"
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """A model found on disk that MLX can load."""
 
@@ -146,6 +160,8 @@ class ModelInfo:
     kv_bytes_per_token: int = 0
     # The model authors' sampling recommendation (generation_config.json).
     generation_defaults: SamplingDefaults = field(default_factory=lambda: SamplingDefaults())
+    # A LoRA adapter on the base model `adapter.base` (its other fields are the base's); None for a model.
+    adapter: AdapterRef | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import psutil
 from fastapi import APIRouter, Query
 
 from mlx_manager.api.admin.schemas import (
+    AdapterIn,
+    AdapterOut,
     DiskCacheOut,
     LoadedModelOut,
     LoadedModels,
@@ -17,6 +19,8 @@ from mlx_manager.api.admin.schemas import (
 from mlx_manager.api.deps import EngineDep
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.model_cards import is_loaded, sampling_defaults
+from mlx_manager.engine.adapters.lora import LiveAdapter
+from mlx_manager.engine.adapters.service import Adapters
 from mlx_manager.engine.disk_cache import DiskCache
 from mlx_manager.engine.errors import KVSettingConflict
 from mlx_manager.engine.kv_quant import kv_setting
@@ -58,6 +62,22 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         kv_bits=kv.bits,
         kv_group_size=kv.group_size if kv.quantized else None,
         kv_bytes_per_token=entry.plan.kv_bytes_per_token,
+        adapters=[_adapter_out(a) for a in Adapters.live_on(entry)],
+    )
+
+
+def _adapter_out(live: LiveAdapter) -> AdapterOut:
+    ref = live.ref
+    return AdapterOut(
+        id=ref.id,
+        base=ref.base,
+        name=ref.name,
+        path=ref.path,
+        format=ref.format,
+        memory_bytes=live.memory_bytes,
+        modules=live.modules,
+        loaded_at=live.loaded_at,
+        active_requests=live.active,
     )
 
 
@@ -158,8 +178,26 @@ async def load_model(
         raise APIError(409, exc.message, param="kv_bits", code="kv_setting_conflict") from exc
 
 
+@router.post("/models/{model_id:path}/adapters")
+async def add_adapter(model_id: str, body: AdapterIn, engine: EngineDep) -> AdapterOut:
+    """Serve the LoRA adapter at `path` on the base model `model_id` as BASE@NAME, attached now (the base is loaded
+    if it is not). It stays listed until the server stops; unloading the base unloads it, a request reloads it."""
+    info = await engine.add_adapter(model_id, body.path, body.name)
+    entry = engine.pool.get(model_id)
+    live = next((a for a in Adapters.live_on(entry) if a.ref.id == info.id), None) if entry else None
+    if live is None:  # the base was unloaded again in between
+        raise APIError(409, f"'{model_id}' was unloaded while the adapter was attached; retry.", param="model")
+    return _adapter_out(live)
+
+
 @router.post("/models/{model_id:path}/unload")
 async def unload_model(model_id: str, engine: EngineDep) -> dict[str, str]:
+    """Unload a model (and every adapter on it), or take one adapter (BASE@NAME) off its base."""
+    info = engine.pool.get(model_id)
+    base = model_id.rsplit("@", 1)[0] if info is None and "@" in model_id else None
+    entry = engine.pool.get(base) if base else None
+    if entry is not None and Adapters.detach(entry, model_id):
+        return {"id": model_id, "status": "unloaded"}
     if not await engine.pool.unload(model_id):
         raise APIError(404, f"The model '{model_id}' is not loaded.", param="model", code="model_not_loaded")
     return {"id": model_id, "status": "unloaded"}

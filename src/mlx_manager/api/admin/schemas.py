@@ -5,6 +5,25 @@ from pydantic import BaseModel, Field
 from mlx_manager.api.model_cards import SamplingDefault
 
 
+class AdapterIn(BaseModel):
+    path: str = Field(description="The adapter's folder on the server (mlx-lm's or PEFT's LoRA format).")
+    name: str | None = Field(None, description="Served as BASE@NAME; default: the folder's name.")
+
+
+class AdapterOut(BaseModel):
+    """A LoRA adapter live on its loaded base, served as `id` (BASE@NAME)."""
+
+    id: str
+    base: str
+    name: str
+    path: str
+    format: str  # mlx (mlx-lm) or peft
+    memory_bytes: int  # its own weights: the base is shared
+    modules: int  # linear layers it changes
+    loaded_at: float
+    active_requests: int
+
+
 class LoadedModelOut(BaseModel):
     id: str
     path: str
@@ -30,6 +49,8 @@ class LoadedModelOut(BaseModel):
     kv_bits: int | None = None
     kv_group_size: int | None = None
     kv_bytes_per_token: int = 0
+    # LoRA adapters live on this model; memory_bytes above includes theirs.
+    adapters: list[AdapterOut] = Field(default_factory=list)
 
 
 class LoadedModels(BaseModel):
