@@ -12,14 +12,14 @@ import pytest
 from mlx_manager.api.anthropic.schemas import MessagesRequest
 from mlx_manager.api.anthropic.serving import AnthropicServing
 from mlx_manager.api.errors import APIError
-from mlx_manager.api.openai.schemas import ChatCompletionRequest
-from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.api.openai.schemas import ChatCompletionRequest, CompletionRequest
+from mlx_manager.api.openai.serving import Completions, OpenAIServing
 from mlx_manager.api.request.normalize import EFFORTS, Effort, Limits
 from mlx_manager.api.request.start import Starter
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import Caller, ResponsesServing
 from mlx_manager.engine.backend import Capabilities
-from mlx_manager.engine.types import ChatPrompt, KVSetting, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, KVSetting, Prompt, SamplingParams, TextPrompt
 
 SCHEMA: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOL: Any = {"name": "get_weather", "description": "Weather", "parameters": SCHEMA}
@@ -156,3 +156,28 @@ def test_tool_choice_without_tools_is_the_same_400_in_every_api() -> None:
             asyncio.run(start())
         assert (err.value.message, err.value.param) == ("tool_choice requires tools.", "tool_choice")
     assert backend.calls == []
+
+
+def test_a_text_completion_starts_through_the_same_starter_as_chat() -> None:
+    """Text completions are prompt-based (no chat template) but take the chat path after translate: one start per
+    prompt through the Starter, with the sampling values normalised the same way."""
+    backend = Recorder()
+    starter, limits = Starter(backend), Limits()
+    sampling = {"max_tokens": 7, "temperature": 0.3, "top_p": 0.9, "top_k": 5, "seed": 1, "stop": ["\n"], "n": 2}
+    messages = [{"role": "user", "content": "a"}]
+    chat = ChatCompletionRequest.model_validate({"model": "m", "messages": messages, **sampling})
+    text = CompletionRequest.model_validate({"model": "m", "prompt": ["a", "b"], **sampling})
+
+    async def main() -> Completions:
+        await OpenAIServing(starter, limits).start_chat(chat)
+        return await OpenAIServing(starter, limits).start_completion(text)
+
+    run = asyncio.run(main())
+    (_, _, chat_params), *completions = backend.calls
+    assert [prompt for _, prompt, _ in completions] == [TextPrompt(text="a"), TextPrompt(text="b")]
+    for _, _, params in completions:
+        assert (params.max_tokens, params.temperature, params.top_p, params.top_k, params.seed, params.stop) == (
+            chat_params.max_tokens, chat_params.temperature, chat_params.top_p, chat_params.top_k, chat_params.seed,
+            chat_params.stop,
+        )  # fmt: skip
+    assert len(run.gens) == 2

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import openai
 
+from mlx_manager.testing.server import ServerProcess
+from tests.api.accounts import eventually
 from tests.conftest import token_id
 
 
@@ -78,3 +80,20 @@ def test_ignore_eos_generates_past_the_end_of_turn_token(client: openai.OpenAI, 
     )
     assert kept.choices[0].finish_reason == "length"
     assert kept.usage is not None and kept.usage.completion_tokens == 5
+
+
+def test_a_completion_of_several_prompts_is_logged_with_all_their_tokens(
+    client: openai.OpenAI, server: ServerProcess
+) -> None:
+    """Text completions answer through the same path as the chat APIs (api/request/answer), so the access line
+    and the audit log count every prompt's tokens, streamed or not."""
+    for stream in (False, True):
+        raw = client.completions.with_raw_response.create(
+            model="tiny-llama", prompt=["one", "two"], max_tokens=3, temperature=0, stream=stream
+        )
+        if stream:
+            list(raw.parse())
+        mark = f"id={raw.headers['x-request-id']}"
+        line = eventually(lambda mark=mark: [ln for ln in server.log().splitlines() if mark in ln])[0]
+        prompt_tokens, completion_tokens = line.split("tokens=")[1].split()[0].split("/")
+        assert int(prompt_tokens) > 0 and int(completion_tokens) == 6

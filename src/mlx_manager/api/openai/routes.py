@@ -25,7 +25,6 @@ from mlx_manager.api.openai.schemas import (
 )
 from mlx_manager.api.openai.serving import OpenAIServing
 from mlx_manager.api.request.answer import answer
-from mlx_manager.api.request.streaming import sse
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import ModelNotFoundError
@@ -50,13 +49,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
 @router.post("/completions", response_model=None, responses={200: {"model": Completion}})
 async def completions(body: CompletionRequest, request: Request) -> Completion | EventSourceResponse:
     serving = _serving(request)
-    record(request, body.model)
-    gens = await serving.start_completion(body)
-    if len(gens) == 1:
-        record(request, body.model, gens[0].usage, gens[0].backend)
-    if body.stream:
-        return sse(serving.completion_stream(body, gens))
-    return await serving.completion(body, gens, request.is_disconnected)
+    start = serving.start_completion(body)
+    events, reply = partial(serving.completion_stream, body), partial(serving.completion, body)
+    return await answer(request, body.model, start, body.stream, events, reply)
 
 
 @router.post("/embeddings")

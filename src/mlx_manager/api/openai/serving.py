@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from mlx_manager.api.errors import error_body
 from mlx_manager.api.openai import translate
@@ -59,6 +60,27 @@ def _chat_logprobs(items: list[TokenLogprob]) -> ChoiceLogprobs:
             for lp in items
         ]
     )
+
+
+@dataclass
+class Completions:
+    """A text completion request under way: one generation per prompt, answered as one (api/request/answer)."""
+
+    gens: list[Generation]
+    usage: Usage = field(default_factory=Usage)  # the prompts' usage, added up as each generation is read
+
+    @property
+    def backend(self) -> str:
+        return self.gens[0].backend  # every prompt names the same model, so the same backend
+
+    def cancel(self) -> None:
+        for gen in self.gens:
+            gen.cancel()
+
+    def count(self, gen: Generation) -> None:
+        self.usage.prompt_tokens += gen.usage.prompt_tokens
+        self.usage.completion_tokens += gen.usage.completion_tokens
+        self.usage.cached_tokens += gen.usage.cached_tokens
 
 
 class OpenAIServing(Serving):
@@ -128,19 +150,14 @@ class OpenAIServing(Serving):
 
     # --- text completions ---------------------------------------------------------------------
 
-    async def start_completion(self, req: CompletionRequest) -> list[Generation]:
-        return await self.starter.start_all(translate.completion_requests(req, self.limits))
+    async def start_completion(self, req: CompletionRequest) -> Completions:
+        return Completions(await self.starter.start_all(translate.completion_requests(req, self.limits)))
 
-    async def completion(
-        self, req: CompletionRequest, gens: list[Generation], is_disconnected: Disconnected
-    ) -> Completion:
+    async def completion(self, req: CompletionRequest, run: Completions, is_disconnected: Disconnected) -> Completion:
         choices: list[CompletionChoice] = []
-        usage = Usage()
-        for p_index, gen in enumerate(gens):
+        for p_index, gen in enumerate(run.gens):
             by_index = await collect(gen, is_disconnected)
-            usage.prompt_tokens += gen.usage.prompt_tokens
-            usage.completion_tokens += gen.usage.completion_tokens
-            usage.cached_tokens += gen.usage.cached_tokens
+            run.count(gen)
             prefix = self._echo_text(req, p_index) if req.echo else ""
             for index in range(req.n):
                 chunks = by_index.get(index, [])
@@ -158,7 +175,7 @@ class OpenAIServing(Serving):
             created=int(time.time()),
             model=req.model,
             choices=choices,
-            usage=usage_out(usage),
+            usage=usage_out(run.usage),
         )
 
     def _echo_text(self, req: CompletionRequest, p_index: int) -> str:
@@ -169,12 +186,11 @@ class OpenAIServing(Serving):
             return str(p[p_index])
         raise translate.unsupported("echo", "echo needs text prompts, not token ids.")
 
-    async def completion_stream(self, req: CompletionRequest, gens: list[Generation]) -> AsyncIterator[str]:
+    async def completion_stream(self, req: CompletionRequest, run: Completions) -> AsyncIterator[str]:
         cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        usage = Usage()
         offsets: dict[int, int] = {}
         try:
-            for p_index, gen in enumerate(gens):
+            for p_index, gen in enumerate(run.gens):
                 async for piece in gen:
                     if piece.finish_reason == "cancelled":
                         continue
@@ -191,18 +207,15 @@ class OpenAIServing(Serving):
                     )
                     body = Completion(id=cid, created=created, model=req.model, choices=[choice])
                     yield body.model_dump_json(exclude_none=True)
-                usage.prompt_tokens += gen.usage.prompt_tokens
-                usage.completion_tokens += gen.usage.completion_tokens
-                usage.cached_tokens += gen.usage.cached_tokens
+                run.count(gen)
         except Exception as exc:
             yield stream_error(exc)
             yield "[DONE]"
             return
         finally:
-            for gen in gens:
-                gen.cancel()
+            run.cancel()
         if req.stream_options and req.stream_options.include_usage:
-            body = Completion(id=cid, created=created, model=req.model, choices=[], usage=usage_out(usage))
+            body = Completion(id=cid, created=created, model=req.model, choices=[], usage=usage_out(run.usage))
             yield body.model_dump_json()
         yield "[DONE]"
 
