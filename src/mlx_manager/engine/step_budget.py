@@ -16,7 +16,7 @@ a little longer so that a crowd of arrivals starts sooner (and the batch fills u
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from mlx_manager.engine.prefill_sharing import Prefill
@@ -30,6 +30,12 @@ class StepRecord:
     prefilled: int
     prefilling: int
     seconds: float
+
+
+def prefill_peak(steps: Iterable[StepRecord]) -> int:
+    """Most prompt tokens one step prefilled while sequences decoded in it (they waited for that prefill): what
+    the budget caps. A step decodes before it prefills, so `decoded` counts only sequences that were running."""
+    return max((r.prefilled for r in steps if r.decoded), default=0)
 
 
 class StepBudget:

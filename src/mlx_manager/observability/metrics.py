@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mlx_manager.engine.step_budget import prefill_peak
 from mlx_manager.engine.types import Usage
 
 if TYPE_CHECKING:
@@ -100,6 +101,12 @@ class _EngineCollector(Collector):
             "Share of prompt tokens served from the prefix cache.",
             labels=["model"],
         )
+        peak = GaugeMetricFamily(
+            "mlx_manager_prefill_step_peak_tokens",
+            "Most prompt tokens one step prefilled while sequences decoded (what step_prefill_tokens caps), over"
+            " the model's last 4096 steps.",
+            labels=["model"],
+        )
         tiers = _TierMetrics()
         vision = _VisionMetrics()
         for e in entries:
@@ -112,8 +119,9 @@ class _EngineCollector(Collector):
                 stats = e.scheduler.cache.stats
                 hit.add_metric([model], stats.tokens_reused / stats.tokens_requested if stats.tokens_requested else 0.0)
                 tiers.add(model, e.scheduler)
+                peak.add_metric([model], prefill_peak(list(e.scheduler.step_log)))
                 vision.add(model, e.scheduler)
-        yield from (loaded, budget, memory, load, waiting, running, hit, *tiers.families(), *vision.families())
+        yield from (loaded, budget, memory, load, waiting, running, hit, peak, *tiers.families(), *vision.families())
 
 
 class _TierMetrics:
