@@ -1,5 +1,5 @@
 """A vision model batches its requests (images from all three APIs, and text) and reuses what it computed: encoded
-images by content, the prompt text before the first image from the prefix cache. Through a real server."""
+images by content, and the KV of a prompt up to where its text or its images differ. Through a real server."""
 
 from __future__ import annotations
 
@@ -98,16 +98,16 @@ def test_a_repeated_image_is_encoded_once_whichever_api_sends_it(
     assert metric(vision_server, "mlx_manager_vision_feature_cache_misses") == misses + 2
 
 
-def test_image_prompts_reuse_the_cached_text_before_their_first_image(vlm: openai.OpenAI) -> None:
-    def ask(image: str) -> tuple[str, int]:
+def test_a_repeated_image_reuses_the_whole_prompt_and_another_image_the_text_before_it(vlm: openai.OpenAI) -> None:
+    def ask(image: str) -> tuple[str, int, int]:
         messages: Any = [{"role": "system", "content": SYSTEM}, *chat(image)]
         out = vlm.chat.completions.create(model=VLM, messages=messages, max_tokens=12, temperature=0)
         details = out.usage.prompt_tokens_details
-        return out.choices[0].message.content or "", details.cached_tokens if details else 0
+        return out.choices[0].message.content or "", details.cached_tokens if details else 0, out.usage.prompt_tokens
 
-    first, cached = ask(png(56, 56, 400))
+    first, cached, prompt = ask(png(56, 112, 400))
     assert cached == 0
-    again, cached = ask(png(56, 56, 400))
-    assert again == first and cached >= 32  # the system prompt's blocks; the image is not in the cache
-    other, cached = ask(png(56, 112, 401))
-    assert cached >= 32 and other
+    again, cached, _ = ask(png(56, 112, 400))
+    assert again == first and cached == prompt - 1  # all but the last token, the image's KV included
+    other, cached, _ = ask(png(56, 112, 401))  # same size, other pixels: only the system prompt's blocks
+    assert other and 32 <= cached < prompt - 8

@@ -18,10 +18,13 @@ from typing import Any, cast
 import mlx.core as mx
 from mlx_lm.models.cache import BatchKVCache, KVCache
 
+from mlx_manager.engine.vision import features
 from mlx_manager.engine.vision.inputs import VisionInputs
 
 # Extras of get_input_embeddings a chunked prefill can slice along the prompt; others mean one whole pass.
 _CHUNKABLE = {"position_ids", "rope_deltas"}
+# Prefix-cache ids of image positions start here: above any vocabulary, within the cache's 32-bit token ids.
+PSEUDO_BASE = 1 << 31
 
 
 class DeltaKVCache(KVCache):
@@ -118,39 +121,41 @@ def first_image(ids: list[int], image_token_id: int | None) -> int:
         return len(ids)
 
 
-def prefill(
-    model: Any,
-    inputs: VisionInputs,
-    cache: list[Any],
-    start: int,
-    step: int,
-    marks: tuple[int, ...] = (),
-    at_mark: Any = None,
-) -> int:
+def cache_key(ids: list[int], image_token_id: int | None, inputs: VisionInputs) -> list[int]:
+    """The prompt as the prefix cache sees it: each image token replaced by an id above any vocabulary, drawn
+    from the hash of the request's pixel values (and grid), so the KV of an image is found again for the same
+    image bytes under the same processor settings, and never for another image."""
+    digest = features.content_key(inputs.pixel_values, **inputs.extra)
+    base = int.from_bytes(digest[:4], "little")
+    key = list(ids)
+    n = 0
+    for i, token in enumerate(ids):
+        if token == image_token_id:
+            key[i] = PSEUDO_BASE + (base + n) % PSEUDO_BASE
+            n += 1
+    return key
+
+
+def prefill(model: Any, inputs: VisionInputs, cache: list[Any], start: int, step: int) -> int:
     """Run prompt tokens [start, len - 1) through the language model into `cache` (which holds [0, start)), the
-    images merged in. Chunks of `step` tokens, also ending at each of `marks`, where `at_mark(n)` is called.
-    Returns the RoPE delta the decode steps must add."""
-    features = model.get_input_embeddings(inputs.input_ids, inputs.pixel_values, mask=inputs.mask, **inputs.extra)
-    embeds = features.inputs_embeds
-    extra = {k: v for k, v in features.to_dict().items() if k != "inputs_embeds" and v is not None}
+    images merged in, in chunks of `step` tokens where the model allows. Returns the RoPE delta decoding adds."""
+    out = model.get_input_embeddings(inputs.input_ids, inputs.pixel_values, mask=inputs.mask, **inputs.extra)
+    embeds = out.inputs_embeds
+    extra = {k: v for k, v in out.to_dict().items() if k != "inputs_embeds" and v is not None}
     positions = extra.pop("position_ids", None)
     deltas = extra.get("rope_deltas")
     end = embeds.shape[1] - 1
-    chunkable = set(extra) <= _CHUNKABLE
-    points = sorted({p for p in (*range(start + step, end, step), *marks) if start < p < end} | {end})
-    if not chunkable:
-        points = [end]
+    stops = [*range(start + step, end, step), end] if set(extra) <= _CHUNKABLE else [end]
     lm = model.language_model
     at = start
-    for stop in points:
+    for stop in stops:
         if stop <= at:
             continue
         kwargs = dict(extra)
         if positions is not None:
             kwargs["position_ids"] = positions[..., at:stop]
+        # Only the KV is evaluated: the logits of these positions are never computed.
         lm(inputs.input_ids[:, at:stop], inputs_embeds=embeds[:, at:stop], cache=cache, **kwargs)
         mx.eval([c.state for c in cache])
         at = stop
-        if at in marks and at_mark is not None:
-            at_mark(at)
     return cast(int, deltas.reshape(-1)[0].item()) if deltas is not None else 0

@@ -3,9 +3,10 @@
 Everything the text path has holds per sequence (sampler, stop strings, grammar, max_tokens, logprobs, priorities,
 cancellation): text-only prompts take the batch's own chunked prefill and the prefix cache unchanged, and an image
 prompt is prefilled when it is admitted (engine/vision/batch), then decodes next to them. Images seen before reuse
-their encoded features (engine/vision/features). The prefix cache holds image prompts only up to their first
-image: past it, the image token ids say nothing of the image. Calls the event loop needs on the model's thread
-(the processor) run between two steps.
+their encoded features (engine/vision/features), and image prompts are found in the prefix cache under a key in
+which each image token carries its image's hash (engine/vision/batch), so a repeated image with the same text
+before it reuses the KV of both, and another image still reuses the text before it. Calls the event loop needs on
+the model's thread (the processor) run between two steps.
 
 Language models whose caches are not plain attention KV fall back to one sequence at a time (engine/vision/serial).
 """
@@ -22,13 +23,14 @@ import mlx.nn as nn
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import KVCache, make_prompt_cache, trim_prompt_cache
 
+from mlx_manager.engine.block_index import block_hashes
 from mlx_manager.engine.errors import QueueFullError
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.prefix_cache import KVCache as LayerCaches
 from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
 from mlx_manager.engine.sequence import Sequence
 from mlx_manager.engine.vision import features
-from mlx_manager.engine.vision.batch import BatchDecoder, first_image, prefill, with_delta
+from mlx_manager.engine.vision.batch import BatchDecoder, cache_key, first_image, prefill, with_delta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +67,7 @@ class VisionScheduler(Scheduler):
         self._decoder = BatchDecoder(lm.model) if batchable(lm) else None
         assert lm.vision is not None
         self._image_token = lm.vision.image_token_id
+        self._keys: dict[Sequence, list[int]] = {}  # image sequences' prefix-cache keys, until they end
 
     # --- called from the event loop -----------------------------------------------------------
 
@@ -135,23 +138,19 @@ class VisionScheduler(Scheduler):
 
     def _insert_image(self, batch: BatchGenerator, seq: Sequence) -> None:
         seq.start(self.lm.tokenizer)
-        text = first_image(seq.prompt, self._image_token)
+        key = cache_key(seq.prompt, self._image_token, seq.inputs)
+        self._keys[seq] = key
+        end = len(seq.prompt) - 1
         bs = self.config.prefix_block_size
-        hashes = self.sharing.hashes(seq)[: text // bs]
-        match = self.tiers.lookup(seq.prompt[:text], hashes)
+        match = self.tiers.lookup(key, block_hashes(key, bs))  # at most all but the last token
         if seq.index == 0:
             seq.gen.usage.cached_tokens = match.length
         self.stats.prompt_tokens_computed += len(seq.prompt) - match.length
         assert self._decoder is not None
         cache = with_delta(match.cache if match.cache is not None else self._decoder.make_cache())
-        # The text before the first image goes to the prefix cache as soon as it is computed.
-        head = text // bs * bs
-        marks = (head,) if seq.params.cache and self.tiers.enabled and head - match.length >= bs else ()
-
-        def publish(n: int) -> None:
-            self._store(seq.prompt[:n], _snapshot(cache, n))
-
-        delta = prefill(self.lm.model, seq.inputs, cache, match.length, self.config.prefill_step_size, marks, publish)
+        delta = prefill(self.lm.model, seq.inputs, cache, match.length, self.config.prefill_step_size)
+        if seq.params.cache and self.tiers.enabled and end - match.length >= bs:
+            self._store(key[:end], _snapshot(cache, end))  # found by the next request with this text and image
         cache = with_delta(cache, delta)
         (uid,) = batch.insert_segments(
             [[seq.prompt[-1:]]],
@@ -165,8 +164,22 @@ class VisionScheduler(Scheduler):
         seq.uid = uid
         self._running[uid] = seq
 
+    def _retire(self, batch: BatchGenerator, seq: Sequence, cache: Any, tokens: Any) -> None:
+        """An image sequence's KV is stored under its cache key (engine/vision/batch), not its token ids."""
+        key = self._keys.pop(seq, None)
+        if key is not None and seq.uid is not None and cache is None:  # ended by a stop string: still in the batch
+            cache, tokens = batch.remove([seq.uid], return_prompt_caches=True).get(seq.uid, (None, None))
+        if key is not None and tokens:
+            tokens = [*key[:-1], *list(tokens)[len(key) - 1 :]]
+        super()._retire(batch, seq, cache, tokens)
+
+    def _count_done(self, seq: Sequence) -> None:
+        self._keys.pop(seq, None)  # a cancelled image sequence
+        super()._count_done(seq)
+
     def _store(self, tokens: list[int], cache: LayerCaches) -> None:
-        """Image prompts are kept only up to their first image (the KV past it depends on the image)."""
+        """Token ids of images say nothing of the image: keep only the text before the first one (a cancelled
+        image sequence); image sequences that finish are stored under their cache key."""
         text = first_image(tokens, self._image_token)
         if text < len(tokens):
             if text < self.config.prefix_block_size:
