@@ -17,6 +17,7 @@ from mlx_lm import load, stream_generate
 
 from mlx_manager.testing.server import ServerProcess, run_server
 from mlx_manager.testing.tiny_adapters import write_tiny_adapter
+from tests.api.accounts import register, signed_in
 
 PROMPTS = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "Rivers flow into"]
 MAX_TOKENS = 12
@@ -159,3 +160,15 @@ def test_unknown_adapter_and_wrong_base_are_errors_in_each_apis_shape(
     assert r.status_code == 400 and "trained for 'tiny-qwen3'" in r.json()["error"]["message"], r.text
     r = httpx.post(f"{srv.base_url}/admin/models/tiny-llama/adapters", json={"path": str(tmp_path / "none")})
     assert r.status_code == 400 and r.json()["error"]["param"] == "path"
+
+
+def test_profiles_and_routing_rules_can_name_an_adapter(srv: ServerProcess, expected: dict[str, list[str]]) -> None:
+    register(srv, "admin")
+    admin = signed_in(srv, "admin")
+    admin.ok("POST", "/api/profiles", 201, json={"name": "tuned", "model": "tiny-llama@lora-mlx", "temperature": 0})
+    out = oai(srv).completions.create(model="tuned", prompt=PROMPTS[0], max_tokens=MAX_TOKENS)
+    assert out.model == "tuned" and out.choices[0].text == expected["tiny-llama@lora-mlx"][0]
+    here = admin.ok("POST", "/api/routing/backends", 201, json={"name": "here", "kind": "local", "base_url": None})
+    rule = {"pattern": "my-tune", "backend_ids": [here["id"]], "remote_model": "tiny-llama@other-mlx"}
+    admin.ok("POST", "/api/routing/rules", 201, json=rule)
+    assert complete(srv, "my-tune", PROMPTS[1]) == expected["tiny-llama@other-mlx"][1]
