@@ -156,6 +156,16 @@ class Settings(BaseSettings):
     )
     max_messages: int = Field(default=10_000, ge=1, description="Most messages in one request (400).")
     default_max_tokens: int = Field(default=4096, ge=1)
+    # Time limits per endpoint (api/request/limits.py); each is also a live setting.
+    chat_timeout_seconds: float = Field(
+        default=900, ge=0, description="A chat generation (chat completions, Messages, Responses) running longer"
+        " ends with finish_reason length; 0 = no limit.",
+    )  # fmt: skip
+    completions_timeout_seconds: float = Field(default=600, ge=0, description="The same for text completions.")
+    embeddings_timeout_seconds: float = Field(default=120, ge=0, description="Embeddings taking longer are a 504.")
+    queue_timeout_seconds: float = Field(
+        default=300, ge=0, description="A request still queued for a batch slot this long is a 503; 0 = no limit."
+    )
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     max_n: int = Field(default=8, ge=1)
     max_stop_sequences: int = Field(default=16, ge=1)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 
 import psutil
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -31,6 +32,7 @@ from mlx_manager.api.manager.router import router as manager_router
 from mlx_manager.api.middleware import RequestIdMiddleware
 from mlx_manager.api.openai.routes import router as openai_router
 from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.api.request.limits import TimeLimits
 from mlx_manager.api.request.normalize import Limits
 from mlx_manager.api.request.start import Starter
 from mlx_manager.api.rerank import router as rerank_router
@@ -50,6 +52,7 @@ from mlx_manager.manager.downloads import DownloadManager
 from mlx_manager.manager.hub import Hub
 from mlx_manager.manager.responses_store import ResponseStore
 from mlx_manager.manager.services import Manager
+from mlx_manager.manager.settings_store import TIME_LIMITS
 from mlx_manager.manager.signup import AccountConfig
 from mlx_manager.observability.metrics import Metrics
 from mlx_manager.observability.tracing import setup_tracing
@@ -94,6 +97,17 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def time_limits(manager: Manager) -> TimeLimits:
+    """The time limits now (live settings)."""
+    now = manager.settings.current
+    return TimeLimits(
+        now.chat_timeout_seconds,
+        now.completions_timeout_seconds,
+        now.embeddings_timeout_seconds,
+        now.queue_timeout_seconds,
+    )
+
+
 health_router = APIRouter(tags=["health"])
 metrics_router = APIRouter(tags=["metrics"])
 
@@ -116,7 +130,9 @@ def create_app(settings: Settings) -> FastAPI:
     db = open_database(paths.database_file())
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     accounts = AccountConfig.from_settings(settings)
-    manager = Manager(db, engine_config(settings), api_key, accounts=accounts)  # saved settings apply from the start
+    configured_limits = {name: getattr(settings, name) for name in TIME_LIMITS}
+    # Saved settings apply from the start.
+    manager = Manager(db, engine_config(settings), api_key, accounts=accounts, time_limits=configured_limits)
     engine = Engine(replace(manager.engine_config(), observer=metrics))
     metrics.attach(engine)
     downloads = DownloadManager(
@@ -164,7 +180,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.router = router
     metrics.attach_router(router)
     # Every API starts its generations through the router: profiles, images, then here or elsewhere.
-    starter = Starter(router, manager.profiles, ImageLimits(settings.max_image_bytes, settings.max_image_pixels))
+    images = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+    starter = Starter(router, manager.profiles, images, partial(time_limits, manager), metrics.time_limit)
     limits = Limits(settings.max_n, settings.max_stop_sequences)
     app.state.openai_serving = OpenAIServing(starter, limits)
     app.state.anthropic_serving = AnthropicServing(starter, limits)

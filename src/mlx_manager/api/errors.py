@@ -21,6 +21,7 @@ from mlx_manager.engine.errors import (
     ModelLoadError,
     ModelNotFoundError,
     QueueFullError,
+    QueueTimeoutError,
 )
 from mlx_manager.manager.errors import ManagerError
 
@@ -117,6 +118,9 @@ def from_engine_error(exc: EngineError) -> APIError:
         return APIError(400, exc.message, param=exc.param, code="context_length_exceeded")
     if isinstance(exc, InvalidRequestError):
         return APIError(400, exc.message, param=exc.param)
+    if isinstance(exc, QueueTimeoutError):
+        headers = {"Retry-After": str(exc.retry_after)}
+        return APIError(503, exc.message, type="server_error", code="queue_timeout", headers=headers)
     if isinstance(exc, QueueFullError):
         return APIError(
             429, exc.message, type="rate_limit_error", code="queue_full", headers={"Retry-After": str(exc.retry_after)}

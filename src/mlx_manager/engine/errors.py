@@ -59,3 +59,7 @@ class QueueFullError(EngineError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QueueTimeoutError(QueueFullError):
+    """A request waited in the queue past its time limit (queue_timeout_seconds): a 503 with Retry-After."""

@@ -35,7 +35,10 @@ class Generation:
         self.usage = Usage(prompt_tokens=prompt_tokens)
         self.remaining = n  # sequences still running; the generation is done at zero
         self.aborted = False
+        self.timed_out = False  # ended by its time limit (expire): finishes as "aborted", reported as a time limit
         self.done = False
+        self._admitted = asyncio.Event()  # a sequence joined the batch (or output or a failure came)
+        self.refused: BaseException | None = None
         self._queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
         self._cancel = threading.Event()
         self._loop = asyncio.get_running_loop()
@@ -52,6 +55,32 @@ class Generation:
         self.aborted = True
         self._cancel.set()
 
+    def expire(self) -> None:
+        """The request ran past its time limit: end it like `abort` (a final chunk, "aborted")."""
+        self.timed_out = True
+        self.abort()
+
+    def admit(self) -> None:
+        """Thread-safe: the scheduler took a sequence of this generation into its batch."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._admitted.set)
+
+    @property
+    def admitted(self) -> bool:
+        return self._admitted.is_set()
+
+    async def wait_admitted(self) -> None:
+        """Returns once a sequence joined the batch or output came; raises what refused it while it was queued."""
+        await self._admitted.wait()
+        if self.refused is not None:
+            raise self.refused
+
+    def fail(self, error: BaseException) -> None:
+        """On the loop: end the generation now with `error` (a request that waited too long in the queue)."""
+        self.refused = error
+        self.cancel()
+        self._receive([], error)
+
     def add_done_callback(self, fn: Callable[[], None]) -> None:
         self._on_done.append(fn)
 
@@ -63,6 +92,7 @@ class Generation:
     def _receive(self, chunks: list[GenerationChunk], error: BaseException | None) -> None:
         if self.done:
             return
+        self._admitted.set()
         reason = None
         for chunk in chunks:
             self._queue.put_nowait(chunk)
@@ -75,7 +105,8 @@ class Generation:
         if error is not None or self.remaining <= 0:
             self.done = True
             if self.observer is not None:
-                self.observer.finished(self.model, self.usage, "error" if error is not None else reason)
+                ended = "error" if error is not None else "time_limit" if self.timed_out else reason
+                self.observer.finished(self.model, self.usage, ended)
             self._queue.put_nowait(None)
             for fn in self._on_done:
                 fn()

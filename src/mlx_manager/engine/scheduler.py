@@ -284,6 +284,7 @@ class Scheduler:
 
     def _insert(self, batch: BatchGenerator, seq: Sequence, later: list[Sequence], chunk: int) -> None:
         seq.start(self.lm.tokenizer)
+        seq.gen.admit()  # no longer queued: the queue's time limit (api/request/limits) no longer applies
         match = self.tiers.lookup(seq.prompt, self.sharing.hashes(seq)) if seq.adapter is None else Match()
         if seq.index == 0:  # n > 1: the others reuse the first one's prefill, which is not the client's saving
             seq.gen.usage.cached_tokens = match.length

@@ -37,13 +37,16 @@ class Manager:
         server_key: str | None,
         credential_key: Path | None = None,
         accounts: AccountConfig | None = None,
+        time_limits: dict[str, float] | None = None,
     ) -> None:
         """`config`: the engine config from the configuration; saved settings go on top (`engine_config`).
-        `credential_key`: the key file for routing credentials (the data dir's by default)."""
+        `credential_key`: the key file for routing credentials (the data dir's by default). `time_limits`: the
+        configured *_timeout_seconds settings (settings_store.TIME_LIMITS)."""
         self.db = db
         # `accounts`: who may make accounts, and the rate limits on signing in (mlx_manager.manager.signup).
         accounts = accounts or AccountConfig(guarded=server_key is not None)
-        defaults = defaults_from(config).model_copy(update={"allow_registration": accounts.allow_registration})
+        configured = {"allow_registration": accounts.allow_registration, **(time_limits or {})}
+        defaults = defaults_from(config).model_copy(update=configured)
         self.settings = SettingsStore(db, defaults)
         self.auth = Authenticator(db, server_secret(db), server_key)
         self.limits = AuthLimits(accounts.login_rate_limit, accounts.register_rate_limit, accounts.key_rate_limit)

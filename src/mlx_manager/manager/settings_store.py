@@ -47,6 +47,15 @@ class ManagedSettings(BaseModel):
         " add users (the first account is always possible, with the setup token where one is needed).",
     )
 
+    chat_timeout_seconds: float = Field(
+        default=900, ge=0, description="Chat generations running longer end with finish_reason length; 0 = none."
+    )
+    completions_timeout_seconds: float = Field(default=600, ge=0, description="The same for text completions.")
+    embeddings_timeout_seconds: float = Field(default=120, ge=0, description="Embeddings taking longer are a 504.")
+    queue_timeout_seconds: float = Field(
+        default=300, ge=0, description="A request queued this long for a batch slot is a 503; 0 = no limit."
+    )
+
     @field_validator("preload")
     @classmethod
     def _unique_names(cls, value: list[str]) -> list[str]:
@@ -56,6 +65,8 @@ class ManagedSettings(BaseModel):
 
 
 FIELDS = tuple(ManagedSettings.model_fields)
+TIME_LIMITS: tuple[str, ...] = ("chat_timeout_seconds", "completions_timeout_seconds", "embeddings_timeout_seconds")
+TIME_LIMITS += ("queue_timeout_seconds",)
 
 
 def defaults_from(config: EngineConfig) -> ManagedSettings:

@@ -54,6 +54,17 @@ class Metrics:
             buckets=_ITL, registry=r,
         )  # fmt: skip
 
+        self.time_limits = Counter(
+            "mlx_manager_time_limits",
+            "Requests that ran past a time limit: a generation ended (kind generation) or a queued request refused"
+            " (kind queue).",
+            ["endpoint", "kind"],
+            registry=r,
+        )
+
+    def time_limit(self, endpoint: str, kind: str) -> None:
+        self.time_limits.labels(endpoint, kind).inc()
+
     def attach(self, engine: Engine) -> None:
         self.registry.register(_EngineCollector(engine))
 

@@ -36,6 +36,7 @@ class RemoteGeneration(Generation):
         super().__init__(prompt_tokens=0, n=1, model=model)
         self.backend = backend
         self._task: asyncio.Task[None] | None = None
+        self._admitted.set()  # the backend answered 200: nothing of it waits in this server's queue
 
     def start(self, source: AsyncIterator[GenerationChunk]) -> None:
         self._task = asyncio.create_task(self._pump(source))
@@ -48,10 +49,16 @@ class RemoteGeneration(Generation):
                 self._receive([GenerationChunk(0, "", [], finish_reason="stop")], None)
         except asyncio.CancelledError:
             if not self.done:
-                self._receive([GenerationChunk(0, "", [], finish_reason="cancelled")], None)
+                ended = GenerationChunk(0, "", [], finish_reason="aborted" if self.aborted else "cancelled")
+                self._receive([ended], None)
             raise
         except Exception as exc:  # delivered to whoever iterates, as a local failure would be
             self._receive([], exc)
+
+    def abort(self) -> None:
+        """A time limit or shutdown: close the upstream stream; the reply ends with "aborted"."""
+        super().abort()
+        self.cancel()
 
     def cancel(self) -> None:
         super().cancel()

@@ -308,3 +308,7 @@ class SettingsUpdate(PartialUpdate):
     require_api_key: bool | None = None
     audit_retention_days: Count | None = None
     allow_registration: bool | None = None
+    chat_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+    completions_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+    embeddings_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+    queue_timeout_seconds: Annotated[float, Field(ge=0)] | None = None

@@ -25,6 +25,7 @@ from mlx_manager.api.openai.schemas import (
 )
 from mlx_manager.api.openai.serving import OpenAIServing
 from mlx_manager.api.request.answer import answer
+from mlx_manager.api.request.limits import within
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import ModelNotFoundError
@@ -57,7 +58,9 @@ async def completions(body: CompletionRequest, request: Request) -> Completion |
 @router.post("/embeddings")
 async def embeddings(body: EmbeddingRequest, engine: EngineDep, backend: BackendDep, request: Request) -> EmbeddingList:
     record(request, body.model)
-    return await create_embeddings(engine, body, backend)
+    starter = _serving(request).starter
+    work = create_embeddings(engine, body, backend)
+    return await within(work, "embeddings", starter.time_limits(), starter.on_limit)
 
 
 @router.get("/models", response_model=None)

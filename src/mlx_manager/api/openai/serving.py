@@ -77,6 +77,11 @@ class Completions:
         for gen in self.gens:
             gen.cancel()
 
+    async def wait_admitted(self) -> None:
+        """Every prompt left the queue (api/request/limits: a queue timeout is still a 503 before a stream)."""
+        for gen in self.gens:
+            await gen.wait_admitted()
+
     def count(self, gen: Generation) -> None:
         self.usage.prompt_tokens += gen.usage.prompt_tokens
         self.usage.completion_tokens += gen.usage.completion_tokens

@@ -130,7 +130,10 @@ def completion_requests(req: CompletionRequest, limits: Limits) -> list[EngineRe
         req, limits, max_tokens=req.max_tokens, logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0
     )
     explicit = norm.explicit_fields(req)
-    return [EngineRequest(req.model, p, params, explicit, n=req.n, priority=req.priority) for p in _prompts(req)]
+    return [
+        EngineRequest(req.model, p, params, explicit, n=req.n, priority=req.priority, endpoint="completions")
+        for p in _prompts(req)
+    ]
 
 
 def _prompts(req: CompletionRequest) -> list[TextPrompt]:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from mlx_manager.api.access import record
 from mlx_manager.api.replies import Disconnected
+from mlx_manager.api.request.limits import admitted
 from mlx_manager.api.request.streaming import sse
 from mlx_manager.engine.types import Usage
 
@@ -23,6 +24,10 @@ class Running(Protocol):
 
     @property
     def backend(self) -> str: ...
+
+    def cancel(self) -> None: ...
+
+    async def wait_admitted(self) -> None: ...
 
 
 R = TypeVar("R", bound=Running)
@@ -48,5 +53,6 @@ async def answer(
 ) -> T | EventSourceResponse:
     run = await started(request, model, start)
     if stream:
+        await admitted(run, request.is_disconnected)  # a request refused in the queue is still a 503
         return sse(events(run))
     return await whole(run, request.is_disconnected)

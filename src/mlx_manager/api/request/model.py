@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlx_manager.api.request.limits import Endpoint
 from mlx_manager.engine.types import Prompt, SamplingParams
 
 
@@ -18,3 +19,4 @@ class EngineRequest:
     explicit: frozenset[str] = frozenset()
     n: int = 1
     priority: int = 0
+    endpoint: Endpoint = "chat"  # whose time limit applies (api/request/limits)

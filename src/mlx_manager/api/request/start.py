@@ -3,8 +3,11 @@ then the backend (the router: this server's engine or a remote one)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import ImageLimits, attach_images
+from mlx_manager.api.request import limits
 from mlx_manager.api.request.model import EngineRequest
 from mlx_manager.api.request.normalize import Limits
 from mlx_manager.engine.backend import LOCAL, Backend
@@ -15,17 +18,29 @@ from mlx_manager.manager.profiles import ProfileLookup, resolve_target
 
 
 class Starter:
-    def __init__(self, backend: Backend, profiles: ProfileLookup | None = None, images: ImageLimits | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        profiles: ProfileLookup | None = None,
+        images: ImageLimits | None = None,
+        time_limits: Callable[[], limits.TimeLimits] | None = None,
+        on_limit: limits.OnLimit | None = None,
+    ):
+        """`time_limits`: the current limits (live settings), read at each start; `on_limit` counts them."""
         self.backend = backend
         self.profiles = profiles
         self.images = images or ImageLimits()
+        self.time_limits = time_limits or limits.TimeLimits
+        self.on_limit = on_limit
 
     async def start(self, req: EngineRequest) -> Generation:
         """Request errors are raised here, before any output."""
         target = resolve_target(self.profiles, req.model)
         prompt = target.prompt(await attach_images(self.backend, target.model, req.prompt, self.images))
         params = target.params(req.params, req.explicit)
-        return await self.backend.generate(target.model, prompt, params, n=req.n, priority=req.priority, kv=target.kv())
+        gen = await self.backend.generate(target.model, prompt, params, n=req.n, priority=req.priority, kv=target.kv())
+        limits.apply(gen, req.endpoint, self.time_limits(), self.on_limit)
+        return gen
 
     async def start_all(self, reqs: list[EngineRequest]) -> list[Generation]:
         """Several prompts of one request (text completions): all started, or none left running."""

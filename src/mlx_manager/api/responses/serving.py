@@ -54,6 +54,12 @@ class Started:
     def backend(self) -> str:
         return self.gen.backend
 
+    def cancel(self) -> None:
+        self.gen.cancel()
+
+    async def wait_admitted(self) -> None:
+        await self.gen.wait_admitted()
+
 
 class ResponsesServing(Serving):
     def __init__(self, starter: Starter, limits: Limits, store: ResponseStore) -> None:

@@ -83,6 +83,7 @@ class SerialVisionScheduler(VisionScheduler):
         ordered = admission_order(self._waiting, time.monotonic(), self.config.aging_seconds)
         seq, self._waiting = ordered[0], ordered[1:]
         seq.start(self.lm.tokenizer)
+        seq.gen.admit()
         self._uid += 1
         seq.uid = self._uid
         self._running[seq.uid] = seq
