@@ -7,13 +7,16 @@
 
 A value is JSON (or a Python literal) when it parses, else a string. Values that cannot start JSON stream as
 strings; the others are held until complete. A JSON object in place of the name line is read Hermes-style.
+
+GLM-4 can emit the same call twice in one reply: each call is held until it is complete, and one with the name
+and arguments of an earlier call is dropped (the calls after it keep contiguous indices).
 """
 
 from __future__ import annotations
 
 import json
 
-from mlx_manager.engine.parsers.base import IdFactory
+from mlx_manager.engine.parsers.base import Event, IdFactory, ToolCallArgsDelta, ToolCallStart
 from mlx_manager.engine.parsers.calls import JsonBodyParser
 from mlx_manager.engine.parsers.jsonstream import loads_lenient
 
@@ -34,6 +37,16 @@ def _value_json(raw: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _identity(events: list[ToolCallStart | ToolCallArgsDelta]) -> tuple[str, object]:
+    """A call's name and arguments (parsed, so layout does not matter)."""
+    name = next((e.name for e in events if isinstance(e, ToolCallStart)), "")
+    raw = "".join(e.fragment for e in events if isinstance(e, ToolCallArgsDelta))
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw
+
+
 def _drop(_: str) -> None:
     """Stray text between tags is markup layout."""
 
@@ -45,6 +58,10 @@ class Glm4Parser(JsonBodyParser):
         self._nargs = 0
         self._kind = ""  # of the value being read: "" undecided, "json" held, "str" streaming
         self._ws = ""  # trailing whitespace of a streaming string, dropped if the value ends there
+        self._held: dict[int, list[ToolCallStart | ToolCallArgsDelta]] = {}  # calls not complete yet
+        self._first: list[ToolCallStart | ToolCallArgsDelta] = []  # the first call, streamed as it comes
+        self._seen: list[tuple[str, object]] = []  # name and arguments of each complete call emitted
+        self._emitted = 0
 
     def _text_mode(self) -> bool:
         marker = self._scan((START, END), self.text)
@@ -126,6 +143,36 @@ class Glm4Parser(JsonBodyParser):
             return False
         self._mode = self._args_mode
         return True
+
+    def _drain(self) -> list[Event]:
+        """The first call streams as it comes; later ones are held until complete, then dropped if repeated."""
+        out: list[Event] = []
+        for event in super()._drain():
+            if isinstance(event, ToolCallStart | ToolCallArgsDelta) and event.index > 0:
+                self._held.setdefault(event.index, []).append(event)
+                continue
+            if isinstance(event, ToolCallStart | ToolCallArgsDelta):
+                self._first.append(event)
+                self._emitted = 1
+            out.append(event)
+        open_call = self._calls - 1 if not self._final and (self._index >= 0 or self._mode == self._body_mode) else -1
+        for index in sorted(i for i in self._held if i != open_call):
+            if not self._seen:
+                self._seen.append(_identity(self._first))
+            out.extend(self._unique(self._held.pop(index)))
+        return out
+
+    def _unique(self, events: list[ToolCallStart | ToolCallArgsDelta]) -> list[Event]:
+        """A complete call, renumbered, or nothing when an earlier call had its name and arguments."""
+        identity = _identity(events)
+        if identity in self._seen:
+            return []
+        self._seen.append(identity)
+        index, self._emitted = self._emitted, self._emitted + 1
+        return [
+            ToolCallStart(index, e.id, e.name) if isinstance(e, ToolCallStart) else ToolCallArgsDelta(index, e.fragment)
+            for e in events
+        ]
 
     def _string_piece(self, piece: str) -> None:
         piece = self._ws + piece
