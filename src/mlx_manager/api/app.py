@@ -30,6 +30,9 @@ from mlx_manager.api.manager.hub_problems import install_hub_problems
 from mlx_manager.api.manager.router import problem_openapi
 from mlx_manager.api.manager.router import router as manager_router
 from mlx_manager.api.middleware import RequestIdMiddleware
+from mlx_manager.api.ollama.routes import root_router as ollama_root_router
+from mlx_manager.api.ollama.routes import router as ollama_router
+from mlx_manager.api.ollama.serving import OllamaServing
 from mlx_manager.api.openai.routes import router as openai_router
 from mlx_manager.api.openai.serving import OpenAIServing
 from mlx_manager.api.request.limits import TimeLimits
@@ -186,6 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.openai_serving = OpenAIServing(starter, limits)
     app.state.anthropic_serving = AnthropicServing(starter, limits)
     app.state.responses_serving = ResponsesServing(starter, limits, ResponseStore(db))
+    app.state.ollama_serving = OllamaServing(starter, limits, engine)
     install_error_handlers(app)
     install_hub_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
@@ -213,6 +217,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic_router, dependencies=guarded)
     app.include_router(responses_router, dependencies=guarded)
     app.include_router(rerank_router, dependencies=guarded)
+    app.include_router(ollama_router)  # its routes name their own guard: pull, delete and copy need an admin
+    app.include_router(ollama_root_router)  # GET / is still the web UI for browsers
     app.include_router(admin_status_router, dependencies=[Depends(require_admin_or_status_token)])
     app.include_router(admin_router, dependencies=[Depends(require_admin)])
     app.include_router(health_router)

@@ -13,11 +13,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlx_manager.api.anthropic.errors import anthropic_error_body, is_anthropic_path
+from mlx_manager.api.ollama.errors import is_ollama_path, ollama_error_body
 from mlx_manager.engine.errors import (
     ContextLengthError,
     EngineError,
     InvalidRequestError,
     MemoryBudgetError,
+    MemoryPressureError,
     ModelLoadError,
     ModelNotFoundError,
     QueueFullError,
@@ -70,8 +72,8 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def is_problem_path(path: str) -> bool:
-    """The manager's routes, which answer errors as RFC 7807 problem details."""
-    return path == "/api" or path.startswith("/api/")
+    """The manager's routes, which answer errors as RFC 7807 problem details (Ollama's, under /api too, do not)."""
+    return (path == "/api" or path.startswith("/api/")) and not is_ollama_path(path)
 
 
 def problem_body(
@@ -118,6 +120,9 @@ def from_engine_error(exc: EngineError) -> APIError:
         return APIError(400, exc.message, param=exc.param, code="context_length_exceeded")
     if isinstance(exc, InvalidRequestError):
         return APIError(400, exc.message, param=exc.param)
+    if isinstance(exc, MemoryPressureError):
+        headers = {"Retry-After": str(exc.retry_after)}
+        return APIError(503, exc.message, type="server_error", code="memory_pressure", headers=headers)
     if isinstance(exc, QueueTimeoutError):
         headers = {"Retry-After": str(exc.retry_after)}
         return APIError(503, exc.message, type="server_error", code="queue_timeout", headers=headers)
@@ -181,6 +186,8 @@ def error_response(request: Request, exc: APIError) -> JSONResponse:
         return JSONResponse(problem, exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
     if is_anthropic_path(request.url.path):
         body = anthropic_error_body(exc.status, exc.message, request_id)
+    elif is_ollama_path(request.url.path):
+        body = ollama_error_body(exc.message)
     else:
         body = error_body(exc.message, exc.type, exc.param, exc.code, request_id)
     return JSONResponse(body, exc.status, headers=exc.headers)

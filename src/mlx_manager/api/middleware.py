@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlx_manager.api.anthropic.errors import anthropic_error_body, is_anthropic_path
 from mlx_manager.api.errors import PROBLEM_JSON, error_body, is_problem_path, problem_body
+from mlx_manager.api.ollama.errors import is_ollama_path, ollama_error_body
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class RequestIdMiddleware:
                 content_type = PROBLEM_JSON.encode()
             elif is_anthropic_path(scope["path"]):
                 shaped = anthropic_error_body(500, message, request_id)
+            elif is_ollama_path(scope["path"]):
+                shaped = ollama_error_body(message)
             else:
                 shaped = error_body(message, "server_error", None, "internal", request_id)
             body = json.dumps(shaped).encode()

@@ -63,6 +63,10 @@ class PoolEntry:
     scheduler: Scheduler | None = None
     # The KV setting this load was asked for (the server's default or the admin's), kept while it is loaded.
     kv_asked: KVSetting = FLOAT_KV
+    # A client's keep_alive (Ollama's): seconds it stays once idle instead of the pool's idle TTL (0: unloaded as
+    # soon as it is idle); None: the pool's TTL. `kept_pinned`: the pin came from a negative keep_alive.
+    keep_alive: float | None = None
+    kept_pinned: bool = False
 
     @property
     def memory_bytes(self) -> int:
@@ -150,7 +154,40 @@ class ModelPool:
         entry.active = max(entry.active - 1, 0)
         entry.last_used = time.monotonic()
         if entry.active == 0:
+            if entry.keep_alive == 0:
+                self._spawn(self._expire(entry))
             self._spawn(self._notify())
+
+    async def keep_alive(self, model_id: str, seconds: float) -> None:
+        """A client's keep_alive for a loaded model: negative keeps it until unloaded (a pin), 0 unloads it once
+        idle, else it stays that long once idle. A later keep_alive replaces it; an admin's pin stays."""
+        async with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is None or entry.loaded is None:
+                return
+            if seconds < 0:
+                if not entry.pinned:
+                    entry.pinned = entry.kept_pinned = True
+                entry.keep_alive = None
+                return
+            if entry.kept_pinned:
+                entry.pinned = entry.kept_pinned = False
+            entry.keep_alive = seconds
+            if seconds == 0 and entry.active == 0 and not entry.pinned:
+                self._evict(entry, reason="keep_alive 0")
+
+    def expires_in(self, entry: PoolEntry) -> float | None:
+        """Seconds until the idle TTL (or the model's keep_alive) unloads it; None: not by time (pinned, no TTL)."""
+        ttl = self.config.idle_ttl_seconds if entry.keep_alive is None else entry.keep_alive
+        if entry.pinned or (entry.keep_alive is None and ttl <= 0):
+            return None
+        idle = 0.0 if entry.active else time.monotonic() - entry.last_used
+        return max(ttl - idle, 0.0)
+
+    async def _expire(self, entry: PoolEntry) -> None:
+        async with self._lock:
+            if self._entries.get(entry.info.id) is entry and entry.loaded and entry.active == 0 and not entry.pinned:
+                self._evict(entry, reason=f"keep_alive {entry.keep_alive:g}s")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -273,14 +310,12 @@ class ModelPool:
             return True
 
     async def unload_idle(self) -> list[str]:
-        ttl = self.config.idle_ttl_seconds
-        if ttl <= 0:
-            return []
-        now = time.monotonic()
         unloaded: list[str] = []
         async with self._lock:
             for entry in list(self._entries.values()):
-                if entry.loaded and not entry.pinned and entry.active == 0 and now - entry.last_used > ttl:
+                left = self.expires_in(entry)
+                if entry.loaded and entry.active == 0 and left is not None and left <= 0:
+                    ttl = self.config.idle_ttl_seconds if entry.keep_alive is None else entry.keep_alive
                     self._evict(entry, reason=f"idle for {ttl:.0f}s")
                     unloaded.append(entry.info.id)
         return unloaded
@@ -288,7 +323,8 @@ class ModelPool:
     async def run_idle_reaper(self) -> None:
         """Unload idle models; reads the current config each round, so a changed TTL applies at once."""
         while True:
-            ttl = self.config.idle_ttl_seconds
+            ttls = [self.config.idle_ttl_seconds, *(e.keep_alive or 0.0 for e in self._entries.values())]
+            ttl = min((t for t in ttls if t > 0), default=0.0)
             await asyncio.sleep(min(max(ttl / 2, 0.1), 10.0) if ttl > 0 else 1.0)
             with contextlib.suppress(Exception):
                 await self.unload_idle()

@@ -18,6 +18,8 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from mlx_manager.api.ollama.errors import LISTINGS as OLLAMA_LISTINGS
+from mlx_manager.api.ollama.errors import is_ollama_path
 from mlx_manager.db.models import ApiKey, AuditEntry, User
 from mlx_manager.manager import api_keys
 
@@ -33,13 +35,13 @@ COLUMNS = (
 NAMED_COLUMNS = (*COLUMNS[:4], "username", "api_key_id", "api_key_name", *COLUMNS[5:])
 # Model listings (GET /v1/models, /anthropic/v1/models, one model's card): what the web UI asks on every chat
 # page, and SDKs before their first request; hidden from the Logs view unless asked for.
-LISTING_PATHS = ("/v1/models", "/anthropic/v1/models")
+LISTING_PATHS = ("/v1/models", "/anthropic/v1/models", *OLLAMA_LISTINGS)
 EXPORT_LIMIT = 1_000_000
 RETENTION_INTERVAL_SECONDS = 3600.0
 
 
 def audited(path: str) -> bool:
-    return path.startswith(AUDITED_PREFIXES)
+    return path.startswith(AUDITED_PREFIXES) or is_ollama_path(path)
 
 
 def entry_from_access(fields: dict[str, Any]) -> AuditEntry:
