@@ -22,33 +22,55 @@ def greedy(logprobs: mx.array) -> mx.array:
     return mx.argmax(logprobs, axis=-1)
 
 
+class SeededSampler:
+    """Temperature, then the filters, then a Gumbel-max draw (a categorical sample) with the sequence's own key
+    chain. Speculative decoding (engine/speculative) draws several positions at once with the keys this sampler
+    would use one by one, so a seed gives the same text with and without speculation."""
+
+    def __init__(self, params: SamplingParams, seed_offset: int = 0) -> None:
+        values = effective(params)
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
+        self.key = mx.random.key((seed + seed_offset) % (1 << 63))
+        self.filters: list[Callable[[mx.array], mx.array]] = []
+        if 0 < values.top_p < 1:
+            self.filters.append(lambda x: apply_top_p(x, values.top_p))
+        if values.min_p > 0:
+            self.filters.append(lambda x: apply_min_p(x, values.min_p))
+        if values.top_k > 0:
+            self.filters.append(lambda x: apply_top_k(x, values.top_k))
+        self.inv_temp = 1.0 / values.temperature
+
+    def scaled(self, logprobs: mx.array) -> mx.array:
+        """The distribution sampled from, as log-probabilities (-inf where a filter removed a token)."""
+        # Temperature first, then the filters, as OpenAI and vLLM do (mlx-lm filters before scaling).
+        scaled = logprobs * self.inv_temp
+        scaled = scaled - mx.logsumexp(scaled, axis=-1, keepdims=True)
+        for f in self.filters:
+            scaled = f(scaled)
+        return scaled
+
+    def keys(self, n: int) -> tuple[list[mx.array], list[mx.array]]:
+        """The keys of the next `n` draws and the chain's state after each, without using them."""
+        subs: list[mx.array] = []
+        states: list[mx.array] = []
+        key = self.key
+        for _ in range(n):
+            key, sub = mx.random.split(key)
+            subs.append(sub)
+            states.append(key)
+        return subs, states
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        self.key, sub = mx.random.split(self.key)
+        scaled = self.scaled(logprobs)
+        return mx.argmax(scaled + mx.random.gumbel(scaled.shape, key=sub), axis=-1)
+
+
 def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
     # Greedy sequences share one function so the batch samples them in a single call.
-    values = effective(params)
-    if values.temperature == 0:
+    if effective(params).temperature == 0:
         return greedy
-    seed = params.seed if params.seed is not None else secrets.randbits(63)
-    key = mx.random.key((seed + seed_offset) % (1 << 63))
-    filters: list[Callable[[mx.array], mx.array]] = []
-    if 0 < values.top_p < 1:
-        filters.append(lambda x: apply_top_p(x, values.top_p))
-    if values.min_p > 0:
-        filters.append(lambda x: apply_min_p(x, values.min_p))
-    if values.top_k > 0:
-        filters.append(lambda x: apply_top_k(x, values.top_k))
-    inv_temp = 1.0 / values.temperature
-
-    def sample(logprobs: mx.array) -> mx.array:
-        # Temperature first, then the filters, as OpenAI and vLLM do (mlx-lm filters before scaling).
-        nonlocal key
-        key, sub = mx.random.split(key)
-        scaled = logprobs * inv_temp
-        scaled = scaled - mx.logsumexp(scaled, axis=-1, keepdims=True)
-        for f in filters:
-            scaled = f(scaled)
-        return mx.random.categorical(scaled, key=sub)
-
-    return sample
+    return SeededSampler(params, seed_offset)
 
 
 class OpenAIPenalties:

@@ -28,6 +28,13 @@ from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.prefill_sharing import Prefill, PrefillSharing
 from mlx_manager.engine.prefix_cache import KVCache, Match, PrefixCache
 from mlx_manager.engine.sequence import Sequence
+from mlx_manager.engine.speculative import (
+    LOOKUP,
+    Speculation,
+    SpeculativeBatchGenerator,
+    SpeculativeConfig,
+    load_draft_model,
+)
 from mlx_manager.engine.step_budget import StepBudget, StepRecord
 from mlx_manager.engine.types import GenerationChunk
 
@@ -50,6 +57,7 @@ class SchedulerConfig:
     disk_cache_dir: Path | None = None
     disk_cache_bytes: int = 0
     disk_write_delay: float = 5.0  # an entry still in RAM (not replaced by a longer one) this long goes to disk
+    speculative: SpeculativeConfig = LOOKUP  # engine/speculative
     # A vision model's encoded images kept for reuse (engine/vision/features).
     vision_feature_cache_bytes: int = default("vision_feature_cache_bytes")
 
@@ -90,6 +98,7 @@ class Scheduler:
         self._no_stop = StopSequences()
         self.budget = StepBudget(config.step_prefill_tokens, config.prefill_step_size, config.prefill_batch_size)
         self.step_log: deque[StepRecord] = deque(maxlen=4096)  # recent steps, to see decode go on during prefill
+        self.spec = Speculation(config.speculative)
 
     # --- called from the event loop -----------------------------------------------------------
 
@@ -151,8 +160,9 @@ class Scheduler:
     # --- the model thread ---------------------------------------------------------------------
 
     def _new_batch(self) -> BatchGenerator:
-        return BatchGenerator(
+        return SpeculativeBatchGenerator(
             self._model(),
+            self.spec,
             completion_batch_size=self.config.max_num_seqs,
             prefill_batch_size=self.budget.generator_batch,
             prefill_step_size=self.config.prefill_step_size,
@@ -165,6 +175,9 @@ class Scheduler:
 
     def run(self) -> None:
         self._open_cache()
+        draft = self.config.speculative.draft_model
+        if draft is not None and self.config.speculative.mode == "draft":
+            self.spec.draft_model = load_draft_model(draft, self.lm.tokenizer)
         batch = self._new_batch()
         try:
             while self._wait_for_work():
