@@ -124,6 +124,18 @@ def test_an_adapter_of_other_shapes_is_a_400_naming_the_model(
     assert not aset.live
 
 
+def test_a_truncated_or_vanished_adapter_is_a_400_not_a_crash(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    folder = write_tiny_adapter(tiny_models["tiny-llama"], tmp_path, "cut")["mlx"]
+    weights = folder / "adapters.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    aset = AdapterSet(load(str(tiny_models["tiny-llama"]))[0])
+    with pytest.raises(InvalidRequestError, match=r"adapters\.safetensors cannot be read"):
+        attach(aset, folder)
+    weights.unlink()
+    with pytest.raises(InvalidRequestError, match="cannot be served"):
+        attach(aset, folder)
+
+
 def test_adapters_are_found_beside_models_and_tied_to_their_base_by_config(
     tiny_models_dir: Path, adapters: dict[str, Path]
 ) -> None:

@@ -97,8 +97,15 @@ def read_weights(ref: AdapterRef, modules: dict[str, nn.Module]) -> dict[str, Lo
     """The adapter's weights by module path, checked against the base's linear layers (`modules`); a
     mismatch (a module the base lacks, other shapes) is a 400 naming the adapter."""
     folder = Path(ref.path)
-    config = read_config(folder)
-    raw = mx.load(str(folder / (MLX_WEIGHTS if config.format == "mlx" else PEFT_WEIGHTS)))
+    try:
+        config = read_config(folder)
+    except (NotLoadableError, OSError) as exc:  # changed or removed since it was found
+        raise InvalidRequestError(f"The adapter '{ref.id}' cannot be served: {exc}", param="model") from exc
+    weights = folder / (MLX_WEIGHTS if config.format == "mlx" else PEFT_WEIGHTS)
+    try:
+        raw = mx.load(str(weights))
+    except Exception as exc:  # a truncated or foreign file: MLX raises several kinds
+        raise _mismatch(ref, f"{weights.name} cannot be read ({exc})") from exc
     assert isinstance(raw, dict)
     pairs = _mlx_pairs(raw) if config.format == "mlx" else _peft_pairs(raw)
     out: dict[str, LoRAWeights] = {}

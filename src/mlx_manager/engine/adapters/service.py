@@ -38,7 +38,10 @@ class Adapters:
     def describe(self, base: ModelInfo, path: str, name: str | None, models: dict[str, ModelInfo]) -> ModelInfo:
         """The adapter at `path` as `BASE@NAME` (its folder's name by default); a 400 when it is not an adapter,
         or its config names another model found here."""
-        folder = Path(path).expanduser()
+        try:
+            folder = Path(path).expanduser()
+        except RuntimeError:  # ~user of no such user
+            folder = Path(path)
         if not folder.is_dir():
             raise InvalidRequestError(f"No folder at {path!r} on the server.", param="path")
         try:
