@@ -18,8 +18,8 @@ from mlx_manager.api.request.normalize import EFFORTS, Effort, Limits
 from mlx_manager.api.request.start import Starter
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import Caller, ResponsesServing
-from mlx_manager.engine.backend import Capabilities
-from mlx_manager.engine.types import ChatPrompt, KVSetting, Prompt, SamplingParams, TextPrompt
+from mlx_manager.engine.backend import ONE, Capabilities, Run
+from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams, TextPrompt
 
 SCHEMA: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOL: Any = {"name": "get_weather", "description": "Weather", "parameters": SCHEMA}
@@ -31,15 +31,7 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Prompt, SamplingParams]] = []
 
-    async def generate(
-        self,
-        model_id: str,
-        prompt: Prompt,
-        params: SamplingParams,
-        n: int = 1,
-        priority: int = 0,
-        kv: KVSetting | None = None,
-    ) -> Any:
+    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, run: Run = ONE) -> Any:
         self.calls.append((model_id, prompt, params))
         return object()
 

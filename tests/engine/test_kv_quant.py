@@ -13,6 +13,7 @@ import mlx.core as mx
 import pytest
 from mlx_lm.models.cache import BatchKVCache, KVCache
 
+from mlx_manager.engine.backend import Run
 from mlx_manager.engine.cache_support import cache_support
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.errors import KVSettingConflict, MemoryBudgetError
@@ -244,10 +245,10 @@ def test_a_loaded_model_keeps_its_kv_setting_until_unloaded(tiny_models_dir: Pat
 def test_a_request_s_kv_setting_loads_the_model_with_it_but_never_reloads_it(tiny_models_dir: Path) -> None:
     # A profile's kv_bits: applied when its request loads the model; a model already loaded keeps its own.
     async def body(engine: Engine) -> tuple[KVSetting, KVSetting]:
-        ids, _, _ = await collect(await engine.generate("tiny-llama", prompt(1), GREEDY, kv=KVSetting(4, 32)))
+        ids, _, _ = await collect(await engine.generate("tiny-llama", prompt(1), GREEDY, Run(kv=KVSetting(4, 32))))
         assert ids
         first = scheduler(engine).lm.kv
-        await collect(await engine.generate("tiny-llama", prompt(1), GREEDY, kv=FLOAT_KV))
+        await collect(await engine.generate("tiny-llama", prompt(1), GREEDY, Run(kv=FLOAT_KV)))
         return first, scheduler(engine).lm.kv
 
     assert run(tiny_models_dir, body, EIGHT) == (KVSetting(4, 32), KVSetting(4, 32))

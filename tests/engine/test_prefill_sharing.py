@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+from mlx_manager.engine.backend import Run
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.scheduler import Scheduler
 from mlx_manager.engine.types import SamplingParams, TextPrompt
@@ -92,7 +93,7 @@ def test_a_request_arriving_during_a_long_prefill_waits_for_the_shared_part(tiny
 
 def test_n_sequences_of_one_request_prefill_their_prompt_once(tiny_models_dir: Path) -> None:
     async def body(engine: Engine) -> None:
-        gen = await engine.generate("tiny-llama", ask((3,)), GREEDY, n=3)
+        gen = await engine.generate("tiny-llama", ask((3,)), GREEDY, Run(n=3))
         await collect(gen)
         # The first sequence prefills the prompt; the other two wait for it and compute the last block or less.
         assert scheduler(engine).stats.prompt_tokens_computed < len(SHARED) + 1 + 2 * 17

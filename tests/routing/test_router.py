@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from mlx_manager.api.replies import assemble
+from mlx_manager.engine.backend import ONE
 from mlx_manager.engine.types import ChatPrompt, SamplingParams
 from mlx_manager.routing.remote import RemoteError
 from mlx_manager.routing.router import BackendConfig, NoBackendError, Router, RoutingTable
@@ -134,7 +135,7 @@ def test_failures_safe_to_resend_are_retried_on_the_same_backend_others_are_not(
     backend = BackendConfig("b", "openai", "http://x")
     for statuses, calls, ok in (([None, 503], 3, True), ([500], 1, False), ([None, None, None], 3, False)):
         router = Flaky(list(statuses))
-        call = router._start_with_retries(backend, "m", ChatPrompt(messages=HI), SamplingParams(), 1, 0)
+        call = router._start_with_retries(backend, "m", ChatPrompt(messages=HI), SamplingParams(), ONE)
         if ok:
             assert asyncio.run(call) == "ok"
         else:

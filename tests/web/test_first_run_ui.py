@@ -109,3 +109,32 @@ def test_search_without_a_hub_fails_fast_in_plain_words_by_the_search_box(
         assert "Error" not in text  # no exception names
     finally:
         page.context.close()
+
+
+def test_cancelling_a_download_asks_first(browser: Any, fresh: ServerProcess, hub: LoopbackHub) -> None:
+    hub.bytes_per_second = 20_000  # slow enough to still be running when Cancel is clicked
+    page = _page(browser, fresh)
+    asked: list[str] = []
+    answer = {"accept": False}
+
+    def dialog(d: Any) -> None:
+        asked.append(d.message)
+        d.accept() if answer["accept"] else d.dismiss()
+
+    page.on("dialog", dialog)
+    try:
+        page.goto("/models")
+        page.get_by_label("Download by repo id").fill("mlx-community/tiny-qwen3")
+        page.get_by_role("button", name="Download", exact=True).click()
+        item = page.get_by_test_id("download").filter(has_text="mlx-community/tiny-qwen3")
+        item.get_by_test_id("download-status").filter(has_text="downloading").wait_for()
+        item.get_by_role("button", name="Cancel").click()
+        assert asked and "Cancel the download of mlx-community/tiny-qwen3" in asked[0]
+        page.wait_for_timeout(500)
+        assert item.get_by_test_id("download-status").inner_text() == "downloading"  # dismissed: it goes on
+        answer["accept"] = True
+        item.get_by_role("button", name="Cancel").click()
+        item.get_by_test_id("download-status").filter(has_text="cancelled").wait_for()
+    finally:
+        hub.bytes_per_second = None
+        page.context.close()

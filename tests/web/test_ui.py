@@ -122,7 +122,7 @@ def test_profiles_settings_and_logs_pages(page: Any, ui_server: ServerProcess) -
     page.get_by_label("Key name").fill("laptop")
     page.get_by_role("button", name="Create key").click()
     assert page.get_by_test_id("new-key").inner_text().startswith("mlxm-")  # shown once
-    page.get_by_role("heading", name="Model pool").wait_for()
+    page.get_by_role("heading", name="Server settings").wait_for()
 
     page.get_by_role("link", name="Logs").click()
     page.get_by_role("cell", name="/v1/chat/completions").first.wait_for()  # the chats of the first test

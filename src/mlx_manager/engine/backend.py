@@ -21,19 +21,23 @@ class Capabilities:
     images: bool | None = False
     embeddings: bool = False  # an embedding or reranking model: /v1/embeddings, /v1/rerank
     count_tokens: bool = True
-    context_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """How a generation runs, beside what it generates: its sequences (n), its queue priority, and a profile's KV
+    setting (for a local model it loads; a loaded model keeps its own; remote backends ignore it)."""
+
+    n: int = 1
+    priority: int = 0
+    kv: KVSetting | None = None
+
+
+ONE = Run()
 
 
 class Backend(Protocol):
-    async def generate(
-        self,
-        model_id: str,
-        prompt: Prompt,
-        params: SamplingParams,
-        n: int = 1,
-        priority: int = 0,
-        kv: KVSetting | None = None,  # a profile's KV setting: for a local model it loads; remote backends ignore it
-    ) -> Generation: ...
+    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, run: Run = ONE) -> Generation: ...
 
     async def count_tokens(self, model_id: str, prompt: Prompt) -> int: ...
 

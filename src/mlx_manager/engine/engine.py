@@ -16,7 +16,7 @@ from mlx_manager.config import default
 from mlx_manager.engine import generation_defaults
 from mlx_manager.engine.adapters.lora import LiveAdapter
 from mlx_manager.engine.adapters.service import Adapters
-from mlx_manager.engine.backend import Capabilities
+from mlx_manager.engine.backend import ONE, Capabilities, Run
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.cpu_dtype import WeightPlan
 from mlx_manager.engine.discovery import discover_models
@@ -176,9 +176,7 @@ class Engine:
     async def capabilities(self, model_id: str) -> Capabilities:
         """What the model can be asked (the backend interface, engine/backend.py); a 404 when there is none."""
         info = await self.resolve(model_id)
-        return Capabilities(
-            task=info.task, images=info.vision, embeddings=info.task != "generate", context_length=info.context_length
-        )
+        return Capabilities(task=info.task, images=info.vision, embeddings=info.task != "generate")
 
     def sampling_for(self, info: ModelInfo, params: SamplingParams) -> SamplingParams:
         """The request's sampling values, with what it left out from the model, then the server's defaults."""
@@ -210,20 +208,13 @@ class Engine:
         finally:
             self.pool.release(entry)
 
-    async def generate(
-        self,
-        model_id: str,
-        prompt: Prompt,
-        params: SamplingParams,
-        n: int = 1,
-        priority: int = 0,
-        kv: KVSetting | None = None,
-    ) -> Generation:
-        """Validate and queue a generation; request errors are raised here, before any output. `kv` (a profile's
-        kv_bits): the KV setting to load the model with if this request loads it; a loaded model keeps its own."""
+    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, run: Run = ONE) -> Generation:
+        """Validate and queue a generation; request errors are raised here, before any output. `run.kv` (a
+        profile's kv_bits): the KV setting to load the model with if this request loads it; a loaded model keeps its
+        own."""
         self.check_prompt_size(prompt)
         info = _accepts(await self.resolve_for(model_id, "generate"), prompt)
-        entry = await self._acquire(info, kv=kv, kv_strict=False)
+        entry = await self._acquire(info, kv=run.kv, kv_strict=False)
         try:
             assert isinstance(entry.loaded, LoadedModel) and entry.scheduler is not None
             lm = entry.loaded
@@ -249,7 +240,7 @@ class Engine:
             bad = [t for t in params.logit_bias if t < 0 or t >= lm.vocab_size]
             if bad:
                 raise InvalidRequestError(f"logit_bias has token ids out of range: {bad[:5]}", param="logit_bias")
-            gen = Generation(len(prompt_ids), n, model_id, self.config.observer)
+            gen = Generation(len(prompt_ids), run.n, model_id, self.config.observer)
             constraint = request_constraint(lm.family, prompt, params, rendered)
             constraint = fit_forced_call(constraint, max_tokens, partial(_count_tokens, lm))
             grammar = await self._grammar(lm, constraint, params)
@@ -265,7 +256,7 @@ class Engine:
                     prompt_ids,
                     params,
                     max_tokens,
-                    priority,
+                    run.priority,
                     make_parser=parser,
                     inputs=vision_inputs,
                     extra_processors=[
@@ -274,7 +265,7 @@ class Engine:
                     ],
                     adapter=adapter,
                 )
-                for i in range(n)
+                for i in range(run.n)
             ]
             entry.scheduler.submit(seqs)
         except BaseException:

@@ -8,9 +8,9 @@ from typing import Literal
 
 import httpx
 
-from mlx_manager.engine.backend import Capabilities
+from mlx_manager.engine.backend import ONE, Capabilities, Run
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import ChatPrompt, KVSetting, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams
 from mlx_manager.routing.anthropic_client import count_tokens as count_message_tokens
 from mlx_manager.routing.anthropic_client import open_messages
 from mlx_manager.routing.openai_client import open_chat
@@ -31,16 +31,9 @@ class RemoteBackend:
         self.client = client
         self.api_key = api_key
 
-    async def generate(
-        self,
-        model_id: str,
-        prompt: Prompt,
-        params: SamplingParams,
-        n: int = 1,
-        priority: int = 0,
-        kv: KVSetting | None = None,  # the remote server keeps its own KV
-    ) -> Generation:
-        if not isinstance(prompt, ChatPrompt) or n != 1:
+    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, run: Run = ONE) -> Generation:
+        """One chat sequence; the remote server keeps its own KV and queue (run.kv and run.priority stay here)."""
+        if not isinstance(prompt, ChatPrompt) or run.n != 1:
             raise RemoteError(self.name, 400, "remote backends serve chat requests with n=1 only")
         opener = open_chat if self.kind == "openai" else open_messages
         return await opener(self.client(), self.name, prompt, params, model_id, self.api_key)

@@ -18,10 +18,10 @@ from typing import Literal
 import httpx
 
 from mlx_manager.config import default
-from mlx_manager.engine.backend import LOCAL, Backend, Capabilities
+from mlx_manager.engine.backend import LOCAL, ONE, Backend, Capabilities, Run
 from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFullError
 from mlx_manager.engine.generation import Generation
-from mlx_manager.engine.types import KVSetting, Prompt, SamplingParams
+from mlx_manager.engine.types import Prompt, SamplingParams
 from mlx_manager.routing.balancer import Balancer
 from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.breaker import CircuitBreaker
@@ -82,18 +82,10 @@ class Router:
         """Whether a rule decides where `model` runs; else it runs on this server's engine."""
         return self.route(model) is not None
 
-    async def generate(
-        self,
-        model_id: str,
-        prompt: Prompt,
-        params: SamplingParams,
-        n: int = 1,
-        priority: int = 0,
-        kv: KVSetting | None = None,
-    ) -> Generation:
+    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, run: Run = ONE) -> Generation:
         rule = self.route(model_id)
         if rule is None:
-            return await self.engine.generate(model_id, prompt, params, n=n, priority=priority, kv=kv)
+            return await self.engine.generate(model_id, prompt, params, run)
         self.check_prompt(prompt)
         last_status: int | None = None
         problems: list[str] = []
@@ -105,7 +97,7 @@ class Router:
             model = rule.upstream_model(model_id)
             self.balancer.begin(name)  # outstanding until the generation ends: what the balancing counts
             try:
-                gen = await self._start_with_retries(config, model, prompt, params, n, priority)
+                gen = await self._start_with_retries(config, model, prompt, params, run)
             except (QueueFullError, ContextLengthError) as exc:  # local overflow: the next backend may have room
                 self.balancer.end(name)
                 problems.append(f"{name}: {exc}")
@@ -182,11 +174,11 @@ class Router:
         return exc.status
 
     async def _start_with_retries(
-        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
+        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, run: Run
     ) -> Generation:
         for attempt in range(self.retries + 1):
             try:
-                return await self._start(backend, model, prompt, params, n, priority)
+                return await self._start(backend, model, prompt, params, run)
             except RemoteError as exc:
                 if attempt == self.retries or not safe_to_retry(exc.status):
                     raise
@@ -194,9 +186,9 @@ class Router:
         raise AssertionError("unreachable")
 
     async def _start(
-        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, n: int, priority: int
+        self, backend: BackendConfig, model: str, prompt: Prompt, params: SamplingParams, run: Run
     ) -> Generation:
-        return await self._backend(backend).generate(model, prompt, params, n=n, priority=priority)
+        return await self._backend(backend).generate(model, prompt, params, run)
 
     def _record(self, name: str, status: int | None) -> None:
         breaker = self.balancer.state(name).breaker

@@ -27,3 +27,14 @@ export function signOut(): void {
 	auth.user = null;
 	localStorage.removeItem(KEY);
 }
+
+/** The signed-in user changed (an admin demoted themselves): the navigation and pages follow at once. */
+export function setUser(user: User): void {
+	auth.user = user;
+	try {
+		const saved = JSON.parse(localStorage.getItem(KEY) ?? 'null');
+		if (saved) localStorage.setItem(KEY, JSON.stringify({ ...saved, user }));
+	} catch {
+		/* nothing saved to update */
+	}
+}

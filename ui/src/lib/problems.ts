@@ -37,23 +37,41 @@ const phrases: [RegExp, (m: RegExpMatchArray) => string][] = [
 	[/valid number/, () => 'must be a number']
 ];
 
+/** What a pattern allows, said for people, by the API's field name. */
+const allowed: Record<string, string> = {
+	username: 'may use only letters, digits and . _ @ - (starting with a letter or digit)',
+	name: 'may use only letters, digits and . _ : @ - (no spaces)'
+};
+
 /** One field error as "Label must …", with the field's label from the form instead of its API name. */
 export function fieldErrorText(e: FieldError, labels: Record<string, string> = {}): string {
 	const field = [...(e.loc ?? [])].reverse().find((p) => p !== 'body' && !/^\d+$/.test(p)) ?? '';
 	const label = labels[field] ?? (field ? field.replaceAll('_', ' ') : 'A value');
 	const msg = e.msg ?? '';
+	if (/match pattern/.test(msg) && allowed[field]) return `${capital(label)} ${allowed[field]}.`;
 	for (const [re, say] of phrases) {
 		const m = msg.match(re);
-		if (m) return `${label.charAt(0).toUpperCase()}${label.slice(1)} ${say(m)}.`;
+		if (m) return `${capital(label)} ${say(m)}.`;
 	}
-	return `${label.charAt(0).toUpperCase()}${label.slice(1)}: ${msg.replace(/^Value error, /, '')}`;
+	return `${capital(label)}: ${msg.replace(/^Value error, /, '')}`;
+}
+
+const capital = (s: string) => `${s.charAt(0).toUpperCase()}${s.slice(1)}`;
+
+/** Internal names in a sentence (a list of saved settings, a server detail) as the form's labels. */
+export function labelled(text: string, labels: Record<string, string>): string {
+	// Only snake_case names: "model" or "name" in a sentence is plain English already. One pass, longest name
+	// first, so a label is never rewritten by a shorter name inside it.
+	const names = Object.keys(labels)
+		.filter((n) => n.includes('_'))
+		.sort((a, b) => b.length - a.length);
+	if (!names.length) return text;
+	return text.replace(new RegExp(`\\b(${names.join('|')})\\b`, 'g'), (name) => labels[name]);
 }
 
 /** A problem for a form: its field errors named by the form's labels, else its detail. */
 export function friendlyProblem(error: unknown, labels: Record<string, string> = {}, fallback = 'Request failed'): string {
 	const p = (error ?? {}) as Problem;
 	if (Array.isArray(p.errors) && p.errors.length) return p.errors.map((e) => fieldErrorText(e, labels)).join(' ');
-	let text = problemText(error, fallback);
-	for (const [name, label] of Object.entries(labels)) text = text.replaceAll(name, label);
-	return text;
+	return labelled(problemText(error, fallback), labels);
 }

@@ -10,7 +10,7 @@ from mlx_manager.api.images import ImageLimits, attach_images
 from mlx_manager.api.request import limits
 from mlx_manager.api.request.model import EngineRequest
 from mlx_manager.api.request.normalize import Limits
-from mlx_manager.engine.backend import LOCAL, Backend
+from mlx_manager.engine.backend import LOCAL, Backend, Run
 from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import Prompt
@@ -38,7 +38,7 @@ class Starter:
         target = resolve_target(self.profiles, req.model)
         prompt = target.prompt(await attach_images(self.backend, target.model, req.prompt, self.images))
         params = target.params(req.params, req.explicit)
-        gen = await self.backend.generate(target.model, prompt, params, n=req.n, priority=req.priority, kv=target.kv())
+        gen = await self.backend.generate(target.model, prompt, params, Run(req.n, req.priority, target.kv()))
         limits.apply(gen, req.endpoint, self.time_limits(), self.on_limit)
         return gen
 

@@ -221,7 +221,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Response */
+        /**
+         * Get Response
+         * @description The response as it was stored (the JSON it was answered with).
+         */
         get: operations["get_response_v1_responses__response_id__get"];
         put?: never;
         post?: never;
@@ -335,7 +338,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Load Model */
+        /**
+         * Load Model
+         * @description Load a model (or find it loaded). With kv_bits / kv_group_size it runs that KV setting until unloaded; a
+         *     model already loaded with another one is a 409.
+         */
         post: operations["load_model_admin_models__model_id__load_post"];
         delete?: never;
         options?: never;
@@ -654,7 +661,7 @@ export interface paths {
         };
         /**
          * List Audit
-         * @description Entries newest first, with the total that match.
+         * @description Entries newest first, with the total that match, naming their user and key.
          */
         get: operations["list_audit_api_audit_get"];
         put?: never;
@@ -674,7 +681,7 @@ export interface paths {
         };
         /**
          * Export Audit
-         * @description Every matching entry as a CSV or JSON download.
+         * @description Every matching entry as a CSV (times in ISO 8601, UTC) or JSON (Unix seconds) download.
          */
         get: operations["export_audit_api_audit_export_get"];
         put?: never;
@@ -695,7 +702,10 @@ export interface paths {
         /** List Profiles */
         get: operations["list_profiles_api_profiles_get"];
         put?: never;
-        /** Create Profile */
+        /**
+         * Create Profile
+         * @description 400 `unknown_model` when the model is neither on this server nor routed elsewhere.
+         */
         post: operations["create_profile_api_profiles_post"];
         delete?: never;
         options?: never;
@@ -720,7 +730,7 @@ export interface paths {
         head?: never;
         /**
          * Update Profile
-         * @description Change the fields sent; null clears an optional one.
+         * @description Change the fields sent; null clears an optional one. A new model is checked as on creation.
          */
         patch: operations["update_profile_api_profiles__profile_id__patch"];
         trace?: never;
@@ -1253,6 +1263,21 @@ export interface components {
             /** Revoked At */
             revoked_at: number | null;
         };
+        /** AssistantMessage */
+        AssistantMessage: {
+            /**
+             * Role
+             * @default assistant
+             * @constant
+             */
+            role?: "assistant";
+            /** Content */
+            content?: string | null;
+            /** Reasoning Content */
+            reasoning_content?: string | null;
+            /** Tool Calls */
+            tool_calls?: components["schemas"]["ToolCall"][] | null;
+        };
         /** AuditEntryPublic */
         AuditEntryPublic: {
             /** Id */
@@ -1263,8 +1288,18 @@ export interface components {
             request_id: string;
             /** User Id */
             user_id: number | null;
+            /**
+             * Username
+             * @description The user's name; null when anonymous or the user was deleted.
+             */
+            username: string | null;
             /** Api Key Id */
             api_key_id: number | null;
+            /**
+             * Api Key Name
+             * @description The key's name; null without a key or once it was deleted.
+             */
+            api_key_name: string | null;
             /** Method */
             method: string;
             /** Endpoint */
@@ -1392,8 +1427,43 @@ export interface components {
             /** Enabled */
             enabled?: boolean;
         };
+        /** ChatChoice */
+        ChatChoice: {
+            /** Index */
+            index: number;
+            message: components["schemas"]["AssistantMessage"];
+            /** Finish Reason */
+            finish_reason: string | null;
+            logprobs?: components["schemas"]["ChoiceLogprobs"] | null;
+        };
+        /** ChatCompletion */
+        ChatCompletion: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default chat.completion
+             * @constant
+             */
+            object?: "chat.completion";
+            /** Created */
+            created: number;
+            /** Model */
+            model: string;
+            /** Choices */
+            choices: components["schemas"]["ChatChoice"][];
+            usage: components["schemas"]["UsageOut"];
+            /** System Fingerprint */
+            system_fingerprint?: string | null;
+        };
         /** ChatCompletionRequest */
         ChatCompletionRequest: {
+            /**
+             * Cache
+             * @description false: nothing of this request is written to the prefix cache.
+             * @default true
+             */
+            cache?: boolean;
             /**
              * Top K
              * @description -1 or 0: no top-k filter.
@@ -1481,7 +1551,7 @@ export interface components {
                 [key: string]: unknown;
             } | null;
             /** Reasoning Effort */
-            reasoning_effort?: ("none" | "minimal" | "low" | "medium" | "high") | null;
+            reasoning_effort?: ("none" | "minimal" | "low" | "medium" | "high" | "xhigh") | null;
             /**
              * Max Reasoning Tokens
              * @description Reasoning budget (extension).
@@ -1626,8 +1696,62 @@ export interface components {
             model?: string;
             options?: components["schemas"]["ChatOptions"];
         };
+        /** ChoiceLogprobs */
+        ChoiceLogprobs: {
+            /** Content */
+            content?: components["schemas"]["TokenLogprobOut"][] | null;
+        };
+        /** Completion */
+        Completion: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default text_completion
+             * @constant
+             */
+            object?: "text_completion";
+            /** Created */
+            created: number;
+            /** Model */
+            model: string;
+            /** Choices */
+            choices: components["schemas"]["CompletionChoice"][];
+            usage?: components["schemas"]["UsageOut"] | null;
+            /** System Fingerprint */
+            system_fingerprint?: string | null;
+        };
+        /** CompletionChoice */
+        CompletionChoice: {
+            /** Index */
+            index: number;
+            /** Text */
+            text: string;
+            /** Finish Reason */
+            finish_reason?: string | null;
+            logprobs?: components["schemas"]["CompletionLogprobs"] | null;
+        };
+        /** CompletionLogprobs */
+        CompletionLogprobs: {
+            /** Tokens */
+            tokens?: string[];
+            /** Token Logprobs */
+            token_logprobs?: (number | null)[];
+            /** Top Logprobs */
+            top_logprobs?: ({
+                [key: string]: number;
+            } | null)[];
+            /** Text Offset */
+            text_offset?: number[];
+        };
         /** CompletionRequest */
         CompletionRequest: {
+            /**
+             * Cache
+             * @description false: nothing of this request is written to the prefix cache.
+             * @default true
+             */
+            cache?: boolean;
             /**
              * Top K
              * @description -1 or 0: no top-k filter.
@@ -1750,6 +1874,22 @@ export interface components {
             provider: string;
             /** Created At */
             created_at: number;
+        };
+        /** DeletedResponse */
+        DeletedResponse: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default response
+             * @constant
+             */
+            object?: "response";
+            /**
+             * Deleted
+             * @default true
+             */
+            deleted?: boolean;
         };
         /**
          * DiskCacheOut
@@ -1938,6 +2078,46 @@ export interface components {
             /** Eta Seconds */
             eta_seconds: number | null;
         };
+        /** FunctionCall */
+        FunctionCall: {
+            /** Name */
+            name: string;
+            /** Arguments */
+            arguments: string;
+        };
+        /**
+         * FunctionCallItem
+         * @description A call the model made earlier, answered by a function_call_output with the same call_id.
+         */
+        FunctionCallItem: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "function_call";
+            /** Call Id */
+            call_id?: string | null;
+            /** Name */
+            name?: string | null;
+            /** Arguments */
+            arguments?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** FunctionCallOutputItem */
+        FunctionCallOutputItem: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "function_call_output";
+            /** Call Id */
+            call_id?: string | null;
+            /** Output */
+            output?: (components["schemas"]["InputText"] | components["schemas"]["OutputTextPart"] | components["schemas"]["Text"] | components["schemas"]["Refusal"] | components["schemas"]["InputImage"])[] | string | null;
+        } & {
+            [key: string]: unknown;
+        };
         /** FunctionCallParam */
         FunctionCallParam: {
             /** Name */
@@ -1949,10 +2129,41 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** FunctionTool */
+        FunctionTool: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "function";
+            /** Name */
+            name: string;
+            /** Description */
+            description?: string | null;
+            /** Parameters */
+            parameters?: {
+                [key: string]: unknown;
+            } | null;
+            /** Strict */
+            strict?: boolean | null;
+        } & {
+            [key: string]: unknown;
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /**
+         * HostedTool
+         * @description A tool OpenAI runs (web_search, file_search, code_interpreter, ...): this server runs function tools only,
+         *     so it is a 400.
+         */
+        HostedTool: {
+            /** Type */
+            type: string;
+        } & {
+            [key: string]: unknown;
         };
         /** HubFile */
         HubFile: {
@@ -2073,6 +2284,51 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** IncompleteDetails */
+        IncompleteDetails: {
+            /**
+             * Reason
+             * @constant
+             */
+            reason: "max_output_tokens";
+        };
+        /**
+         * InputImage
+         * @description An image as a data: URL, in user messages for vision models (remote URLs are not fetched, file ids not
+         *     supported).
+         */
+        InputImage: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "input_image";
+            /** Image Url */
+            image_url?: string | null;
+            /** File Id */
+            file_id?: string | null;
+            /** Detail */
+            detail?: ("auto" | "low" | "high") | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** InputText */
+        InputText: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "input_text";
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** InputTokensDetails */
+        InputTokensDetails: {
+            /** Cached Tokens */
+            cached_tokens: number;
+        };
         /** InvalidParam */
         InvalidParam: {
             /** Loc */
@@ -2120,6 +2376,15 @@ export interface components {
             quantization_bits?: number | null;
             /** Converted From */
             converted_from?: string | null;
+            /** Kv Bits */
+            kv_bits?: number | null;
+            /** Kv Group Size */
+            kv_group_size?: number | null;
+            /**
+             * Kv Bytes Per Token
+             * @default 0
+             */
+            kv_bytes_per_token?: number;
         };
         /** LoadedModels */
         LoadedModels: {
@@ -2184,6 +2449,32 @@ export interface components {
             /** Password */
             password: string;
         };
+        /** Message */
+        Message: {
+            /** Id */
+            id: string;
+            /**
+             * Type
+             * @default message
+             * @constant
+             */
+            type?: "message";
+            /**
+             * Role
+             * @default assistant
+             * @constant
+             */
+            role?: "assistant";
+            /** Model */
+            model: string;
+            /** Content */
+            content: (components["schemas"]["TextBlock"] | components["schemas"]["ThinkingBlock"] | components["schemas"]["ToolUseBlock"])[];
+            /** Stop Reason */
+            stop_reason?: ("end_turn" | "max_tokens" | "stop_sequence" | "tool_use") | null;
+            /** Stop Sequence */
+            stop_sequence?: string | null;
+            usage: components["schemas"]["Usage"];
+        };
         /** MessageCreate */
         MessageCreate: {
             /**
@@ -2240,6 +2531,24 @@ export interface components {
              * @description From the first token to the last.
              */
             decode_ms?: number | null;
+        };
+        /** MessageItem */
+        MessageItem: {
+            /**
+             * Type
+             * @default message
+             * @constant
+             */
+            type?: "message";
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "user" | "system" | "developer" | "assistant";
+            /** Content */
+            content?: (components["schemas"]["InputText"] | components["schemas"]["OutputTextPart"] | components["schemas"]["Text"] | components["schemas"]["Refusal"] | components["schemas"]["InputImage"])[] | string | null;
+        } & {
+            [key: string]: unknown;
         };
         /** MessageParam */
         MessageParam: {
@@ -2331,6 +2640,12 @@ export interface components {
         };
         /** MessagesRequest */
         MessagesRequest: {
+            /**
+             * Cache
+             * @description false: nothing of this request is written to the prefix cache.
+             * @default true
+             */
+            cache?: boolean;
             /** Model */
             model: string;
             /** Messages */
@@ -2472,6 +2787,101 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** OutputFunctionCall */
+        OutputFunctionCall: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "function_call";
+            /** Id */
+            id: string;
+            /** Call Id */
+            call_id: string;
+            /** Name */
+            name: string;
+            /** Arguments */
+            arguments: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "in_progress" | "completed" | "incomplete";
+        };
+        /** OutputMessage */
+        OutputMessage: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "message";
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "in_progress" | "completed" | "incomplete";
+            /**
+             * Role
+             * @default assistant
+             * @constant
+             */
+            role?: "assistant";
+            /** Content */
+            content: components["schemas"]["OutputText"][];
+        };
+        /** OutputReasoning */
+        OutputReasoning: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "reasoning";
+            /** Id */
+            id: string;
+            /** Summary */
+            summary?: unknown[];
+            /** Content */
+            content: components["schemas"]["ReasoningText"][];
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "in_progress" | "completed" | "incomplete";
+        };
+        /** OutputText */
+        OutputText: {
+            /**
+             * Type
+             * @default output_text
+             * @constant
+             */
+            type?: "output_text";
+            /** Text */
+            text: string;
+            /** Annotations */
+            annotations?: unknown[];
+            /** Logprobs */
+            logprobs?: unknown[];
+        };
+        /** OutputTextPart */
+        OutputTextPart: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "output_text";
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** OutputTokensDetails */
+        OutputTokensDetails: {
+            /** Reasoning Tokens */
+            reasoning_tokens: number;
+        };
         /** PasswordChange */
         PasswordChange: {
             /** Current Password */
@@ -2596,6 +3006,16 @@ export interface components {
              * @description A cap on prompt + completion tokens.
              */
             context_length?: number | null;
+            /**
+             * Kv Bits
+             * @description 4 or 8: quantize the model's KV cache when this profile's request loads it (0: float KV); none: the server's kv_bits. A model already loaded keeps its own setting.
+             */
+            kv_bits?: (0 | 4 | 8) | null;
+            /**
+             * Kv Group Size
+             * @description 32, 64 or 128: values per KV quantization group (with kv_bits 4 or 8); none: 64.
+             */
+            kv_group_size?: (32 | 64 | 128) | null;
         };
         /** ProfileDuplicate */
         ProfileDuplicate: {
@@ -2638,6 +3058,16 @@ export interface components {
              * @description A cap on prompt + completion tokens.
              */
             context_length?: number | null;
+            /**
+             * Kv Bits
+             * @description 4 or 8: quantize the model's KV cache when this profile's request loads it (0: float KV); none: the server's kv_bits. A model already loaded keeps its own setting.
+             */
+            kv_bits?: (0 | 4 | 8) | null;
+            /**
+             * Kv Group Size
+             * @description 32, 64 or 128: values per KV quantization group (with kv_bits 4 or 8); none: 64.
+             */
+            kv_group_size?: (32 | 64 | 128) | null;
             /** Id */
             id: number;
             /** Created At */
@@ -2675,6 +3105,24 @@ export interface components {
              * @description A cap on prompt + completion tokens.
              */
             context_length?: number | null;
+            /**
+             * Kv Bits
+             * @description 4 or 8: quantize the model's KV cache when this profile's request loads it (0: float KV); none: the server's kv_bits. A model already loaded keeps its own setting.
+             */
+            kv_bits?: (0 | 4 | 8) | null;
+            /**
+             * Kv Group Size
+             * @description 32, 64 or 128: values per KV quantization group (with kv_bits 4 or 8); none: 64.
+             */
+            kv_group_size?: (32 | 64 | 128) | null;
+        };
+        /** PromptTokensDetails */
+        PromptTokensDetails: {
+            /**
+             * Cached Tokens
+             * @default 0
+             */
+            cached_tokens?: number;
         };
         /** Reasoning */
         Reasoning: {
@@ -2685,6 +3133,46 @@ export interface components {
             /** Generate Summary */
             generate_summary?: ("auto" | "concise" | "detailed") | null;
         };
+        /**
+         * ReasoningItem
+         * @description Earlier reasoning; its content (else its summary) rides along with the assistant turn it preceded.
+         */
+        ReasoningItem: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "reasoning";
+            /** Summary */
+            summary?: components["schemas"]["ReasoningPart"][];
+            /** Content */
+            content?: components["schemas"]["ReasoningPart"][] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ReasoningPart */
+        ReasoningPart: {
+            /** Type */
+            type?: string | null;
+            /**
+             * Text
+             * @default
+             */
+            text?: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ReasoningText */
+        ReasoningText: {
+            /**
+             * Type
+             * @default reasoning_text
+             * @constant
+             */
+            type?: "reasoning_text";
+            /** Text */
+            text: string;
+        };
         /** RedactedThinkingBlockParam */
         RedactedThinkingBlockParam: {
             /**
@@ -2694,6 +3182,18 @@ export interface components {
             type: "redacted_thinking";
             /** Data */
             data: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** Refusal */
+        Refusal: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "refusal";
+            /** Refusal */
+            refusal: string;
         } & {
             [key: string]: unknown;
         };
@@ -2753,6 +3253,13 @@ export interface components {
             /** Total Tokens */
             total_tokens: number;
         };
+        /** ResponseError */
+        ResponseError: {
+            /** Code */
+            code: string;
+            /** Message */
+            message: string;
+        };
         /** ResponseFormat */
         ResponseFormat: {
             /**
@@ -2765,20 +3272,111 @@ export interface components {
                 [key: string]: unknown;
             } | null;
         };
+        /**
+         * ResponseObject
+         * @description A response; the request's settings are echoed as the client sent them.
+         */
+        ResponseObject: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default response
+             * @constant
+             */
+            object?: "response";
+            /** Created At */
+            created_at: number;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "in_progress" | "completed" | "incomplete" | "failed";
+            error?: components["schemas"]["ResponseError"] | null;
+            incomplete_details?: components["schemas"]["IncompleteDetails"] | null;
+            /** Instructions */
+            instructions: string | null;
+            /** Max Output Tokens */
+            max_output_tokens: number | null;
+            /** Model */
+            model: string;
+            /** Output */
+            output: (components["schemas"]["OutputMessage"] | components["schemas"]["OutputFunctionCall"] | components["schemas"]["OutputReasoning"])[];
+            /** Parallel Tool Calls */
+            parallel_tool_calls: boolean;
+            /** Previous Response Id */
+            previous_response_id: string | null;
+            /** Reasoning */
+            reasoning: {
+                [key: string]: unknown;
+            };
+            /** Store */
+            store: boolean;
+            /** Temperature */
+            temperature: number;
+            /** Text */
+            text: {
+                [key: string]: unknown;
+            };
+            /** Tool Choice */
+            tool_choice: string | {
+                [key: string]: unknown;
+            };
+            /** Tools */
+            tools: {
+                [key: string]: unknown;
+            }[];
+            /** Top P */
+            top_p: number;
+            /**
+             * Truncation
+             * @enum {string}
+             */
+            truncation: "auto" | "disabled";
+            usage: components["schemas"]["ResponseUsage"] | null;
+            /** Metadata */
+            metadata: {
+                [key: string]: string;
+            };
+            /** User */
+            user: string | null;
+        };
+        /** ResponseUsage */
+        ResponseUsage: {
+            /** Input Tokens */
+            input_tokens: number;
+            input_tokens_details: components["schemas"]["InputTokensDetails"];
+            /** Output Tokens */
+            output_tokens: number;
+            output_tokens_details: components["schemas"]["OutputTokensDetails"];
+            /** Total Tokens */
+            total_tokens: number;
+        };
         /** ResponsesRequest */
         ResponsesRequest: {
+            /**
+             * Cache
+             * @description false: nothing of this request is written to the prefix cache.
+             * @default true
+             */
+            cache?: boolean;
+            /**
+             * Top K
+             * @description -1 or 0: no top-k filter.
+             */
+            top_k?: number | null;
+            /** Min P */
+            min_p?: number | null;
+            /** Repetition Penalty */
+            repetition_penalty?: number | null;
             /** Model */
             model: string;
             /** Input */
-            input: string | {
-                [key: string]: unknown;
-            }[];
+            input: (components["schemas"]["MessageItem"] | components["schemas"]["FunctionCallItem"] | components["schemas"]["FunctionCallOutputItem"] | components["schemas"]["ReasoningItem"])[] | string;
             /** Instructions */
             instructions?: string | null;
             /** Tools */
-            tools?: {
-                [key: string]: unknown;
-            }[] | null;
+            tools?: (components["schemas"]["FunctionTool"] | components["schemas"]["HostedTool"])[] | null;
             /** Tool Choice */
             tool_choice?: string | {
                 [key: string]: unknown;
@@ -3022,6 +3620,29 @@ export interface components {
              */
             include_usage?: boolean;
         };
+        /** Text */
+        Text: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "text";
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** TextBlock */
+        TextBlock: {
+            /**
+             * Type
+             * @default text
+             * @constant
+             */
+            type?: "text";
+            /** Text */
+            text: string;
+        };
         /** TextBlockParam */
         TextBlockParam: {
             /**
@@ -3058,6 +3679,22 @@ export interface components {
             /** Description */
             description?: string | null;
         };
+        /** ThinkingBlock */
+        ThinkingBlock: {
+            /**
+             * Type
+             * @default thinking
+             * @constant
+             */
+            type?: "thinking";
+            /** Thinking */
+            thinking: string;
+            /**
+             * Signature
+             * @default
+             */
+            signature?: string;
+        };
         /** ThinkingBlockParam */
         ThinkingBlockParam: {
             /**
@@ -3088,6 +3725,29 @@ export interface components {
         TokenCount: {
             /** Input Tokens */
             input_tokens: number;
+        };
+        /** TokenLogprobOut */
+        TokenLogprobOut: {
+            /** Token */
+            token: string;
+            /** Logprob */
+            logprob: number;
+            /** Bytes */
+            bytes?: number[] | null;
+            /** Top Logprobs */
+            top_logprobs?: components["schemas"]["TopLogprob"][];
+        };
+        /** ToolCall */
+        ToolCall: {
+            /** Id */
+            id: string;
+            /**
+             * Type
+             * @default function
+             * @constant
+             */
+            type?: "function";
+            function: components["schemas"]["FunctionCall"];
         };
         /**
          * ToolCallParam
@@ -3157,6 +3817,23 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** ToolUseBlock */
+        ToolUseBlock: {
+            /**
+             * Type
+             * @default tool_use
+             * @constant
+             */
+            type?: "tool_use";
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Input */
+            input: {
+                [key: string]: unknown;
+            };
+        };
         /** ToolUseBlockParam */
         ToolUseBlockParam: {
             /**
@@ -3174,6 +3851,56 @@ export interface components {
             };
         } & {
             [key: string]: unknown;
+        };
+        /** TopLogprob */
+        TopLogprob: {
+            /** Token */
+            token: string;
+            /** Logprob */
+            logprob: number;
+            /** Bytes */
+            bytes?: number[] | null;
+        };
+        /**
+         * UnsupportedItem
+         * @description An input item of any other type (item_reference, computer calls, ...): refused with a 400 naming it.
+         */
+        UnsupportedItem: {
+            [key: string]: unknown;
+        };
+        /**
+         * UnsupportedPart
+         * @description A content part of any other type: refused with a 400 naming it.
+         */
+        UnsupportedPart: {
+            [key: string]: unknown;
+        };
+        /** Usage */
+        Usage: {
+            /** Input Tokens */
+            input_tokens: number;
+            /** Output Tokens */
+            output_tokens: number;
+            /**
+             * Cache Creation Input Tokens
+             * @default 0
+             */
+            cache_creation_input_tokens?: number;
+            /**
+             * Cache Read Input Tokens
+             * @default 0
+             */
+            cache_read_input_tokens?: number;
+        };
+        /** UsageOut */
+        UsageOut: {
+            /** Prompt Tokens */
+            prompt_tokens: number;
+            /** Completion Tokens */
+            completion_tokens: number;
+            /** Total Tokens */
+            total_tokens: number;
+            prompt_tokens_details?: components["schemas"]["PromptTokensDetails"];
         };
         /** UserCreate */
         UserCreate: {
@@ -3245,7 +3972,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ChatCompletion"];
                 };
             };
             /** @description Validation Error */
@@ -3278,7 +4005,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Completion"];
                 };
             };
             /** @description Validation Error */
@@ -3395,7 +4122,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Message"];
                 };
             };
             /** @description Validation Error */
@@ -3461,7 +4188,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Message"];
                 };
             };
             /** @description Validation Error */
@@ -3578,7 +4305,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ResponseObject"];
                 };
             };
             /** @description Validation Error */
@@ -3609,9 +4336,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ResponseObject"];
                 };
             };
             /** @description Validation Error */
@@ -3642,9 +4367,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DeletedResponse"];
                 };
             };
             /** @description Validation Error */
@@ -3788,6 +4511,10 @@ export interface operations {
         parameters: {
             query?: {
                 pin?: boolean;
+                /** @description 4 or 8: quantize this model's KV cache while it stays loaded (0: float); default: the server's kv_bits. */
+                kv_bits?: number | null;
+                /** @description 32, 64 or 128: values per KV quantization group. */
+                kv_group_size?: number | null;
             };
             header?: never;
             path: {
@@ -4668,6 +5395,8 @@ export interface operations {
                 since?: string | null;
                 /** @description Exclusive; ISO 8601 or Unix seconds. */
                 until?: string | null;
+                /** @description Leave out model listings (GET /v1/models...), which the web UI asks on every page. */
+                hide_listings?: boolean;
             };
             header?: never;
             path?: never;
@@ -4726,6 +5455,8 @@ export interface operations {
                 since?: string | null;
                 /** @description Exclusive; ISO 8601 or Unix seconds. */
                 until?: string | null;
+                /** @description Leave out model listings (GET /v1/models...), which the web UI asks on every page. */
+                hide_listings?: boolean;
             };
             header?: never;
             path?: never;
@@ -4748,8 +5479,18 @@ export interface operations {
                         request_id: string;
                         /** User Id */
                         user_id: number | null;
+                        /**
+                         * Username
+                         * @description The user's name; null when anonymous or the user was deleted.
+                         */
+                        username: string | null;
                         /** Api Key Id */
                         api_key_id: number | null;
+                        /**
+                         * Api Key Name
+                         * @description The key's name; null without a key or once it was deleted.
+                         */
+                        api_key_name: string | null;
                         /** Method */
                         method: string;
                         /** Endpoint */
