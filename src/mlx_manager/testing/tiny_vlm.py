@@ -27,7 +27,7 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import mlx.core as mx
 import numpy as np
@@ -68,8 +68,27 @@ def image_tokens(width: int, height: int) -> int:
     return (width // block) * (height // block)
 
 
-def _config(ids: dict[str, int]) -> dict[str, Any]:
-    text = tm._TINY_SHAPE
+class Tower(NamedTuple):
+    """The vision tower's dimensions."""
+
+    depth: int = 2
+    embed_dim: int = 32
+    num_heads: int = 2
+    mlp_ratio: int = 2
+
+
+SHAPED_NAME = "shaped-qwen2-vl-0.5b"
+# Qwen2.5-0.5B's transformer (as tiny_models' qwen2.5-0.5b shape) behind an 8-block, 640-wide Qwen2-VL tower:
+# about 0.41B parameters, float32. Images up to 448 x 448 pixels (256 image tokens).
+SHAPED_TEXT = tm._Shape(
+    hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864,
+    context_length=tm.SHAPED_CONTEXT_LENGTH,
+)  # fmt: skip
+SHAPED_TOWER = Tower(depth=8, embed_dim=640, num_heads=10, mlp_ratio=4)
+SHAPED_MAX_PIXELS = 448 * 448
+
+
+def _config(ids: dict[str, int], text: Any = tm._TINY_SHAPE, tower: Tower = Tower()) -> dict[str, Any]:
     half = text.head_dim // 2  # mRoPE splits each head's rotary half into time, height and width sections
     return {
         "architectures": ["Qwen2VLForConditionalGeneration"],
@@ -96,11 +115,11 @@ def _config(ids: dict[str, int]) -> dict[str, Any]:
         "video_token_id": ids["<|video_pad|>"],
         "vision_config": {
             "model_type": "qwen2_vl",
-            "depth": 2,
-            "embed_dim": 32,
+            "depth": tower.depth,
+            "embed_dim": tower.embed_dim,
             "hidden_size": text.hidden_size,  # the merger projects straight into the language model's width
-            "num_heads": 2,
-            "mlp_ratio": 2,
+            "num_heads": tower.num_heads,
+            "mlp_ratio": tower.mlp_ratio,
             "hidden_act": "quick_gelu",
             "in_channels": 3,
             "in_chans": 3,
@@ -112,7 +131,7 @@ def _config(ids: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _preprocessor_config() -> dict[str, Any]:
+def _preprocessor_config(max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
     return {
         "image_processor_type": "Qwen2VLImageProcessor",
         "processor_class": "Qwen2VLProcessor",
@@ -120,7 +139,7 @@ def _preprocessor_config() -> dict[str, Any]:
         "merge_size": MERGE,
         "temporal_patch_size": 2,
         "min_pixels": MIN_PIXELS,
-        "max_pixels": MAX_PIXELS,
+        "max_pixels": max_pixels,
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
@@ -168,11 +187,11 @@ def _marker() -> str:
     return f"mlx-manager tiny-vlm {digest.hexdigest()[:16]}"
 
 
-def _write_folder(folder: Path) -> None:
+def _write_folder(folder: Path, shaped: bool = False) -> None:
     spec = SPECS["qwen2.5"]
     tokenizer = tm._build_tokenizer(spec)
     ids = {content: tm._id(tokenizer, content) for content, _ in spec.added}
-    config = _config(ids)
+    config = _config(ids, SHAPED_TEXT, SHAPED_TOWER) if shaped else _config(ids)
     folder.mkdir(parents=True)
     weights = _weights(config, tm._suppressed_ids(tokenizer, spec))
     mx.save_safetensors(str(folder / "model.safetensors"), weights, metadata={"format": "mlx"})
@@ -184,21 +203,24 @@ def _write_folder(folder: Path) -> None:
     tm._write_json(folder / "special_tokens_map.json", tm._special_tokens_map(spec))
     stop = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     tm._write_json(folder / "generation_config.json", {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": stop})
-    tm._write_json(folder / "preprocessor_config.json", _preprocessor_config())
+    max_pixels = SHAPED_MAX_PIXELS if shaped else MAX_PIXELS
+    tm._write_json(folder / "preprocessor_config.json", _preprocessor_config(max_pixels))
     (folder / tm.MARKER_FILE).write_text(_marker() + "\n", encoding="utf-8")
 
 
-def write_tiny_vlm(out_dir: Path, *, force: bool = False) -> Path:
-    """Write ``out_dir/tiny-qwen2-vl`` unless a complete folder from this generator version is there."""
-    folder = Path(out_dir) / NAME
+def write_tiny_vlm(out_dir: Path, *, force: bool = False, shaped: bool = False) -> Path:
+    """Write ``out_dir/tiny-qwen2-vl`` (``shaped``: ``out_dir/shaped-qwen2-vl-0.5b``, for benchmarks) unless a
+    complete folder from this generator version is there."""
+    name = SHAPED_NAME if shaped else NAME
+    folder = Path(out_dir) / name
     marker = folder / tm.MARKER_FILE
     if not force and marker.is_file() and marker.read_text(encoding="utf-8").strip() == _marker():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the target and renamed, so a crash or a concurrent writer never leaves a half folder.
-    staging = folder.parent / f".{NAME}.{uuid.uuid4().hex}"
+    staging = folder.parent / f".{name}.{uuid.uuid4().hex}"
     try:
-        _write_folder(staging)
+        _write_folder(staging, shaped)
         shutil.rmtree(folder, ignore_errors=True)
         os.rename(staging, folder)
     finally:

@@ -63,7 +63,8 @@ class VisionScheduler(Scheduler):
         super().__init__(lm, config)
         self._calls: list[_Call] = []
         self.features = features.FeatureCache(config.vision_feature_cache_bytes)
-        features.install(lm.model, self.features)
+        if config.vision_feature_cache_bytes > 0:
+            features.install(lm.model, self.features)
         self._decoder = BatchDecoder(lm.model) if batchable(lm) else None
         assert lm.vision is not None
         self._image_token = lm.vision.image_token_id
@@ -138,7 +139,6 @@ class VisionScheduler(Scheduler):
 
     def _insert_image(self, batch: BatchGenerator, seq: Sequence) -> None:
         seq.start(self.lm.tokenizer)
-        seq.gen.admit()
         key = cache_key(seq.prompt, self._image_token, seq.inputs)
         self._keys[seq] = key
         end = len(seq.prompt) - 1
