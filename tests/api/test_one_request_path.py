@@ -19,6 +19,7 @@ from mlx_manager.api.request.start import Starter
 from mlx_manager.api.responses.schemas import ResponsesRequest
 from mlx_manager.api.responses.serving import Caller, ResponsesServing
 from mlx_manager.engine.backend import ONE, Capabilities, Run
+from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import ChatPrompt, Prompt, SamplingParams, TextPrompt
 
 SCHEMA: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -31,9 +32,9 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Prompt, SamplingParams]] = []
 
-    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, run: Run = ONE) -> Any:
+    async def generate(self, model_id: str, prompt: Prompt, params: SamplingParams, run: Run = ONE) -> Generation:
         self.calls.append((model_id, prompt, params))
-        return object()
+        return Generation(prompt_tokens=0, n=run.n, model=model_id)  # queued nowhere: nothing runs it
 
     async def count_tokens(self, model_id: str, prompt: Prompt) -> int:
         return 0

@@ -139,6 +139,7 @@ class VisionScheduler(Scheduler):
 
     def _insert_image(self, batch: BatchGenerator, seq: Sequence) -> None:
         seq.start(self.lm.tokenizer)
+        seq.gen.admit()
         key = cache_key(seq.prompt, self._image_token, seq.inputs)
         self._keys[seq] = key
         end = len(seq.prompt) - 1
