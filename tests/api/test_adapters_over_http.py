@@ -11,6 +11,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import mlx.core as mx
 import openai
 import pytest
 from mlx_lm import load, stream_generate
@@ -28,6 +29,12 @@ def adapter_dir(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathF
     out = tmp_path_factory.mktemp("adapters")
     write_tiny_adapter(tiny_models["tiny-llama"], out, "lora", seed=1)
     write_tiny_adapter(tiny_models["tiny-llama"], out, "other", seed=2, num_layers=1)
+    # Tied to tiny-llama by its config, but its A matrices take twice tiny-llama's input features.
+    wide = write_tiny_adapter(tiny_models["tiny-llama"], out, "wide", seed=4)["mlx"]
+    weights = mx.load(str(wide / "adapters.safetensors"))
+    assert isinstance(weights, dict)
+    wider = {k: mx.concatenate([v, v]) if k.endswith("lora_a") else v for k, v in weights.items()}
+    mx.save_safetensors(str(wide / "adapters.safetensors"), wider)
     return out
 
 
@@ -154,6 +161,15 @@ def test_unknown_adapter_and_wrong_base_are_errors_in_each_apis_shape(
     assert not_found.value.body["type"] == "error" and "tiny-llama@nope" in str(not_found.value.body)  # type: ignore[index]
     with pytest.raises(openai.NotFoundError):
         oai(srv).responses.create(model="tiny-llama@nope", input="hi")
+    # An adapter whose weights do not fit its base: a 400 naming the model, in each API's shape.
+    with pytest.raises(openai.BadRequestError) as bad:
+        oai(srv).chat.completions.create(model="tiny-llama@wide-mlx", messages=[{"role": "user", "content": "hi"}])
+    assert bad.value.body["param"] == "model" and "does not fit" in bad.value.body["message"]  # type: ignore[index]
+    with pytest.raises(anthropic.BadRequestError) as bad_claude:
+        claude.messages.create(model="tiny-llama@wide-mlx", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert bad_claude.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError):
+        oai(srv).responses.create(model="tiny-llama@wide-mlx", input="hi")
     # An adapter trained for tiny-qwen3 (its config says so) cannot go on tiny-llama.
     qwen = write_tiny_adapter(tiny_models["tiny-qwen3"], tmp_path, "q", seed=3)["mlx"]
     r = httpx.post(f"{srv.base_url}/admin/models/tiny-llama/adapters", json={"path": str(qwen)}, timeout=60)
