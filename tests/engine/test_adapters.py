@@ -147,3 +147,20 @@ def test_adapters_are_found_beside_models_and_tied_to_their_base_by_config(
     # A folder given alone is the adapter; one whose base is not here is skipped.
     assert set(discover_adapters([adapters["one-mlx"]], None, models)) == {"tiny-llama@one-mlx"}
     assert discover_adapters([adapters["one-mlx"]], None, {}) == {}
+
+
+def test_an_adapter_repo_in_the_hf_cache_is_served_under_its_repo_id(
+    tiny_models_dir: Path, adapters: dict[str, Path], tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "hub" / "models--someone--tiny-lora" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    for f in adapters["one-peft"].iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "hub" / "models--someone--tiny-lora" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--tiny-lora" / "refs" / "main").write_text("abc123")
+    models = discover_models([tiny_models_dir], None)
+    found = discover_adapters([], tmp_path / "hub", models)
+    assert list(found) == ["tiny-llama@someone/tiny-lora"]
+    assert found["tiny-llama@someone/tiny-lora"].adapter == AdapterRef(
+        "tiny-llama", "someone/tiny-lora", str(snapshot), "peft"
+    )
