@@ -134,6 +134,8 @@ def test_an_adapter_added_by_path_is_served_and_costs_its_own_weights(
     assert body["memory_bytes"] <= grown <= body["memory_bytes"] + 64 * 1024  # its arrays, no copy of the base
     assert [complete(srv, "tiny-llama@mine", p) for p in PROMPTS] == expected["tiny-llama@lora-mlx"]
     assert "tiny-llama@mine" in {m.id for m in oai(srv).models.list()}
+    card = httpx.get(f"{srv.base_url}/v1/models/tiny-llama@mine", timeout=10).json()
+    assert card["loaded"] is True
 
 
 def test_unloading_the_base_unloads_its_adapters_and_a_request_brings_them_back(
@@ -142,6 +144,7 @@ def test_unloading_the_base_unloads_its_adapters_and_a_request_brings_them_back(
     assert complete(srv, "tiny-llama@lora-mlx", PROMPTS[0]) == expected["tiny-llama@lora-mlx"][0]
     assert httpx.post(f"{srv.base_url}/admin/models/tiny-llama/unload", timeout=30).status_code == 200
     assert "tiny-llama" not in loaded(srv)
+    assert httpx.get(f"{srv.base_url}/v1/models/tiny-llama@lora-mlx", timeout=10).json()["loaded"] is False
     assert complete(srv, "tiny-llama@other-mlx", PROMPTS[1]) == expected["tiny-llama@other-mlx"][1]
     assert [a["id"] for a in loaded(srv)["tiny-llama"]["adapters"]] == ["tiny-llama@other-mlx"]
     # One adapter can be taken off alone; the base stays.

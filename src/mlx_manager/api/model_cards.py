@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from mlx_manager.engine.adapters.service import Adapters
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.types import ModelInfo
 from mlx_manager.manager.profiles import DEFAULTED, ProfileDefaults
@@ -32,4 +33,7 @@ def sampling_defaults(
 
 def is_loaded(engine: Engine, model_id: str) -> bool:
     entry = engine.pool.get(model_id)
+    if entry is None and "@" in model_id:  # an adapter (BASE@NAME): live on its loaded base
+        base = engine.pool.get(model_id.split("@", 1)[0])
+        return base is not None and any(a.ref.id == model_id for a in Adapters.live_on(base))
     return entry is not None and entry.loaded is not None
