@@ -105,6 +105,17 @@ class Settings(BaseSettings):
         " requests do not stall it; 0 = no limit.",
     )
     max_waiting: int = Field(default=256, ge=0, description="Queued requests per model before 429.")
+    speculative: Literal["off", "lookup", "draft"] = Field(
+        default="lookup",
+        description="Speculative decoding (engine/speculative): prompt lookup, or lookup then a draft model.",
+    )
+    speculative_max_draft: int = Field(default=8, ge=0, description="Draft tokens a sequence proposes per step.")
+    speculative_max_batch: int = Field(
+        default=4, ge=0, description="No speculation while more sequences than this decode together."
+    )
+    speculative_draft_model: Path | None = Field(
+        default=None, description="Folder of a smaller model with the same tokenizer, for speculative = draft."
+    )
     prefix_cache_bytes: int = Field(default=1 << 30, ge=0, description="KV bytes kept for prefix reuse per model.")
     prefix_block_size: int = Field(default=32, ge=1)
     disk_cache_bytes: int = Field(

@@ -50,6 +50,7 @@ from mlx_manager.engine.discovery import hf_cache_dir
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
+from mlx_manager.engine.speculative import SpeculativeConfig
 from mlx_manager.engine.types import KVSetting
 from mlx_manager.manager.downloads import DownloadManager
 from mlx_manager.manager.hub import Hub
@@ -87,6 +88,12 @@ def engine_config(settings: Settings) -> EngineConfig:
                 prefix_block_size=settings.prefix_block_size,
                 disk_cache_dir=(settings.disk_cache_dir or paths.data_dir() / "kv-cache").expanduser(),
                 disk_cache_bytes=settings.disk_cache_bytes,
+                speculative=SpeculativeConfig(
+                    mode=settings.speculative,
+                    max_draft=settings.speculative_max_draft,
+                    max_batch=settings.speculative_max_batch,
+                    draft_model=settings.speculative_draft_model,
+                ),
                 vision_feature_cache_bytes=settings.vision_feature_cache_bytes,
             ),
         ),

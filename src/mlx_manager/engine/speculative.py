@@ -198,6 +198,7 @@ def accepted_count(drafts: list[int], targets: list[int]) -> int:
 @dataclass
 class _Row:
     lookup: PromptLookup
+    k: int = 4  # draft length: doubled after a fully accepted draft, cut back to what was accepted
     accepted_ema: float = 1.0  # accepted drafts per speculative step
     misses: int = 0  # speculative steps in a row with nothing accepted
     cooldown: int = 0  # steps left before this sequence drafts again
@@ -229,9 +230,9 @@ class Speculation:
     draft_model: DraftModel | None = None
     stats: SpeculativeStats = field(default_factory=SpeculativeStats)
     rows: dict[int, _Row] = field(default_factory=dict)
-    # Seconds per step by batch size, plain and speculative: speculate only while it pays.
+    # By batch size: seconds of a plain step, and what each drafted position adds to it (speculate while it pays).
     plain_seconds: dict[int, float] = field(default_factory=dict)
-    spec_seconds: dict[int, float] = field(default_factory=dict)
+    extra_seconds: dict[int, float] = field(default_factory=dict)
     plain_run: int = 0  # steps with drafts that did not speculate, since the last that did
     _warm: set[tuple[int, bool]] = field(default_factory=set)
 
@@ -270,7 +271,7 @@ class Speculation:
                 row.cooldown = max(row.cooldown - 1, 0)
                 drafts.append([])
                 continue
-            want = min(k, room)
+            want = min(k, room, row.k if self.config.adaptive else k)
             d = row.lookup.draft(want)
             if not d and self.draft_model is not None and self.config.mode == "draft":
                 d = self.draft_model.draft(uid, row.lookup.tokens, want)
@@ -279,26 +280,30 @@ class Speculation:
         if not any(drafts):
             return None
         self.plain_run += 1
-        if not self._pays(batch, expected) and self.plain_run < 16:  # now and then, measure again
+        width = 1 + max(len(d) for d in drafts)
+        if not self._pays(batch, width, expected) and self.plain_run < 16:  # now and then, measure again
             return None
         self.plain_run = 0
         return drafts
 
-    def _pays(self, batch: int, expected: float) -> bool:
+    def _pays(self, batch: int, width: int, expected: float) -> bool:
+        """Tokens a second with these drafts (`expected` accepted in all) beat a plain step's, by 5%."""
         if not self.config.adaptive:
             return True
-        plain, spec = self.plain_seconds.get(batch), self.spec_seconds.get(batch)
-        if plain is None or spec is None:
+        plain, extra = self.plain_seconds.get(batch), self.extra_seconds.get(batch)
+        if plain is None or extra is None:
             return True  # not measured yet: try it
-        return (batch + expected) / spec > 1.05 * batch / plain
+        return (batch + expected) / (plain + extra * (width - 1)) > 1.05 * batch / plain
 
-    def timed(self, batch: int, seconds: float, speculative: bool) -> None:
-        table = self.spec_seconds if speculative else self.plain_seconds
-        if (batch, speculative) not in self._warm:  # the first step of a kind compiles and warms up
-            self._warm.add((batch, speculative))
+    def timed(self, batch: int, width: int, seconds: float) -> None:
+        """A step's wall time; `width` 1 for a plain step."""
+        if (batch, width > 1) not in self._warm:  # the first step of a kind compiles and warms up
+            self._warm.add((batch, width > 1))
             return
-        old = table.get(batch)
-        table[batch] = seconds if old is None else 0.8 * old + 0.2 * seconds
+        if width == 1:
+            _ema(self.plain_seconds, batch, seconds)
+        elif batch in self.plain_seconds:
+            _ema(self.extra_seconds, batch, max(seconds - self.plain_seconds[batch], 0.0) / (width - 1))
 
     def result(self, uid: int, drafted: int, accepted: int) -> None:
         self.stats.drafted += drafted
@@ -307,11 +312,17 @@ class Speculation:
         if row is None or not drafted:
             return
         row.accepted_ema = 0.7 * row.accepted_ema + 0.3 * accepted
+        row.k = min(2 * row.k, self.config.max_draft) if accepted == drafted else max(accepted + 1, 2)
         if accepted:
             row.misses = 0
         else:
             row.misses += 1
             row.cooldown = min(2**row.misses, 64) - 1
+
+
+def _ema(table: dict[int, float], key: int, value: float) -> None:
+    old = table.get(key)
+    table[key] = value if old is None else 0.8 * old + 0.2 * value
 
 
 def _speculable(gb: GenerationBatch, i: int) -> bool:
@@ -336,11 +347,11 @@ class SpeculativeGenerationBatch(GenerationBatch):
             drafts = self.spec.plan(self, pending)
             if drafts is not None:
                 responses = self._speculate(pending, drafts)
-                self.spec.timed(batch, time.perf_counter() - started, True)
+                self.spec.timed(batch, 1 + max(map(len, drafts)), time.perf_counter() - started)
                 return responses
         responses = super().next()
         if self.spec.k_for(batch):
-            self.spec.timed(batch, time.perf_counter() - started, False)
+            self.spec.timed(batch, 1, time.perf_counter() - started)
         return responses
 
     def _speculate(self, pending: list[int], drafts: list[list[int]]) -> list[GenerationBatch.Response]:

@@ -120,6 +120,7 @@ class _EngineCollector(Collector):
         )
         tiers = _TierMetrics()
         vision = _VisionMetrics()
+        spec = _SpeculativeMetrics()
         for e in entries:
             model = e.info.id
             memory.add_metric([model], e.memory_bytes)
@@ -132,7 +133,9 @@ class _EngineCollector(Collector):
                 tiers.add(model, e.scheduler)
                 peak.add_metric([model], prefill_peak(list(e.scheduler.step_log)))
                 vision.add(model, e.scheduler)
+                spec.add(model, e.scheduler)
         yield from (loaded, budget, memory, load, waiting, running, hit, peak, *tiers.families(), *vision.families())
+        yield from spec.families()
 
 
 class _TierMetrics:
@@ -207,6 +210,33 @@ class _VisionMetrics:
 
     def families(self) -> list[Metric]:
         return [self.batch, self.hits, self.misses, self.bytes]
+
+
+class _SpeculativeMetrics:
+    """Speculative decoding per model (engine/speculative): draft tokens the target checked and accepted."""
+
+    def __init__(self) -> None:
+        labels = ["model"]
+        self.drafted = CounterMetricFamily(
+            "mlx_manager_speculative_draft_tokens", "Draft tokens checked by the target model.", labels=labels
+        )
+        self.accepted = CounterMetricFamily(
+            "mlx_manager_speculative_accepted_tokens", "Draft tokens the target model accepted.", labels=labels
+        )
+        self.rate = GaugeMetricFamily(
+            "mlx_manager_speculative_acceptance_rate", "Accepted over drafted tokens, since load.", labels=labels
+        )
+
+    def add(self, model: str, scheduler: Scheduler) -> None:
+        spec = getattr(scheduler, "spec", None)
+        if spec is None:
+            return
+        self.drafted.add_metric([model], spec.stats.drafted)
+        self.accepted.add_metric([model], spec.stats.accepted)
+        self.rate.add_metric([model], spec.stats.acceptance_rate)
+
+    def families(self) -> list[Metric]:
+        return [self.drafted, self.accepted, self.rate]
 
 
 _BREAKER = {"closed": 0, "half_open": 1, "open": 2}

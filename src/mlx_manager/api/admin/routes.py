@@ -38,6 +38,7 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
     text = entry.loaded if isinstance(entry.loaded, LoadedModel) else None
     # While loading, the planned KV setting; once loaded, the one it runs (float if it cannot quantize).
     kv = text.kv if text else entry.plan.kv
+    spec = getattr(entry.scheduler, "spec", None)  # the vision scheduler does not speculate
     return LoadedModelOut(
         id=entry.info.id,
         path=entry.info.path,
@@ -63,6 +64,10 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         kv_group_size=kv.group_size if kv.quantized else None,
         kv_bytes_per_token=entry.plan.kv_bytes_per_token,
         adapters=[_adapter_out(a) for a in Adapters.live_on(entry)],
+        speculative=spec.config.mode if spec is not None and spec.enabled else "off",
+        draft_tokens=spec.stats.drafted if spec is not None else 0,
+        accepted_draft_tokens=spec.stats.accepted if spec is not None else 0,
+        draft_acceptance_rate=spec.stats.acceptance_rate if spec is not None else 0.0,
     )
 
 

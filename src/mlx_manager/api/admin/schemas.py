@@ -49,6 +49,11 @@ class LoadedModelOut(BaseModel):
     kv_bits: int | None = None
     kv_group_size: int | None = None
     kv_bytes_per_token: int = 0
+    # Speculative decoding (engine/speculative): its mode, draft tokens checked, accepted, and their ratio.
+    speculative: str = "off"
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
+    draft_acceptance_rate: float = 0.0
     # LoRA adapters live on this model; memory_bytes above includes theirs.
     adapters: list[AdapterOut] = Field(default_factory=list)
 
