@@ -164,3 +164,15 @@ def test_an_adapter_repo_in_the_hf_cache_is_served_under_its_repo_id(
     assert found["tiny-llama@someone/tiny-lora"].adapter == AdapterRef(
         "tiny-llama", "someone/tiny-lora", str(snapshot), "peft"
     )
+
+
+def test_an_adapter_on_a_quantized_base_answers_as_mlx_lm(
+    tiny_models: dict[str, Path], adapters: dict[str, Path]
+) -> None:
+    base = tiny_models["tiny-llama-4bit"]
+    reference = greedy(*load(str(base), adapter_path=str(adapters["one-mlx"]))[:2])
+    model, tokenizer = load(str(base))[:2]
+    aset = AdapterSet(model)
+    peft_id = attach(aset, adapters["one-peft"], "peft")  # sized from the packed 4-bit weights
+    aset.rows.active = [(peft_id, None)]
+    assert greedy(model, tokenizer) == reference
