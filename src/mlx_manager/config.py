@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import psutil
 from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -36,6 +38,24 @@ DEFAULT_KEYS_RATE = "30/minute;300/hour"  # API keys made, per client and per us
 def config_files() -> list[Path]:
     """TOML files in increasing priority: the user's config, then ./mlx-manager.toml."""
     return [p for p in (paths.user_config_file(), LOCAL_CONFIG_FILE) if p.is_file()]
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3}
+_UNITS |= {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "t": 1000**4, "tb": 1000**4, "tib": 1 << 40}
+
+
+def parse_bytes(value: str) -> int:
+    """'48GB', '512MiB', '1000000' or '75%' (of the machine's RAM) as bytes; a ValueError names what it takes."""
+    text = value.strip().lower().replace(" ", "")
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(%|[kmgt]?i?b?)", text)
+    if match is None or match.group(2) not in (*_UNITS, "%"):
+        raise ValueError(f"'{value}' is not an amount of memory: use bytes, '48GB', '512MiB' or '75%'")
+    number, unit = float(match.group(1)), match.group(2)
+    if unit == "%":
+        if not 0 < number <= 100:
+            raise ValueError(f"'{value}': a percentage of RAM is above 0 and at most 100")
+        return int(psutil.virtual_memory().total * number / 100)
+    return int(number * _UNITS[unit])
 
 
 def _split_list(value: Any) -> Any:
@@ -92,7 +112,12 @@ class Settings(BaseSettings):
     scan_hf_cache: bool = True
     max_models: int = Field(default=4, ge=1)
     memory_budget_fraction: float = Field(default=0.75, gt=0, le=1)
-    memory_budget_bytes: int | None = Field(default=None, ge=0)
+    memory_budget_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="The pool's budget, also MLX's memory limit: bytes, or '48GB', '512MiB', '75%' (of RAM);"
+        " unset: memory_budget_fraction of RAM.",
+    )
     preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
     idle_ttl_seconds: float = Field(default=0, ge=0, description="Unload idle models after this long; 0 = never.")
 
@@ -215,6 +240,11 @@ class Settings(BaseSettings):
             value = value.strip().lower()
             return None if value in ("", "none", "0", "float") else int(value) if value.isdigit() else value
         return None if value == 0 else value
+
+    @field_validator("memory_budget_bytes", mode="before")
+    @classmethod
+    def _memory_amount(cls, value: Any) -> Any:
+        return parse_bytes(value) if isinstance(value, str) else value
 
     @field_validator("login_rate_limit", "register_rate_limit", "key_rate_limit")
     @classmethod

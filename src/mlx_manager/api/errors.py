@@ -19,6 +19,7 @@ from mlx_manager.engine.errors import (
     EngineError,
     InvalidRequestError,
     MemoryBudgetError,
+    MemoryPressureError,
     ModelLoadError,
     ModelNotFoundError,
     QueueFullError,
@@ -119,6 +120,9 @@ def from_engine_error(exc: EngineError) -> APIError:
         return APIError(400, exc.message, param=exc.param, code="context_length_exceeded")
     if isinstance(exc, InvalidRequestError):
         return APIError(400, exc.message, param=exc.param)
+    if isinstance(exc, MemoryPressureError):
+        headers = {"Retry-After": str(exc.retry_after)}
+        return APIError(503, exc.message, type="server_error", code="memory_pressure", headers=headers)
     if isinstance(exc, QueueTimeoutError):
         headers = {"Retry-After": str(exc.retry_after)}
         return APIError(503, exc.message, type="server_error", code="queue_timeout", headers=headers)

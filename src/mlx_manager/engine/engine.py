@@ -23,11 +23,18 @@ from mlx_manager.engine.discovery import discover_models
 from mlx_manager.engine.disk_cache import DiskStore
 from mlx_manager.engine.embeddings import service as embeddings
 from mlx_manager.engine.embeddings.model import EmbeddingModel, load_embedding_model
-from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
+from mlx_manager.engine.errors import (
+    ContextLengthError,
+    InvalidRequestError,
+    MemoryPressureError,
+    ModelNotFoundError,
+)
 from mlx_manager.engine.generation import Generation, GenerationObserver
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
+from mlx_manager.engine.memory import MemoryGuard
 from mlx_manager.engine.output import output_parser_factory, reasoning_budget_factory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
+from mlx_manager.engine.prefix_cache import PrefixCache
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.prompt_limits import check_size
 from mlx_manager.engine.sequence import Sequence
@@ -86,6 +93,8 @@ class Engine:
         self._volatile = [re.compile(p) for p in config.volatile_prompt_patterns]
         self._tasks: list[asyncio.Task[None]] = []
         self.adapters = Adapters()
+        # The memory ceiling (engine/memory): MLX's limit at the pool's budget, load shed before swapping.
+        self.memory = MemoryGuard(lambda: self.pool.config.memory_budget_bytes, lambda: self.pool.config.reserve_bytes)
 
     async def start(self) -> None:
         await self.refresh_models(force=True)
@@ -94,6 +103,8 @@ class Engine:
             self.pool.release(entry)
         # Always running: the TTL can be switched on while the server runs.
         self._tasks.append(asyncio.create_task(self.pool.run_idle_reaper()))
+        self.memory.apply()
+        self._tasks.append(asyncio.create_task(self.memory.run(self._busy, self._caches)))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -186,6 +197,24 @@ class Engine:
         """The values a request that sets none gets on this model, and where each comes from."""
         return generation_defaults.resolved(None, info.generation_defaults, self.config.generation_defaults)
 
+    def _busy(self) -> bool:
+        self.memory.apply()  # the budget may have changed (live settings)
+        return any(e.scheduler.stats.running or e.scheduler.stats.waiting for e in self.pool.entries() if e.scheduler)
+
+    def _caches(self) -> list[PrefixCache]:
+        return [e.scheduler.cache for e in self.pool.entries() if e.scheduler is not None]
+
+    def _check_memory(self) -> None:
+        """While memory is short, new generations are refused (503) rather than pushing the machine into swap."""
+        if self.memory.shedding:
+            self.memory.stats.shed += 1
+            used, budget = self.memory.stats.last.used, self.pool.config.memory_budget_bytes
+            raise MemoryPressureError(
+                f"The server is short of memory (MLX uses {used / 1e6:.0f} MB of its {budget / 1e6:.0f} MB budget);"
+                " new requests wait until running ones finish. Retry shortly.",
+                retry_after=2,
+            )
+
     def active_requests(self) -> int:
         """Requests holding a model: generating, embedding, or waiting for a load."""
         return sum(e.active for e in self.pool.entries())
@@ -213,6 +242,7 @@ class Engine:
         profile's kv_bits): the KV setting to load the model with if this request loads it; a loaded model keeps its
         own."""
         self.check_prompt_size(prompt)
+        self._check_memory()
         info = _accepts(await self.resolve_for(model_id, "generate"), prompt)
         entry = await self._acquire(info, kv=run.kv, kv_strict=False)
         try:

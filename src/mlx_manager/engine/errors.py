@@ -63,3 +63,7 @@ class QueueFullError(EngineError):
 
 class QueueTimeoutError(QueueFullError):
     """A request waited in the queue past its time limit (queue_timeout_seconds): a 503 with Retry-After."""
+
+
+class MemoryPressureError(QueueFullError):
+    """The machine is short of memory (engine/memory): new requests get a 503 with Retry-After until it is not."""

@@ -201,9 +201,21 @@ class PrefixCache:
                 self.on_evict(victim)
         return entry
 
-    def _evict(self) -> list[Entry]:
+    def trim(self, max_bytes: int) -> int:
+        """Memory pressure (engine/memory): drop least recently used entries not in use until at most `max_bytes`
+        remain (each seen by on_evict, so the disk tier keeps it); returns the bytes dropped."""
+        with self._lock:
+            before = self.bytes
+            evicted = self._evict(max_bytes)
+        for victim in evicted:
+            if self.on_evict is not None:
+                self.on_evict(victim)
+        return before - self.bytes
+
+    def _evict(self, max_bytes: int | None = None) -> list[Entry]:
+        limit = self.max_bytes if max_bytes is None else max_bytes
         evicted: list[Entry] = []
-        while self.bytes > self.max_bytes:
+        while self.bytes > limit:
             victim = next((e for e in self._entries.values() if e.refs == 0), None)
             if victim is None:
                 break

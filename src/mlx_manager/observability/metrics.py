@@ -136,6 +136,30 @@ class _EngineCollector(Collector):
                 spec.add(model, e.scheduler)
         yield from (loaded, budget, memory, load, waiting, running, hit, peak, *tiers.families(), *vision.families())
         yield from spec.families()
+        yield from _memory_metrics(self.engine)
+
+
+def _memory_metrics(engine: Engine) -> Iterator[Metric]:
+    """The memory monitor (engine/memory): what it last read, whether it refuses new requests, what it did."""
+    guard = engine.memory
+    last = guard.stats.last
+    for name, text, value in (
+        ("mlx_active_memory_bytes", "Bytes MLX's arrays hold (last monitor reading).", last.active),
+        ("mlx_cache_memory_bytes", "Bytes in MLX's buffer cache (last monitor reading).", last.cache),
+        ("system_available_memory_bytes", "Memory the system can give without swapping.", last.available),
+        ("memory_shedding", "1 while new requests are refused for lack of memory.", int(guard.shedding)),
+    ):
+        gauge = GaugeMetricFamily(f"mlx_manager_{name}", text)
+        gauge.add_metric([], value)
+        yield gauge
+    for name, text, value in (
+        ("memory_trims", "Rounds in which memory pressure trimmed the prefix caches.", guard.stats.trims),
+        ("memory_trimmed_bytes", "Prefix-cache bytes trimmed under memory pressure.", guard.stats.bytes_trimmed),
+        ("memory_shed_requests", "Requests refused (503) under memory pressure.", guard.stats.shed),
+    ):
+        counter = CounterMetricFamily(f"mlx_manager_{name}", text)
+        counter.add_metric([], value)
+        yield counter
 
 
 class _TierMetrics:

@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from mlx_manager.api.manager.fields import Count, Int64, PartialUpdate, PositiveInt, RowId, Strict
+from mlx_manager.config import parse_bytes
 from mlx_manager.db.models import ModelName, ProfileBase, ProfileName
 from mlx_manager.db.models import SystemPrompt as SystemPrompt  # the chats' options share the profiles' bounds
 from mlx_manager.db.models import Temperature as Temperature
@@ -300,7 +301,7 @@ class SettingsUpdate(PartialUpdate):
 
     clearable = frozenset(ManagedSettings.model_fields)
 
-    memory_budget_bytes: Count | None = None
+    memory_budget_bytes: Count | None = Field(default=None, description="Bytes, or '48GB', '512MiB', '75%' of RAM.")
     max_models: PositiveInt | None = None
     idle_ttl_seconds: Annotated[float, Field(ge=0)] | None = None
     room_wait_seconds: Annotated[float, Field(ge=0)] | None = None
@@ -312,3 +313,8 @@ class SettingsUpdate(PartialUpdate):
     completions_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
     embeddings_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
     queue_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+
+    @field_validator("memory_budget_bytes", mode="before")
+    @classmethod
+    def _memory_amount(cls, value: Any) -> Any:
+        return parse_bytes(value) if isinstance(value, str) else value
