@@ -29,8 +29,8 @@ WEATHER = {
 PARIS = {"city": "Paris"}
 SCHEMA = {
     "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
+    "properties": {"name": {"type": "string", "maxLength": 8}, "ok": {"type": "boolean"}},
+    "required": ["name", "ok"],
     "additionalProperties": False,
 }
 
@@ -113,9 +113,13 @@ def test_options_reach_the_sampler(ol: ollama.Client) -> None:
 
 
 def test_format_json_schema_is_enforced_whole_and_streamed(ol: ollama.Client) -> None:
-    out = ol.chat(model="tiny-qwen3", messages=MSG, format=SCHEMA, think=False, options={"num_predict": 64})
+    # A bounded schema and greedy decoding: the reply ends, and must match it.
+    opts = {"temperature": 0, "num_predict": 200}
+    out = ol.chat(model="tiny-qwen3", messages=MSG, format=SCHEMA, think=False, options=opts)
+    assert out.done_reason == "stop"
     jsonschema.validate(json.loads(out.message.content or ""), SCHEMA)
-    parts = list(ol.chat(model="tiny-llama", messages=MSG, format=SCHEMA, stream=True, options={"num_predict": 64}))
+    parts = list(ol.chat(model="tiny-llama", messages=MSG, format=SCHEMA, stream=True, options=opts))
+    assert parts[-1].done_reason == "stop"
     jsonschema.validate(json.loads("".join(p.message.content or "" for p in parts)), SCHEMA)
     # Any object may run on (a random model writes long strings): it starts as one, and parses when it ends.
     anything = ol.generate(model="tiny-llama", prompt="JSON please", format="json", options={"num_predict": 200})

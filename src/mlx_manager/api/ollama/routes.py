@@ -36,6 +36,7 @@ from mlx_manager.api.ollama.schemas import (
     Version,
 )
 from mlx_manager.api.ollama.serving import OllamaServing
+from mlx_manager.api.request.limits import admitted, within
 from mlx_manager.api.request.streaming import stream_failure
 from mlx_manager.api.security import require_admin, require_api_key
 from mlx_manager.api.unicode_check import UnicodeCheckedRoute
@@ -73,6 +74,7 @@ async def _generation(body: ChatRequest | GenerateRequest, request: Request, emp
     run = await serving.start(body, received)
     record(request, run.model, run.gen.usage, run.gen.backend)
     if body.stream:
+        await admitted(run.gen, request.is_disconnected)  # a request refused in the queue is still a 503
         return _ndjson(serving.lines(body, run))
     whole = await serving.whole(body, run, request.is_disconnected)
     return Response(whole.model_dump_json(exclude_none=True), media_type="application/json")
@@ -93,7 +95,13 @@ async def generate(body: GenerateRequest, request: Request) -> object:
 @router.post("/embed", dependencies=API)
 async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
     record(request, body.model)
-    return await _serving(request).embed(body, time.perf_counter())
+    return await _embed(request, body)
+
+
+async def _embed(request: Request, body: EmbedRequest) -> EmbedResponse:
+    serving = _serving(request)
+    starter = serving.starter
+    return await within(serving.embed(body, time.perf_counter()), "embeddings", starter.time_limits(), starter.on_limit)
 
 
 @router.post("/embeddings", dependencies=API)
@@ -101,7 +109,7 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
     """The older single-prompt form."""
     record(request, body.model)
     one = EmbedRequest(model=body.model, input=body.prompt, keep_alive=body.keep_alive)
-    result = await _serving(request).embed(one, time.perf_counter())
+    result = await _embed(request, one)
     return EmbeddingsResponse(embedding=result.embeddings[0])
 
 
