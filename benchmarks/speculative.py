@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import time
@@ -71,40 +72,91 @@ async def run_one(engine: Engine, model: str, text: str, tokens: int) -> dict[st
     return {"ids": ids, "tokens": len(ids), "ttft_s": first - start, "decode_tok_s": (len(ids) - 1) / decode}
 
 
-def bench(models_dir: Path, model: str, spec: SpeculativeConfig, tasks: dict[str, str], tokens: int, runs: int):
+def bench(
+    models_dir: Path, model: str, configs: dict[str, SpeculativeConfig], tasks: dict[str, tuple[str, int]], runs: int
+) -> dict[str, dict[str, Any]]:
+    """One engine per configuration, all loaded; each run of a task goes through every configuration in turn, so
+    they share the machine's load (it is shared and noisy). Medians over `runs`."""
+
+    def engine_for(spec: SpeculativeConfig) -> Engine:
+        sched = SchedulerConfig(speculative=spec)
+        pool = PoolConfig(max_models=1, memory_budget_bytes=1 << 33, scheduler=sched)
+        return Engine(EngineConfig(model_dirs=[models_dir], hf_cache=None, pool=pool))
+
+    async def main() -> dict[str, dict[str, Any]]:
+        engines = {name: engine_for(spec) for name, spec in configs.items()}
+        for engine in engines.values():
+            await engine.start()
+            await run_one(engine, model, "Hello!", 8)  # load and warm up
+        try:
+            out: dict[str, dict[str, Any]] = {name: {} for name in configs}
+            for task, (text, tokens) in tasks.items():
+                runs_by: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+                counted: dict[str, tuple[int, int]] = {}
+                for name, engine in engines.items():
+                    stats = _scheduler(engine).spec.stats
+                    counted[name] = (stats.drafted, stats.accepted)
+                for _ in range(runs):
+                    for name, engine in engines.items():
+                        runs_by[name].append(await run_one(engine, model, text, tokens))
+                for name, engine in engines.items():
+                    stats = _scheduler(engine).spec.stats
+                    results = runs_by[name]
+                    out[name][task] = {
+                        "decode_tok_s": statistics.median(r["decode_tok_s"] for r in results),
+                        "runs_tok_s": [r["decode_tok_s"] for r in results],
+                        "tokens": results[0]["tokens"],
+                        "ttft_s": statistics.median(r["ttft_s"] for r in results),
+                        "drafted": stats.drafted - counted[name][0],
+                        "accepted": stats.accepted - counted[name][1],
+                        "ids": results[0]["ids"],
+                    }
+                print(f"done: {task}", flush=True)
+            return out
+        finally:
+            for engine in engines.values():
+                await engine.stop()
+
+    return asyncio.run(main())
+
+
+def _scheduler(engine: Engine) -> Any:
+    sched = engine.pool.entries()[0].scheduler
+    assert sched is not None
+    return sched
+
+
+def bench_concurrent(models_dir: Path, model: str, spec: SpeculativeConfig, n: int, tokens: int) -> dict[str, Any]:
+    """`n` chat requests at once (each its own prompt, half copy-heavy): aggregate output tok/s over the wall time."""
     config = EngineConfig(
         model_dirs=[models_dir],
         hf_cache=None,
         pool=PoolConfig(max_models=1, memory_budget_bytes=1 << 33, scheduler=SchedulerConfig(speculative=spec)),
     )
+    code = CODE_FILE.read_text()
+    chats = [f"{CHAT_TASK} Call the keeper {NAMES[i % len(NAMES)]}." for i in range(n)]
+    texts = [COPY_TASK.format(code=code[: 600 + 40 * i]) if i % 2 else chats[i] for i in range(n)]
 
     async def main() -> dict[str, Any]:
         engine = Engine(config)
         await engine.start()
         try:
-            await run_one(engine, model, "Hello!", 8)  # load and warm up
-            out: dict[str, Any] = {}
-            for name, text in tasks.items():
-                sched = engine.pool.entries()[0].scheduler
-                assert sched is not None
-                before = (sched.spec.stats.drafted, sched.spec.stats.accepted)
-                results = [await run_one(engine, model, text, tokens) for _ in range(runs)]
-                drafted = sched.spec.stats.drafted - before[0]
-                accepted = sched.spec.stats.accepted - before[1]
-                out[name] = {
-                    "decode_tok_s": statistics.median(r["decode_tok_s"] for r in results),
-                    "runs_tok_s": [r["decode_tok_s"] for r in results],
-                    "tokens": results[0]["tokens"],
-                    "ttft_s": statistics.median(r["ttft_s"] for r in results),
-                    "drafted": drafted,
-                    "accepted": accepted,
-                    "ids": results[0]["ids"],
-                }
-            return out
+            await run_one(engine, model, "Hello!", 8)
+            start = time.perf_counter()
+            results = await asyncio.gather(*(run_one(engine, model, t, tokens) for t in texts))
+            wall = time.perf_counter() - start
+            sched = engine.pool.entries()[0].scheduler
+            assert sched is not None
+            produced = sum(r["tokens"] for r in results)
+            stats = sched.spec.stats
+            return {"tok_s": produced / wall, "tokens": produced, "wall_s": wall, "spec_steps": stats.steps}
         finally:
             await engine.stop()
 
     return asyncio.run(main())
+
+
+NAMES = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hal"]
 
 
 def main() -> None:
@@ -114,6 +166,8 @@ def main() -> None:
     parser.add_argument("--chat-tokens", type=int, default=400)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--no-draft", action="store_true", help="skip the draft-model configuration")
+    parser.add_argument("--concurrent", type=int, nargs="*", default=[], help="also N requests at once, off vs lookup")
+    parser.add_argument("--concurrent-only", action="store_true", help="only the concurrent runs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "speculative.json")
     args = parser.parse_args()
     args.models_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +177,23 @@ def main() -> None:
     engine_dir.mkdir(exist_ok=True)
     if not (engine_dir / f32.name).exists():
         (engine_dir / f32.name).symlink_to(f32)
+    concurrent = []
+    for n in args.concurrent:
+        row: dict[str, Any] = {"concurrent": n}
+        for name, spec in (("off", SpeculativeConfig(mode="off")), ("lookup", SpeculativeConfig(mode="lookup"))):
+            row[name] = bench_concurrent(engine_dir, f32.name, spec, n, args.chat_tokens)
+        row["ratio"] = row["lookup"]["tok_s"] / row["off"]["tok_s"]
+        concurrent.append(row)
+        print(
+            f"{n} concurrent: off {row['off']['tok_s']:.1f} tok/s, lookup {row['lookup']['tok_s']:.1f} tok/s"
+            f" ({row['ratio']:.2f}x, {row['lookup']['spec_steps']} speculative steps)",
+            flush=True,
+        )
+    if args.concurrent_only:
+        out = args.out.with_name(args.out.stem + "-concurrent.json")
+        out.write_text(json.dumps({"concurrent": concurrent}, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     tasks = {"copy-heavy": COPY_TASK.format(code=CODE_FILE.read_text()), "free chat": CHAT_TASK}
     configs = {
         "off": SpeculativeConfig(mode="off"),
@@ -130,14 +201,8 @@ def main() -> None:
     }
     if not args.no_draft:
         configs["draft model (Q4_1 self-draft)"] = SpeculativeConfig(mode="draft", draft_model=q4, max_draft=4)
-    results: dict[str, dict[str, Any]] = {}
-    for name, spec in configs.items():
-        per_task: dict[str, Any] = {}
-        for task, text in tasks.items():
-            limit = args.tokens if task == "copy-heavy" else args.chat_tokens
-            per_task.update(bench(engine_dir, f32.name, spec, {task: text}, limit, args.runs))
-        results[name] = per_task
-        print(f"done: {name}", flush=True)
+    limits = {"copy-heavy": args.tokens, "free chat": args.chat_tokens}
+    results = bench(engine_dir, f32.name, configs, {t: (text, limits[t]) for t, text in tasks.items()}, args.runs)
     base = results["off"]
     print(f"\n{'configuration':<32}{'task':<12}{'tokens':>7}{'tok/s':>9}{'speedup':>9}{'accept':>9}{'same':>6}")
     rows = []
@@ -153,11 +218,12 @@ def main() -> None:
                 {"config": name, "task": task, "speedup": speedup, "acceptance_rate": rate, "same_as_off": same}
                 | {k: v for k, v in r.items() if k != "ids"}
             )
-    meta = {"mlx": str(getattr(mx, "__version__", "?")), "machine": platform.machine()}
+    meta: dict[str, Any] = {"mlx": str(getattr(mx, "__version__", "?")), "machine": platform.machine()}
     meta["device"] = str(mx.default_device())
-    meta["prompt_tokens_copy"] = len(tasks["copy-heavy"]) // 4
+    meta["load_average"] = os.getloadavg()
+    meta["runs"] = args.runs
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"meta": meta, "results": rows, "concurrent": concurrent}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -21,7 +21,7 @@ from mlx_manager.engine.speculative import (
     coupled_picks,
     rejection_sample,
 )
-from mlx_manager.engine.types import SamplingParams, TextPrompt
+from mlx_manager.engine.types import KVSetting, SamplingParams, TextPrompt
 from tests.engine.test_scheduler import collect, run_engine
 
 GREEDY = SamplingParams(temperature=0, max_tokens=120)
@@ -224,3 +224,19 @@ def test_coupled_verification_of_a_fixed_draft_follows_the_target_distribution()
     probs = mx.exp(table).tolist()
     joint = {(a, b): probs[start][a] * probs[a][b] for a in range(4) for b in range(4)}
     assert _chi_square(seen, joint, n) < 37.7  # 15 degrees of freedom, 0.1%
+
+
+def test_a_quantized_kv_cache_does_not_speculate_and_output_is_unchanged(tiny_models_dir: Path) -> None:
+    def quantized(spec: SpeculativeConfig) -> tuple[list[int], int]:
+        async def body(engine: Engine) -> tuple[list[int], int]:
+            await engine.load("tiny-llama", kv=KVSetting(8, 64))
+            ids, _, _ = await collect(await engine.generate("tiny-llama", prompts(1)[0], GREEDY))
+            scheduler = engine.pool.entries()[0].scheduler
+            assert scheduler is not None and scheduler.lm.kv.quantized
+            return ids, scheduler.spec.stats.steps
+
+        return run_engine(tiny_models_dir, body, speculative=spec)
+
+    plain, _ = quantized(OFF)
+    spec, steps = quantized(LOOKUP)
+    assert spec == plain and steps == 0

@@ -268,7 +268,6 @@ class Speculation:
             row.lookup.extend([*tokens[have:], pending[i]] if have <= len(tokens) else [])
             room = gb.max_tokens[i] - gb._num_tokens[i] - 1  # the pending token is emitted this step
             if (row.cooldown > 0 and self.config.adaptive) or room <= 0 or not _speculable(gb, i):
-                row.cooldown = max(row.cooldown - 1, 0)
                 drafts.append([])
                 continue
             want = min(k, room, row.k if self.config.adaptive else k)
@@ -285,6 +284,20 @@ class Speculation:
             return None
         self.plain_run = 0
         return drafts
+
+    def candidates(self, gb: GenerationBatch) -> bool:
+        """Whether a row may draft this step; if none may, the step need not wait for the pending tokens (plain
+        steps overlap the next forward pass with the last). Counts down the waits of rows whose drafts failed."""
+        if not all(isinstance(c, BatchKVCache) for c in gb.prompt_cache):
+            return False  # quantized, rotating or recurrent caches: no per-row rollback here
+        found = False
+        for i, uid in enumerate(gb.uids):
+            row = self.rows.get(uid)
+            if row is not None and row.cooldown > 0 and self.config.adaptive:
+                row.cooldown -= 1
+                continue
+            found = found or (_speculable(gb, i) and gb.max_tokens[i] - gb._num_tokens[i] > 1)
+        return found
 
     def _pays(self, batch: int, width: int, expected: float) -> bool:
         """Tokens a second with these drafts (`expected` accepted in all) beat a plain step's, by 5%."""
@@ -342,7 +355,7 @@ class SpeculativeGenerationBatch(GenerationBatch):
             return []
         batch = len(self.uids)
         started = time.perf_counter()
-        if self.spec.k_for(batch):
+        if self.spec.k_for(batch) and self.spec.candidates(self):
             pending = cast(list[int], self._next_tokens.tolist())
             drafts = self.spec.plan(self, pending)
             if drafts is not None:
