@@ -255,3 +255,28 @@ def test_the_root_answers_ollamas_probe_and_browsers_get_the_ui(server: ServerPr
     assert probe.status_code == 200 and probe.text == "Ollama is running"
     page = httpx.get(server.base_url + "/", headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_logprobs_come_back_per_token_whole_and_streamed(ol: ollama.Client, client: openai.OpenAI) -> None:
+    opts = {"temperature": 0, "num_predict": 5}
+    out = ol.chat(model="tiny-llama", messages=MSG, options=opts, logprobs=True, top_logprobs=2)
+    assert out.logprobs is not None and len(out.logprobs) == 5
+    assert all(len(lp.top_logprobs or []) == 2 and lp.logprob <= 0 for lp in out.logprobs)
+    assert "".join(lp.token for lp in out.logprobs) == out.message.content
+    same = client.chat.completions.create(
+        model="tiny-llama",
+        messages=MSG,
+        temperature=0,
+        max_tokens=5,
+        logprobs=True,
+        top_logprobs=2,  # type: ignore[arg-type]
+    )
+    reference = same.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert [round(lp.logprob, 4) for lp in out.logprobs] == [round(lp.logprob, 4) for lp in reference or []]
+    streamed = [
+        lp
+        for c in ol.chat(model="tiny-llama", messages=MSG, options=opts, logprobs=True, stream=True)
+        for lp in c.logprobs or []
+    ]
+    assert [lp.token for lp in streamed] == [lp.token for lp in out.logprobs]
+    assert ol.chat(model="tiny-llama", messages=MSG, options=opts).logprobs is None
