@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 
 from mlx_manager.api.errors import PROBLEM_JSON
 from mlx_manager.api.manager import audit, chats, keys, profiles, routing, settings, users
+from mlx_manager.api.ollama.errors import OPENAPI_ERROR, is_ollama_path
 
 router = APIRouter(prefix="/api")
 router.include_router(users.auth_router)
@@ -29,6 +30,11 @@ def problem_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes, description=app.description)
             for path, item in schema.get("paths", {}).items():
+                if is_ollama_path(path):  # Ollama's routes under /api answer {"error": ...}
+                    for operation in item.values():
+                        if operation.get("responses", {}).pop("422", None) is not None:
+                            operation["responses"]["400"] = OPENAPI_ERROR
+                    continue
                 if not path.startswith("/api/"):
                     continue
                 for operation in item.values():

@@ -16,6 +16,17 @@ PATHS = frozenset(
 LISTINGS = ("/api/tags", "/api/ps", "/api/version", "/api/show")
 
 
+# How the OpenAPI document describes a 400 on these routes.
+OPENAPI_ERROR: dict[str, Any] = {
+    "description": 'Bad input, as Ollama answers it: {"error": "..."}.',
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+        }
+    },
+}
+
+
 def is_ollama_path(path: str) -> bool:
     return path in PATHS or path.startswith("/api/blobs/")
 
