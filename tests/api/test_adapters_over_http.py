@@ -179,6 +179,10 @@ def test_unknown_adapter_and_wrong_base_are_errors_in_each_apis_shape(
     assert r.status_code == 400 and "trained for 'tiny-qwen3'" in r.json()["error"]["message"], r.text
     r = httpx.post(f"{srv.base_url}/admin/models/tiny-llama/adapters", json={"path": str(tmp_path / "none")})
     assert r.status_code == 400 and r.json()["error"]["param"] == "path"
+    # A name already serving another adapter folder.
+    again = write_tiny_adapter(tiny_models["tiny-llama"], tmp_path, "again", seed=5)["mlx"]
+    r = httpx.post(f"{srv.base_url}/admin/models/tiny-llama/adapters", json={"path": str(again), "name": "lora-mlx"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "name", r.text
 
 
 def test_profiles_and_routing_rules_can_name_an_adapter(srv: ServerProcess, expected: dict[str, list[str]]) -> None:

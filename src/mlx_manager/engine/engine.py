@@ -144,7 +144,16 @@ class Engine:
         base = await self.resolve_for(base_id, "generate")
         if base.adapter is not None:
             raise InvalidRequestError(f"'{base_id}' is an adapter; adapters go on a base model.", param="model")
-        info = await asyncio.to_thread(self.adapters.describe, base, path, name, await self.refresh_models())
+        models = await self.refresh_models()
+        info = await asyncio.to_thread(self.adapters.describe, base, path, name, models)
+        taken, ref = models.get(info.id), info.adapter
+        assert ref is not None
+        if taken is not None and (taken.adapter is None or Path(taken.adapter.path) != Path(ref.path)):
+            raise InvalidRequestError(
+                f"'{info.id}' already names the adapter at {taken.adapter.path if taken.adapter else taken.path};"
+                " give this one another name.",
+                param="name",
+            )
         self.pool.release(await self._acquire(info))  # attaching is what checks the weights against the base
         self.adapters.added[info.id] = info
         self._models = {**self._models, info.id: info}
