@@ -32,8 +32,8 @@ from mlx_manager.testing.tiny_vlm import write_tiny_vlm
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM = "You are a careful assistant. Describe the picture you are shown in plain words, one detail at a time."
-# name -> (image side for throughput, image side for TTFT, max_tokens)
-SETUPS = {"tiny": (112, 224, 64), "shaped": (224, 448, 48)}
+# name -> (image side for throughput, image side for TTFT, max_tokens, rounds)
+SETUPS = {"tiny": (112, 224, 64, 3), "shaped": (224, 448, 32, 1)}
 CONCURRENT = 8
 
 
@@ -62,7 +62,8 @@ async def run_one(engine: Engine, model: str, p: ChatPrompt, max_tokens: int) ->
     return tokens, first or 0.0
 
 
-async def measure(folder: Path, side: int, ttft_side: int, max_tokens: int, seed: int) -> dict[str, Any]:
+async def measure(folder: Path, side: int, ttft_side: int, max_tokens: int, rounds: int, seed: int) -> dict[str, Any]:
+    """Each round: 8 requests one at a time, then 8 at once, each with fresh images; the median round counts."""
     config = EngineConfig(
         model_dirs=[folder.parent],
         hf_cache=None,
@@ -73,31 +74,39 @@ async def measure(folder: Path, side: int, ttft_side: int, max_tokens: int, seed
     model = folder.name
     try:
         await run_one(engine, model, prompt(image(seed, side)), 4)  # load and warm up
-        start = time.perf_counter()
-        alone = [await run_one(engine, model, prompt(image(seed + 1 + i, side)), max_tokens) for i in range(8)]
-        serial_s = time.perf_counter() - start
-        start = time.perf_counter()
-        jobs = [run_one(engine, model, prompt(image(seed + 100 + i, side)), max_tokens) for i in range(CONCURRENT)]
-        together = await asyncio.gather(*jobs)
-        batch_s = time.perf_counter() - start
+        serial, batched = [], []
+        for r in range(rounds):
+            base = seed + 1000 * (r + 1)
+            start = time.perf_counter()
+            alone = [await run_one(engine, model, prompt(image(base + i, side)), max_tokens) for i in range(CONCURRENT)]
+            serial.append(sum(t for t, _ in alone) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            jobs = [run_one(engine, model, prompt(image(base + 100 + i, side)), max_tokens) for i in range(CONCURRENT)]
+            together = await asyncio.gather(*jobs)
+            batched.append(sum(t for t, _ in together) / (time.perf_counter() - start))
+            print(f"  {model} round {r + 1}: {serial[-1]:.1f} tok/s alone, {batched[-1]:.1f} at once", flush=True)
         scheduler = engine.pool.entries()[0].scheduler
         assert scheduler is not None
         peak = max((r.decoded for r in scheduler.step_log), default=0)
         first, repeat, new_question = [], [], []
-        for trial in range(3):
+        for trial in range(max(rounds, 2)):
             img = image(seed + 200 + trial, ttft_side)
             first.append((await run_one(engine, model, prompt(img), 4))[1])
             repeat.append((await run_one(engine, model, prompt(img), 4))[1])
             question = f"Trial {trial}: which colours stand out, and where?"
             new_question.append((await run_one(engine, model, prompt(img, question), 4))[1])
         features = getattr(scheduler, "features", None)
-        serial_tps = sum(t for t, _ in alone) / serial_s
-        batch_tps = sum(t for t, _ in together) / batch_s
+        serial_tps, batch_tps = statistics.median(serial), statistics.median(batched)
         return {
             "model": model,
             "image_side": side,
             "ttft_image_side": ttft_side,
             "max_tokens": max_tokens,
+            "rounds": rounds,
+            "one_at_a_time_rounds": [round(x, 2) for x in serial],
+            "concurrent_rounds": [round(x, 2) for x in batched],
+            "ttft_first_sight_trials": [round(x, 3) for x in first],
+            "ttft_repeat_trials": [round(x, 3) for x in repeat],
             "one_at_a_time_tok_s": round(serial_tps, 2),
             "concurrent_tok_s": round(batch_tps, 2),
             "speedup": round(batch_tps / serial_tps, 2),
@@ -107,7 +116,7 @@ async def measure(folder: Path, side: int, ttft_side: int, max_tokens: int, seed
             "ttft_repeat_ratio": round(statistics.median(first) / statistics.median(repeat), 1),
             "ttft_same_image_new_question_s": round(statistics.median(new_question), 3),
             "ttft_new_question_ratio": round(statistics.median(first) / statistics.median(new_question), 1),
-            "feature_cache": vars(features.stats) if features is not None else None,
+            "feature_cache": dict(vars(features.stats)) if features is not None else None,  # a copy: unload clears
         }
     finally:
         await engine.stop()
@@ -138,8 +147,8 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         folder = write_tiny_vlm(args.dir, shaped=name == "shaped")
-        side, ttft_side, max_tokens = SETUPS[name]
-        rows.append(asyncio.run(measure(folder, side, ttft_side, max_tokens, seed=1000)))
+        side, ttft_side, max_tokens, rounds = SETUPS[name]
+        rows.append(asyncio.run(measure(folder, side, ttft_side, max_tokens, rounds, seed=1000)))
         print(table(rows[-1:]), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     report = {"commit": commit.stdout.strip(), "machine": platform.platform(), "results": rows}

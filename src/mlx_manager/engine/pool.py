@@ -214,7 +214,7 @@ class ModelPool:
         entry.loaded = loaded
         if isinstance(loaded, LoadedModel):
             # The batch loop then owns the model's thread until the model is evicted.
-            entry.scheduler = scheduler_for(loaded, self.config.scheduler)  # a vision model runs one at a time
+            entry.scheduler = scheduler_for(loaded, self.config.scheduler)  # a vision model's own (engine/vision)
             entry.runner.submit(entry.scheduler.run)
         entry.loaded_at = time.time()
         entry.load_seconds = time.monotonic() - start

@@ -69,6 +69,8 @@ class VisionScheduler(Scheduler):
         assert lm.vision is not None
         self._image_token = lm.vision.image_token_id
         self._keys: dict[Sequence, list[int]] = {}  # image sequences' prefix-cache keys, until they end
+        self._images = 0  # image prompts prefilled this step
+        self._busy = False  # sequences were running when this step began
 
     # --- called from the event loop -----------------------------------------------------------
 
@@ -114,8 +116,16 @@ class VisionScheduler(Scheduler):
 
     def _step(self, batch: BatchGenerator) -> None:
         self._run_calls()
+        self._images = 0
+        self._busy = bool(self._running)
         if self._inbox or self._waiting or self._running:
             super()._step(batch)
+
+    def _defer(self, batch: BatchGenerator, seq: Sequence) -> bool:
+        """An image prompt is prefilled in one piece: while others decode, one a step, so they wait for one only."""
+        if self._busy and self._images and getattr(seq.inputs, "pixel_values", None) is not None:
+            return True
+        return super()._defer(batch, seq)
 
     def _new_batch(self) -> BatchGenerator:
         # No speculation or adapters here: the decoder adds each row's multimodal positions.
@@ -140,6 +150,7 @@ class VisionScheduler(Scheduler):
     def _insert_image(self, batch: BatchGenerator, seq: Sequence) -> None:
         seq.start(self.lm.tokenizer)
         seq.gen.admit()
+        self._images += 1
         key = cache_key(seq.prompt, self._image_token, seq.inputs)
         self._keys[seq] = key
         end = len(seq.prompt) - 1
