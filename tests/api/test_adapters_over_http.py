@@ -12,6 +12,7 @@ from typing import Any
 import anthropic
 import httpx
 import mlx.core as mx
+import ollama
 import openai
 import pytest
 from mlx_lm import load, stream_generate
@@ -195,3 +196,11 @@ def test_profiles_and_routing_rules_can_name_an_adapter(srv: ServerProcess, expe
     rule = {"pattern": "my-tune", "backend_ids": [here["id"]], "remote_model": "tiny-llama@other-mlx"}
     admin.ok("POST", "/api/routing/rules", 201, json=rule)
     assert complete(srv, "my-tune", PROMPTS[1]) == expected["tiny-llama@other-mlx"][1]
+
+
+def test_the_ollama_api_serves_an_adapter_by_its_name(srv: ServerProcess, expected: dict[str, list[str]]) -> None:
+    client = ollama.Client(host=srv.base_url, timeout=120)
+    options = {"temperature": 0, "num_predict": MAX_TOKENS}
+    out = client.generate(model="tiny-llama@lora-mlx", prompt=PROMPTS[0], raw=True, options=options)
+    assert out.response == expected["tiny-llama@lora-mlx"][0]
+    assert "tiny-llama@lora-peft" in {m.model for m in client.list().models}
