@@ -120,6 +120,8 @@ class RowModel:
         self._adapter_of = adapter_of
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_model", "_adapters", "_adapter_of"):  # copy / pickle probes
+            raise AttributeError(name)
         return getattr(self._model, name)
 
     def __call__(self, inputs: mx.array, cache: Any = None, **kwargs: Any) -> mx.array:
