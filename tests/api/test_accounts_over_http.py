@@ -64,8 +64,9 @@ def admin(server: ServerProcess) -> Api:
     """The first account: registered before any other test's, so it is the admin."""
     status = httpx.get(f"{server.base_url}/api/auth/status").json()
     assert status == {"has_users": False, "setup_required": False, "registration_open": True}  # loopback, no key
-    # Before anyone registers, /admin is open on loopback as it always was.
+    # Before anyone registers, the admin routes are open on loopback (whoever registers first is the admin anyway).
     assert httpx.get(f"{server.base_url}/admin/models").status_code == 200
+    assert httpx.get(f"{server.base_url}/api/settings").status_code == 200
     user = register(server, "admin")
     assert user["is_admin"] and user["is_approved"]
     assert httpx.get(f"{server.base_url}/api/auth/status").json()["has_users"] is True

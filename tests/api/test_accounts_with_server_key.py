@@ -56,4 +56,6 @@ def test_admin_routes_take_the_server_key_or_an_admin_and_refuse_members(server:
 
 def test_the_server_key_is_no_user_on_the_api_routes(server: ServerProcess, admin: Api) -> None:
     assert_problem(httpx.get(f"{server.base_url}/api/auth/me", headers=bearer(SERVER_KEY)), 401, "invalid_token")
-    assert_problem(httpx.get(f"{server.base_url}/api/settings", headers=bearer(SERVER_KEY)), 401)
+    for path in ("/api/settings", "/api/users", "/api/routing/rules", "/api/downloads", "/api/audit"):
+        assert_problem(httpx.get(f"{server.base_url}{path}", headers=bearer(SERVER_KEY)), 401, "invalid_token")
+        assert admin.get(path).status_code == 200, path

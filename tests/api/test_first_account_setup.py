@@ -55,6 +55,16 @@ def test_with_a_server_key_an_anonymous_caller_cannot_become_the_first_admin(key
     assert later.status_code == 201 and not later.json()["is_admin"] and not later.json()["is_approved"]
 
 
+def test_beyond_loopback_no_admin_route_is_open_before_the_first_account(remote: ServerProcess) -> None:
+    """Else a stranger could make an administrator with POST /api/users, without the setup token."""
+    assert _status(remote)["has_users"] is False
+    for method, path in (("GET", "/admin/models"), ("GET", "/metrics"), ("GET", "/api/settings")):
+        assert httpx.request(method, f"{remote.base_url}{path}").status_code == 401, path
+    body = {"username": "mallory", "password": PASSWORD, "is_admin": True}
+    assert_problem(httpx.post(f"{remote.base_url}/api/users", json=body), 401)
+    assert _status(remote)["has_users"] is False
+
+
 def test_beyond_loopback_the_first_admin_needs_the_one_time_token_from_the_log(remote: ServerProcess) -> None:
     found = re.search(r"one-time setup token: (\S+)", remote.log())
     assert found, remote.log()[-2000:]

@@ -7,8 +7,11 @@ compared in constant time), a user's API key (`mlxm-…`, by its SHA-256) and a 
   configured or the `require_api_key` setting is on. Otherwise the server is open (loopback) and anything else
   sent, such as an SDK's placeholder key, is ignored; but a user key or session token is always checked, so a
   revoked key or an expired session is a 401 even there.
-- `/admin` and `/metrics` (`require_admin`): as above, and once users exist they need the server key or an
-  admin's key or session (a 401 without a credential, a 403 for a non-admin).
+- Every admin route, `/admin`, `/metrics` and the `/api` routes that manage the server (`require_admin`, the one
+  admin dependency): an administrator is the server key or an admin user's key or session. They are open only
+  where anyone may make the first, admin account anyway (manager/signup.py: loopback, no server key, no account
+  yet) and `require_api_key` is off. On the `/api` routes, which act for a signed-in user (the UI), the server
+  key is no user: a 401 there. A non-admin is a 403.
 - `GET /admin/models` also takes the server's status token (`mlx_manager.status_token`), so that
   `mlx-manager status` run by the server's owner lists the loaded models without an account.
 
@@ -18,14 +21,22 @@ The caller's user and key ids go to `request.state` for the audit log.
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from mlx_manager import status_token
-from mlx_manager.api.errors import APIError
+from mlx_manager.api.errors import APIError, is_problem_path
 from mlx_manager.manager.auth import Principal, presented_credential
 from mlx_manager.manager.errors import AuthenticationFailed
 from mlx_manager.manager.services import Manager
+
+# Declared for the OpenAPI schema (clients see how to authenticate); the checks read the headers themselves.
+bearer_scheme = HTTPBearer(auto_error=False, description="A session token from POST /api/auth/login, or an API key.")
+x_api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False, description="An API key.")
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+ApiKeyDoc = Annotated[str | None, Depends(x_api_key_scheme)]
 
 
 def _manager(request: Request) -> Manager:
@@ -94,15 +105,23 @@ async def require_api_key(request: Request) -> None:
     await _check(request, manager.auth.server_key is not None or manager.settings.current.require_api_key)
 
 
-async def require_admin(request: Request) -> None:
-    """/admin and /metrics: the server key or an admin once anyone could be asked for one."""
+async def require_admin(request: Request, _bearer: BearerDoc = None, _key: ApiKeyDoc = None) -> Principal | None:
+    """The one admin rule (module docstring); None: an anonymous caller where no one could be asked yet."""
     manager = _manager(request)
-    required = manager.auth.server_key is not None or manager.settings.current.require_api_key
+    required = manager.setup.guarded or manager.settings.current.require_api_key
     if not required:
         required = await asyncio.to_thread(manager.auth.has_users)
     principal = await _check(request, required)
+    as_user = is_problem_path(request.url.path)
+    if principal is not None and as_user and principal.via == "server_key":
+        raise _unauthorized("The server key is no user here: sign in, or use an admin's API key.", "invalid_token")
     if principal is not None and not principal.is_admin:
-        raise APIError(403, "This needs an administrator's API key or session.", code="permission_denied")
+        code = "admin_required" if as_user else "permission_denied"
+        raise APIError(403, "This needs an administrator's API key or session.", code=code)
+    return principal
+
+
+Admin = Annotated[Principal | None, Depends(require_admin)]
 
 
 async def require_admin_or_status_token(request: Request) -> None:

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
-from mlx_manager.api.manager.deps import AdminUser, SessionDep
+from mlx_manager.api.manager.deps import SessionDep
 from mlx_manager.api.manager.fields import Count, RowId
 from mlx_manager.api.manager.schemas import AuditEntryPublic, AuditPage, problems
+from mlx_manager.api.security import Admin
 from mlx_manager.manager import audit
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=problems(400, 401, 403))
@@ -41,7 +42,7 @@ Filter = Annotated[audit.AuditFilter, Depends(audit_filter)]
 
 @router.get("")
 def list_audit(
-    _: AdminUser,
+    _: Admin,
     session: SessionDep,
     where: Filter,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -66,7 +67,7 @@ def list_audit(
         }
     },
 )
-def export_audit(_: AdminUser, session: SessionDep, where: Filter, format: Literal["csv", "json"] = "csv") -> Response:
+def export_audit(_: Admin, session: SessionDep, where: Filter, format: Literal["csv", "json"] = "csv") -> Response:
     """Every matching entry as a CSV (times in ISO 8601, UTC) or JSON (Unix seconds) download."""
     rows = audit.export_rows(session, where)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -1,4 +1,4 @@
-"""Dependencies of the /api routes: a database session, the signed-in user, an admin.
+"""Dependencies of the /api routes: a database session, the signed-in user (admins: api/security.py's Admin).
 
 They are plain functions, so FastAPI runs them (and the routes that are plain functions) on its thread pool:
 SQLite and argon2 block, and the event loop keeps serving tokens meanwhile.
@@ -11,20 +11,15 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from mlx_manager.api.security import remember
+from mlx_manager.api.security import ApiKeyDoc, BearerDoc, remember
 from mlx_manager.db.models import User
 from mlx_manager.manager.auth import presented_credential
-from mlx_manager.manager.errors import AuthenticationFailed, PermissionDenied
+from mlx_manager.manager.errors import AuthenticationFailed
 from mlx_manager.manager.services import Manager
 
-# Declared for the OpenAPI schema (clients see how to authenticate); the checks are below.
 T = TypeVar("T")
-
-_bearer = HTTPBearer(auto_error=False, description="A session token from POST /api/auth/login, or an API key.")
-_x_api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="An API key.")
 
 
 def get_manager(request: Request) -> Manager:
@@ -47,8 +42,8 @@ def current_user(
     request: Request,
     manager: ManagerDep,
     session: SessionDep,
-    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    _api_key: Annotated[str | None, Depends(_x_api_key)],
+    _bearer: BearerDoc,
+    _key: ApiKeyDoc,
 ) -> User:
     """The user behind the session token or API key. The server's --api-key is no user: it is refused here."""
     token = presented_credential(request.headers.get("authorization"), request.headers.get("x-api-key"))
@@ -72,15 +67,6 @@ def client_address(request: Request) -> str:
     """The caller's address, what rate limits count by (behind a reverse proxy: the proxy's; headers naming
     another address are not trusted, since anyone can send them)."""
     return request.client.host if request.client else "unknown"
-
-
-def admin_user(user: CurrentUser) -> User:
-    if not user.is_admin:
-        raise PermissionDenied("This needs an administrator.", "admin_required")
-    return user
-
-
-AdminUser = Annotated[User, Depends(admin_user)]
 
 
 async def write_then(manager: Manager, change: Callable[[Session], T], reload: Callable[[], None]) -> T:

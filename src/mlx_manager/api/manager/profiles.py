@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from sqlmodel import Session
 
 from mlx_manager.api.deps import EngineDep
-from mlx_manager.api.manager.deps import AdminUser, CurrentUser, ManagerDep, SessionDep, write_then
+from mlx_manager.api.manager.deps import CurrentUser, ManagerDep, SessionDep, write_then
 from mlx_manager.api.manager.fields import RowId
 from mlx_manager.api.manager.schemas import (
     ProfileCreate,
@@ -19,6 +19,7 @@ from mlx_manager.api.manager.schemas import (
     ProfileUpdate,
     problems,
 )
+from mlx_manager.api.security import Admin
 from mlx_manager.db.models import Profile
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.errors import ModelNotFoundError
@@ -67,7 +68,7 @@ def list_profiles(_: CurrentUser, session: SessionDep) -> list[ProfilePublic]:
 
 @router.post("", status_code=201, responses=problems(400, 403, 409))
 async def create_profile(
-    body: ProfileCreate, request: Request, _: AdminUser, manager: ManagerDep, engine: EngineDep
+    body: ProfileCreate, request: Request, _: Admin, manager: ManagerDep, engine: EngineDep
 ) -> ProfilePublic:
     """400 `unknown_model` when the model is neither on this server nor routed elsewhere."""
     await _not_a_model(engine, body.name)
@@ -82,7 +83,7 @@ def get_profile(profile_id: RowId, _: CurrentUser, session: SessionDep) -> Profi
 
 @router.patch("/{profile_id}", responses=problems(400, 403, 404, 409))
 async def update_profile(
-    profile_id: RowId, body: ProfileUpdate, request: Request, _: AdminUser, manager: ManagerDep, engine: EngineDep
+    profile_id: RowId, body: ProfileUpdate, request: Request, _: Admin, manager: ManagerDep, engine: EngineDep
 ) -> ProfilePublic:
     """Change the fields sent; null clears an optional one. A new model is checked as on creation."""
     await _not_a_model(engine, body.name)
@@ -92,14 +93,14 @@ async def update_profile(
 
 
 @router.delete("/{profile_id}", status_code=204, responses=problems(403, 404))
-async def delete_profile(profile_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_profile(profile_id: RowId, _: Admin, manager: ManagerDep) -> Response:
     await _write(manager, lambda s: profiles.delete(s, profile_id))
     return Response(status_code=204)
 
 
 @router.post("/{profile_id}/duplicate", status_code=201, responses=problems(400, 403, 404, 409))
 async def duplicate_profile(
-    profile_id: RowId, _: AdminUser, manager: ManagerDep, engine: EngineDep, body: ProfileDuplicate | None = None
+    profile_id: RowId, _: Admin, manager: ManagerDep, engine: EngineDep, body: ProfileDuplicate | None = None
 ) -> ProfilePublic:
     """A copy under a new name (default '<name>-copy')."""
     name = body.name if body else None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from sqlmodel import Session, select
 
-from mlx_manager.api.manager.deps import AdminUser, ManagerDep, write_then
+from mlx_manager.api.manager.deps import ManagerDep, write_then
 from mlx_manager.api.manager.fields import PartialUpdate, RowId
 from mlx_manager.api.manager.schemas import (
     BackendCreate,
@@ -24,6 +24,7 @@ from mlx_manager.api.manager.schemas import (
     RuleUpdate,
     problems,
 )
+from mlx_manager.api.security import Admin
 from mlx_manager.db.models import Backend, Credential, RoutingRule
 from mlx_manager.manager.services import Manager
 from mlx_manager.routing.router import Router
@@ -56,69 +57,69 @@ def _router(request: Request) -> Router:
 
 
 @router.get("/credentials")
-def list_credentials(_: AdminUser, manager: ManagerDep) -> list[CredentialPublic]:
+def list_credentials(_: Admin, manager: ManagerDep) -> list[CredentialPublic]:
     with Session(manager.db) as session:
         return [CredentialPublic.model_validate(c, from_attributes=True) for c in session.exec(select(Credential))]
 
 
 @router.post("/credentials", status_code=201, responses=problems(400, 409))
-async def create_credential(body: CredentialCreate, _: AdminUser, manager: ManagerDep) -> CredentialPublic:
+async def create_credential(body: CredentialCreate, _: Admin, manager: ManagerDep) -> CredentialPublic:
     row = await _write(manager, lambda s: manager.routing.add_credential(s, body.name, body.provider, body.secret))
     return CredentialPublic.model_validate(row, from_attributes=True)
 
 
 @router.delete("/credentials/{credential_id}", status_code=204, responses=problems(404))
-async def delete_credential(credential_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_credential(credential_id: RowId, _: Admin, manager: ManagerDep) -> Response:
     return await _delete(manager, Credential, credential_id)
 
 
 @router.get("/backends")
-def list_backends(_: AdminUser, manager: ManagerDep) -> list[BackendPublic]:
+def list_backends(_: Admin, manager: ManagerDep) -> list[BackendPublic]:
     with Session(manager.db) as session:
         return [BackendPublic.model_validate(b, from_attributes=True) for b in session.exec(select(Backend))]
 
 
 @router.post("/backends", status_code=201, responses=problems(400, 409))
-async def create_backend(body: BackendCreate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
+async def create_backend(body: BackendCreate, _: Admin, manager: ManagerDep) -> BackendPublic:
     row = await _write(manager, lambda s: manager.routing.add_backend(s, body.model_dump()))
     return BackendPublic.model_validate(row, from_attributes=True)
 
 
 @router.patch("/backends/{backend_id}", responses=problems(400, 404))
-async def update_backend(backend_id: RowId, body: BackendUpdate, _: AdminUser, manager: ManagerDep) -> BackendPublic:
+async def update_backend(backend_id: RowId, body: BackendUpdate, _: Admin, manager: ManagerDep) -> BackendPublic:
     return await _update(manager, Backend, backend_id, body, BackendPublic)
 
 
 @router.delete("/backends/{backend_id}", status_code=204, responses=problems(404))
-async def delete_backend(backend_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_backend(backend_id: RowId, _: Admin, manager: ManagerDep) -> Response:
     return await _delete(manager, Backend, backend_id)
 
 
 @router.get("/rules")
-def list_rules(_: AdminUser, manager: ManagerDep) -> list[RulePublic]:
+def list_rules(_: Admin, manager: ManagerDep) -> list[RulePublic]:
     with Session(manager.db) as session:
         rows = sorted(session.exec(select(RoutingRule)), key=lambda r: (-r.priority, r.id or 0))
         return [RulePublic.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.post("/rules", status_code=201, responses=problems(400))
-async def create_rule(body: RuleCreate, _: AdminUser, manager: ManagerDep) -> RulePublic:
+async def create_rule(body: RuleCreate, _: Admin, manager: ManagerDep) -> RulePublic:
     row = await _write(manager, lambda s: manager.routing.add_rule(s, body.model_dump()))
     return RulePublic.model_validate(row, from_attributes=True)
 
 
 @router.patch("/rules/{rule_id}", responses=problems(400, 404))
-async def update_rule(rule_id: RowId, body: RuleUpdate, _: AdminUser, manager: ManagerDep) -> RulePublic:
+async def update_rule(rule_id: RowId, body: RuleUpdate, _: Admin, manager: ManagerDep) -> RulePublic:
     return await _update(manager, RoutingRule, rule_id, body, RulePublic)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, responses=problems(404))
-async def delete_rule(rule_id: RowId, _: AdminUser, manager: ManagerDep) -> Response:
+async def delete_rule(rule_id: RowId, _: Admin, manager: ManagerDep) -> Response:
     return await _delete(manager, RoutingRule, rule_id)
 
 
 @router.get("/test")
-def test_route(request: Request, _: AdminUser, model: Annotated[str, Query(min_length=1)]) -> RouteTest:
+def test_route(request: Request, _: Admin, model: Annotated[str, Query(min_length=1)]) -> RouteTest:
     """Which backends a model name would go to, in the order they would be tried now."""
     routing = _router(request)
     rule = routing.route(model)
@@ -129,7 +130,7 @@ def test_route(request: Request, _: AdminUser, model: Annotated[str, Query(min_l
 
 
 @router.get("/status")
-def backend_status(request: Request, _: AdminUser) -> list[BackendStatus]:
+def backend_status(request: Request, _: Admin) -> list[BackendStatus]:
     states: dict[str, Any] = _router(request).balancer.backends
     return [
         BackendStatus(

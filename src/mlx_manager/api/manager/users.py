@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from sqlmodel import Session
 
-from mlx_manager.api.manager.deps import AdminUser, CurrentUser, ManagerDep, SessionDep, client_address
+from mlx_manager.api.manager.deps import CurrentUser, ManagerDep, SessionDep, client_address
 from mlx_manager.api.manager.fields import RowId
 from mlx_manager.api.manager.schemas import (
     AuthStatus,
@@ -20,6 +20,7 @@ from mlx_manager.api.manager.schemas import (
     UserUpdate,
     problems,
 )
+from mlx_manager.api.security import Admin
 from mlx_manager.db.models import User
 from mlx_manager.manager import users
 from mlx_manager.manager.errors import AuthenticationFailed, InvalidInput, WrongPassword
@@ -107,36 +108,36 @@ def me(user: CurrentUser) -> UserPublic:
 
 
 @users_router.get("")
-def list_users(_: AdminUser, session: SessionDep) -> list[UserPublic]:
+def list_users(_: Admin, session: SessionDep) -> list[UserPublic]:
     return [public(u) for u in users.list_users(session)]
 
 
 @users_router.post("", status_code=201, responses=problems(400, 409))
-def create_user(body: UserCreate, _: AdminUser, session: SessionDep) -> UserPublic:
+def create_user(body: UserCreate, _: Admin, session: SessionDep) -> UserPublic:
     """Add an approved user (also while registration is switched off)."""
     return public(users.register(session, body.username, body.password, approved=True))
 
 
 @users_router.post("/{user_id}/revoke-sessions", responses=problems(404))
-def revoke_sessions(user_id: RowId, _: AdminUser, session: SessionDep) -> SessionsRevoked:
+def revoke_sessions(user_id: RowId, _: Admin, session: SessionDep) -> SessionsRevoked:
     """Sign the user out everywhere: every session token of theirs stops working (API keys are revoked apart)."""
     return SessionsRevoked(user_id=user_id, sessions_ended=users.revoke_sessions(session, user_id))
 
 
 @users_router.post("/{user_id}/approve", responses=problems(404))
-def approve_user(user_id: RowId, _: AdminUser, session: SessionDep) -> UserPublic:
+def approve_user(user_id: RowId, _: Admin, session: SessionDep) -> UserPublic:
     return public(users.approve(session, user_id))
 
 
 @users_router.patch("/{user_id}", responses=problems(400, 404, 409))
-def update_user(user_id: RowId, body: UserUpdate, _: AdminUser, session: SessionDep) -> UserPublic:
+def update_user(user_id: RowId, body: UserUpdate, _: Admin, session: SessionDep) -> UserPublic:
     """Make a user an admin or not, approve or suspend (their sessions end); the last admin cannot be demoted
     (409)."""
     return public(users.update(session, user_id, is_admin=body.is_admin, is_approved=body.is_approved))
 
 
 @users_router.delete("/{user_id}", status_code=204, responses=problems(404, 409))
-def delete_user(user_id: RowId, _: AdminUser, session: SessionDep) -> Response:
+def delete_user(user_id: RowId, _: Admin, session: SessionDep) -> Response:
     """Delete a user with their sessions, API keys and stored responses; never the last admin (409)."""
     users.delete_user(session, user_id)
     return Response(status_code=204)
