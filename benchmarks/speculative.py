@@ -126,32 +126,38 @@ def _scheduler(engine: Engine) -> Any:
     return sched
 
 
-def bench_concurrent(models_dir: Path, model: str, spec: SpeculativeConfig, n: int, tokens: int) -> dict[str, Any]:
-    """`n` chat requests at once (each its own prompt, half copy-heavy): aggregate output tok/s over the wall time."""
-    config = EngineConfig(
-        model_dirs=[models_dir],
-        hf_cache=None,
-        pool=PoolConfig(max_models=1, memory_budget_bytes=1 << 33, scheduler=SchedulerConfig(speculative=spec)),
-    )
+def bench_concurrent(models_dir: Path, model: str, n: int, tokens: int, repeats: int) -> dict[str, Any]:
+    """`n` chat requests at once (each its own prompt, half copy-heavy), speculation off vs lookup (default
+    settings: off above 4 decoding), the two engines taking turns: aggregate output tok/s over the wall time."""
+    configs = {"off": SpeculativeConfig(mode="off"), "lookup": SpeculativeConfig(mode="lookup")}
     code = CODE_FILE.read_text()
     chats = [f"{CHAT_TASK} Call the keeper {NAMES[i % len(NAMES)]}." for i in range(n)]
     texts = [COPY_TASK.format(code=code[: 600 + 40 * i]) if i % 2 else chats[i] for i in range(n)]
 
     async def main() -> dict[str, Any]:
-        engine = Engine(config)
-        await engine.start()
+        engines = {}
+        for name, spec in configs.items():
+            pool = PoolConfig(max_models=1, memory_budget_bytes=1 << 33, scheduler=SchedulerConfig(speculative=spec))
+            engines[name] = Engine(EngineConfig(model_dirs=[models_dir], hf_cache=None, pool=pool))
+            await engines[name].start()
+            await run_one(engines[name], model, "Hello!", 8)
         try:
-            await run_one(engine, model, "Hello!", 8)
-            start = time.perf_counter()
-            results = await asyncio.gather(*(run_one(engine, model, t, tokens) for t in texts))
-            wall = time.perf_counter() - start
-            sched = engine.pool.entries()[0].scheduler
-            assert sched is not None
-            produced = sum(r["tokens"] for r in results)
-            stats = sched.spec.stats
-            return {"tok_s": produced / wall, "tokens": produced, "wall_s": wall, "spec_steps": stats.steps}
+            rates: dict[str, list[float]] = {name: [] for name in configs}
+            for r in range(repeats):
+                for name, engine in engines.items():
+                    run_texts = [f"{t} (take {r})" for t in texts]  # new prompts each repeat: no cache answers
+                    start = time.perf_counter()
+                    results = await asyncio.gather(*(run_one(engine, model, t, tokens) for t in run_texts))
+                    rates[name].append(sum(x["tokens"] for x in results) / (time.perf_counter() - start))
+            out: dict[str, Any] = {"concurrent": n, "repeats": repeats}
+            for name, engine in engines.items():
+                out[name] = {"tok_s": statistics.median(rates[name]), "runs_tok_s": rates[name]}
+                out[name]["spec_steps"] = _scheduler(engine).spec.stats.steps
+            out["ratio"] = out["lookup"]["tok_s"] / out["off"]["tok_s"]
+            return out
         finally:
-            await engine.stop()
+            for engine in engines.values():
+                await engine.stop()
 
     return asyncio.run(main())
 
@@ -179,10 +185,7 @@ def main() -> None:
         (engine_dir / f32.name).symlink_to(f32)
     concurrent = []
     for n in args.concurrent:
-        row: dict[str, Any] = {"concurrent": n}
-        for name, spec in (("off", SpeculativeConfig(mode="off")), ("lookup", SpeculativeConfig(mode="lookup"))):
-            row[name] = bench_concurrent(engine_dir, f32.name, spec, n, args.chat_tokens)
-        row["ratio"] = row["lookup"]["tok_s"] / row["off"]["tok_s"]
+        row = bench_concurrent(engine_dir, f32.name, n, args.chat_tokens, args.runs)
         concurrent.append(row)
         print(
             f"{n} concurrent: off {row['off']['tok_s']:.1f} tok/s, lookup {row['lookup']['tok_s']:.1f} tok/s"
