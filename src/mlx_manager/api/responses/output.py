@@ -17,21 +17,24 @@ class OutputText(BaseModel):
     logprobs: list[Any] = Field(default_factory=list)
 
 
-class OutputMessage(BaseModel):
-    type: Literal["message"] = "message"
+class OutputItemBase(BaseModel):
+    """What every output item carries: its id (the stream's events name it) and its status."""
+
     id: str
     status: Status
+
+
+class OutputMessage(OutputItemBase):
+    type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     content: list[OutputText]
 
 
-class OutputFunctionCall(BaseModel):
+class OutputFunctionCall(OutputItemBase):
     type: Literal["function_call"] = "function_call"
-    id: str
     call_id: str
     name: str
     arguments: str
-    status: Status
 
 
 class ReasoningText(BaseModel):
@@ -39,12 +42,10 @@ class ReasoningText(BaseModel):
     text: str
 
 
-class OutputReasoning(BaseModel):
+class OutputReasoning(OutputItemBase):
     type: Literal["reasoning"] = "reasoning"
-    id: str
     summary: list[Any] = Field(default_factory=list)
     content: list[ReasoningText]
-    status: Status
 
 
 OutputItem = Annotated[OutputMessage | OutputFunctionCall | OutputReasoning, Field(discriminator="type")]
