@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import GenerationChunk
@@ -67,16 +68,23 @@ async def collect(gen: Generation, is_disconnected: Disconnected) -> dict[int, l
         async for chunk in gen:
             by_index.setdefault(chunk.index, []).append(chunk)
 
-    task = asyncio.create_task(consume())
+    await until_done(consume(), gen.cancel, is_disconnected)
+    return by_index
+
+
+async def until_done(
+    work: Coroutine[Any, Any, None], cancel: Callable[[], None], is_disconnected: Disconnected
+) -> None:
+    """Run `work` (reading a whole reply) to its end; a client that leaves meanwhile calls `cancel`, which ends it."""
+    task = asyncio.create_task(work)
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=0.5)
             if not task.done() and await is_disconnected():
-                gen.cancel()
+                cancel()
         task.result()
     finally:
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    return by_index

@@ -3,8 +3,6 @@ from this request's own timings; keep_alive onto the pool; embeddings. No MLX he
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +29,7 @@ from mlx_manager.api.ollama.schemas import (
     Timings,
     TopLogprob,
 )
-from mlx_manager.api.replies import Disconnected, api_finish, assemble
+from mlx_manager.api.replies import Disconnected, api_finish, assemble, until_done
 from mlx_manager.api.request.normalize import Limits
 from mlx_manager.api.request.start import Serving, Starter, only_here
 from mlx_manager.api.request.streaming import MODEL_FAILED, stream_failure
@@ -282,15 +280,4 @@ async def _gather(run: Run, is_disconnected: Disconnected) -> None:
         async for _ in run.pieces():
             pass
 
-    task = asyncio.create_task(consume())
-    try:
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.5)
-            if not task.done() and await is_disconnected():
-                run.gen.cancel()
-        task.result()
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    await until_done(consume(), run.gen.cancel, is_disconnected)
