@@ -1,5 +1,6 @@
 """The two tiers together, through the engine with a real tiny model: what RAM evicts, what stays idle and what
-an unload leaves is read back from disk; a request that opts out writes to neither tier."""
+an unload leaves is read back from disk (a loading model prefetches its recent files); a request that opts out
+writes to neither tier."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def test_what_ram_evicts_is_read_back_from_disk(tiny_models_dir: Path, tmp_path:
         for first in (520, 740):  # each pushes the one before out of a RAM tier that holds one prompt
             await answer(engine, ask(first))
         assert scheduler(engine).cache.stats.evictions >= 2
+        disk = scheduler(engine).tiers.disk
+        assert disk is not None and disk.flush()  # evicted entries are written on the writer thread
         again, cached, tier = await answer(engine, ask(300))
         assert (again, cached, tier) == (cold, 199, "disk")
 
@@ -81,3 +84,35 @@ def test_cache_false_writes_to_neither_tier(tiny_models_dir: Path, tmp_path: Pat
         assert cached == 0 and disk is not None and len(disk) == 0 and len(scheduler(engine).cache) == 0
 
     run_engine(tiny_models_dir, body, **settings(tmp_path))
+
+
+def test_a_loading_model_prefetches_its_recent_files_before_any_request(tiny_models_dir: Path, tmp_path: Path) -> None:
+    async def body(engine: Engine) -> None:
+        cold = [(await answer(engine, ask(first)))[0] for first in (300, 520)]
+        assert await engine.pool.unload("tiny-llama")
+        await engine.load("tiny-llama")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the model thread opens its tiers as it starts
+            disk = scheduler(engine).tiers.disk
+            if disk is not None and disk.stats.prefetched == 2:
+                break
+            time.sleep(0.05)
+        assert disk is not None and disk.stats.prefetched == 2  # read on the prefetch thread, no request asked
+        again = [await answer(engine, ask(first)) for first in (300, 520)]
+        assert again == [(ids, 199, "disk") for ids in cold]
+        assert disk.stats.reads == 2  # the requests read nothing again
+
+    run_engine(tiny_models_dir, body, **settings(tmp_path))
+
+
+def test_a_prefetch_reads_at_most_half_the_ram_tier(tiny_models_dir: Path, tmp_path: Path) -> None:
+    async def body(engine: Engine) -> None:
+        cold = [(await answer(engine, ask(first)))[0] for first in (300, 520)]
+        assert await engine.pool.unload("tiny-llama")
+        again = [await answer(engine, ask(first)) for first in (300, 520)]
+        disk = scheduler(engine).tiers.disk
+        assert disk is not None and disk.stats.prefetched == 1  # one 204,800-byte prompt fits 250,000
+        assert again == [(ids, 199, "disk") for ids in cold]
+        assert disk.stats.reads == 2  # the other one read when asked
+
+    run_engine(tiny_models_dir, body, **settings(tmp_path, prefix_cache_bytes=500_000))

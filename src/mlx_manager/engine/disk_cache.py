@@ -2,12 +2,14 @@
 
 One store per folder keeps every model's files (a subfolder per model key, engine/cache_identity) under one
 byte budget, least recently used out first, and writes them on its own thread: the model thread only hands it
-numpy views of arrays that never change again. Reads happen on a hit, on the model thread. A file that cannot
-be read back whole (torn by a crash, altered, another format) is deleted and counted, never loaded.
+numpy views of arrays that never change again. Reads happen on a hit, on the model thread, or ahead of any request
+when a model loads (its most recent files, read and checked on a prefetch thread: engine/cache_tiers). A file that
+cannot be read back whole (torn by a crash, altered, another format) is deleted and counted, never loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,6 +51,7 @@ class DiskStats:
     evictions: int = 0
     unreadable: int = 0  # torn or altered files found and deleted
     skipped: int = 0  # writes left out: no room within the budget or the disk's free space
+    prefetched: int = 0  # reads done ahead of any request, when the model loaded
 
 
 @dataclass(eq=False)
@@ -253,15 +256,41 @@ class DiskCache:
             _, length, _ = self._index.best(prompt, hashes)
         return length
 
-    def load(self, prompt: list[int], hashes: list[bytes]) -> tuple[list[int], list[Any]] | None:
-        """The stored entry serving the longest prefix of `prompt`: its tokens and layer caches."""
+    def best(self, prompt: list[int], hashes: list[bytes]) -> DiskEntry | None:
+        """The stored entry serving the longest prefix of `prompt`."""
         with self.store._cond:
             entry, _, _ = self._index.best(prompt, hashes)
-        if entry is None:
+        return entry
+
+    def load(self, prompt: list[int], hashes: list[bytes]) -> tuple[list[int], list[Any]] | None:
+        """The stored entry serving the longest prefix of `prompt`: its tokens and layer caches."""
+        entry = self.best(prompt, hashes)
+        raw = self.read_raw(entry) if entry is not None else None
+        if entry is None or raw is None:
             return None
+        try:
+            tokens, cache = kv_file.build(raw)
+        except kv_file.UnreadableFile as exc:
+            self._unreadable(entry.name, exc)
+            return None
+        return list(tokens), cache
+
+    def recent(self, max_bytes: int) -> list[DiskEntry]:
+        """This model's entries, most recently used first, as many as fit `max_bytes` (what a prefetch reads)."""
+        out, total = [], 0
+        with self.store._cond:
+            for key, name in reversed(self.store._files):
+                entry = self._entries.get(name) if key == self.key else None
+                if entry is not None and total + entry.size <= max_bytes:
+                    out.append(entry)
+                    total += entry.size
+        return out
+
+    def read_raw(self, entry: DiskEntry, prefetch: bool = False) -> kv_file.Raw | None:
+        """An entry's checked bytes (no MLX: any thread); None when it was evicted or is unreadable."""
         start = time.perf_counter()
         try:
-            tokens, cache = kv_file.read(self.folder / entry.name, self.key)
+            raw = kv_file.read_raw(self.folder / entry.name, self.key)
         except FileNotFoundError:  # evicted meanwhile
             return None
         except (OSError, kv_file.UnreadableFile) as exc:
@@ -270,10 +299,12 @@ class DiskCache:
         with self.store._cond:
             self.store._touch(self.key, entry.name)
             self.stats.reads += 1
+            self.stats.prefetched += prefetch
             self.stats.read_seconds += time.perf_counter() - start
             self.stats.read_bytes += entry.size
-        os.utime(self.folder / entry.name)  # recency survives a restart
-        return list(tokens), cache
+        with contextlib.suppress(OSError):
+            os.utime(self.folder / entry.name)  # recency survives a restart
+        return raw
 
     def put(
         self,

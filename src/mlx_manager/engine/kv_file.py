@@ -143,8 +143,26 @@ def read_header(path: Path, model_key: str) -> Header:
     return Header(_tokens(meta), meta.get("trimmable") == "1", data_start + data_len)
 
 
+@dataclass
+class Raw:
+    """A file's checked bytes, read without MLX (any thread); `build` makes its caches on the model thread."""
+
+    tensors: dict[str, Any]
+    meta: dict[str, str]
+    data: bytearray
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
 def read(path: Path, model_key: str) -> tuple[tuple[int, ...], list[Any]]:
     """The tokens and the layer caches of a file, after checking its size and digest."""
+    return build(read_raw(path, model_key))
+
+
+def read_raw(path: Path, model_key: str) -> Raw:
+    """A file's data, after checking its size and digest: the slow part of a read (I/O, hashing), off MLX."""
     tensors, meta, data_start, data_len = _header(path, model_key)
     data = bytearray(data_len)
     with path.open("rb") as f:
@@ -153,6 +171,12 @@ def read(path: Path, model_key: str) -> tuple[tuple[int, ...], list[Any]]:
             raise UnreadableFile("shorter than its header says")
     if hashlib.blake2b(data, digest_size=16).hexdigest() != meta.get("digest"):
         raise UnreadableFile("data does not match its digest")
+    return Raw(tensors, meta, data)
+
+
+def build(raw: Raw) -> tuple[tuple[int, ...], list[Any]]:
+    """The tokens and layer caches of checked data (on the model thread: it makes MLX arrays)."""
+    tensors, meta, data = raw.tensors, raw.meta, raw.data
     arrays: list[mx.array] = []
     for i in range(len(tensors)):
         info = tensors[f"t{i}"]
@@ -161,11 +185,11 @@ def read(path: Path, model_key: str) -> tuple[tuple[int, ...], list[Any]]:
         array = mx.array(flat.reshape(info["shape"]))
         arrays.append(array.view(mx.bfloat16) if info["dtype"] == "BF16" else array)
 
-    def build(item: Any) -> Any:
+    def build_item(item: Any) -> Any:
         if isinstance(item, dict):
             return arrays[int(item["t"])]
         if isinstance(item, list):
-            return [build(x) for x in item]
+            return [build_item(x) for x in item]
         return item
 
     cache = []
@@ -173,7 +197,7 @@ def read(path: Path, model_key: str) -> tuple[tuple[int, ...], list[Any]]:
         cls = LAYER_CLASSES.get(layer.get("class"))
         if cls is None:
             raise UnreadableFile(f"unknown layer cache {layer.get('class')!r}")
-        cache.append(cls.from_state(build(layer["state"])))
+        cache.append(cls.from_state(build_item(layer["state"])))
     mx.eval(arrays)
     return _tokens(meta), cache
 

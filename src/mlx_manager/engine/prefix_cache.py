@@ -51,6 +51,8 @@ class Entry:
     refs: int = 0
     # The cold tier holds these tokens too (read from it, or written to it): no need to write it again.
     on_disk: bool = False
+    # Read from the cold tier ahead of any request (prefetched at model load): its first hit counts as a disk hit.
+    prefetched: bool = False
 
 
 @dataclass
@@ -152,6 +154,8 @@ class PrefixCache:
                 return Match(diverged_at=diverged)
             entry.refs += 1
             self._entries.move_to_end(id(entry))
+            if entry.prefetched:
+                tier, entry.prefetched = "disk", False
         try:
             cache = self._fork(entry, length)
         finally:
@@ -179,7 +183,9 @@ class PrefixCache:
         trim_prompt_cache(cache, extra)
         return cache
 
-    def insert(self, tokens: list[int], cache: KVCache, on_disk: bool = False) -> Entry | None:
+    def insert(
+        self, tokens: list[int], cache: KVCache, on_disk: bool = False, prefetched: bool = False
+    ) -> Entry | None:
         """Keep the KV of `tokens` (compacted first). Trimmable entries whose blocks are all covered by a longer
         one are dropped; returns the new entry, or None when it holds no full block or exceeds the budget."""
         hashes = block_hashes(tokens, self.block_size)
@@ -189,7 +195,8 @@ class PrefixCache:
         nbytes = cache_nbytes(cache)
         if nbytes > self.max_bytes:
             return None
-        entry = Entry(tuple(tokens), cache, nbytes, hashes, can_trim_prompt_cache(cache), on_disk=on_disk)
+        trimmable = can_trim_prompt_cache(cache)
+        entry = Entry(tuple(tokens), cache, nbytes, hashes, trimmable, on_disk=on_disk, prefetched=prefetched)
         with self._lock:
             for old in self._index.add(entry):
                 self._drop(old)
