@@ -19,6 +19,9 @@ from mlx_manager.api.admin.routes import router as admin_router
 from mlx_manager.api.admin.routes import status_router as admin_status_router
 from mlx_manager.api.anthropic.routes import router as anthropic_router
 from mlx_manager.api.anthropic.serving import AnthropicServing
+from mlx_manager.api.batches.dispatch import dispatcher
+from mlx_manager.api.batches.routes import router as batches_router
+from mlx_manager.api.batches.runner import BatchRunner
 from mlx_manager.api.body_limit import BodyLimitMiddleware
 from mlx_manager.api.browser_guard import BrowserGuardMiddleware
 from mlx_manager.api.drain import DrainMiddleware
@@ -52,6 +55,7 @@ from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
 from mlx_manager.engine.speculative import SpeculativeConfig
 from mlx_manager.engine.types import KVSetting
+from mlx_manager.manager.batch_store import BatchStore
 from mlx_manager.manager.downloads import DownloadManager
 from mlx_manager.manager.hub import Hub
 from mlx_manager.manager.responses_store import ResponseStore
@@ -157,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
         await engine.start()
         await manager.start(engine)
         await downloads.start()  # downloads that were running when the server stopped resume
+        app.state.batch_runner.start()  # batches that were running when the server stopped resume
         router.start_health_checks(settings.health_check_seconds)
         app.state.status_token = status_token.write(settings.port)  # for `mlx-manager status` (0600 file)
         try:
@@ -165,6 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
             status_token.remove(settings.port, app.state.status_token)
             await router.close()
             await downloads.stop()
+            await app.state.batch_runner.stop()
             await engine.stop()
             await manager.stop()
 
@@ -197,6 +203,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.anthropic_serving = AnthropicServing(starter, limits)
     app.state.responses_serving = ResponsesServing(starter, limits, ResponseStore(db))
     app.state.ollama_serving = OllamaServing(starter, limits, engine)
+    app.state.batch_store = BatchStore(db, paths.data_dir())
+    app.state.batch_runner = BatchRunner(app.state.batch_store, dispatcher(app), lambda: bool(app.state.draining))
     install_error_handlers(app)
     install_hub_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
@@ -223,6 +231,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_router, dependencies=guarded)
     app.include_router(anthropic_router, dependencies=guarded)
     app.include_router(responses_router, dependencies=guarded)
+    app.include_router(batches_router, dependencies=guarded)
     app.include_router(rerank_router, dependencies=guarded)
     app.include_router(ollama_router)  # its routes name their own guard: pull, delete and copy need an admin
     app.include_router(ollama_root_router)  # GET / is still the web UI for browsers

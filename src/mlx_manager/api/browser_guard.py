@@ -8,7 +8,7 @@
   either (SDKs, curl) are not browsers' and pass.
 - Body types: the routes take JSON; a body sent as a form or as text/plain (the types a page may send anywhere
   without a CORS preflight) or any other non-JSON type is a 415. `BODY_TYPES` lists the routes that take more
-  (none yet: multipart audio uploads would go there).
+  (the Files API's multipart uploads).
 
 Errors come in each API's own shape (errors.error_response).
 """
@@ -31,7 +31,7 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_PATHS = ("/health",)
 JSON_TYPES = frozenset({"application/json"})
 # Path prefix -> further media types its routes take besides JSON (e.g. "/v1/audio/": multipart/form-data).
-BODY_TYPES: dict[str, frozenset[str]] = {}
+BODY_TYPES: dict[str, frozenset[str]] = {"/v1/files": frozenset({"multipart/form-data"})}  # OpenAI file uploads
 
 
 def split_host(value: str) -> tuple[str, int | None]:

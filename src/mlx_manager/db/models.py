@@ -264,3 +264,47 @@ class ChatMessage(SQLModel, table=True):
     decode_ms: float | None = None  # from the first token to the last
     created_at: float = Field(default_factory=_now)
     updated_at: float = Field(default_factory=_now)
+
+
+class BatchFile(SQLModel, table=True):
+    """A file of the Files API (api/batches): a batch's input, output or errors. The bytes live under the data
+    dir's files/ folder (manager/batch_store.py); `owner` as for stored responses (a user's uid, "server")."""
+
+    __tablename__ = "batch_files"
+
+    id: str = Field(primary_key=True)
+    owner: str | None = Field(default=None, index=True)
+    filename: str
+    purpose: str  # batch, batch_output
+    bytes: int
+    created_at: int = Field(index=True)
+
+
+class Batch(SQLModel, table=True):
+    """A batch job of the Batch API: its input file's lines run in the background, results in its output and
+    error files. `status` moves as OpenAI documents: validating, in_progress, finalizing, completed; failed;
+    cancelling, cancelled."""
+
+    __tablename__ = "batches"
+
+    id: str = Field(primary_key=True)
+    owner: str | None = Field(default=None, index=True)
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    status: str = Field(index=True)
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    request_total: int = 0
+    request_completed: int = 0
+    request_failed: int = 0
+    batch_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSON, nullable=True))
+    created_at: int = Field(index=True)
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expires_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None

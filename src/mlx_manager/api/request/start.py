@@ -4,6 +4,7 @@ then the backend (the router: this server's engine or a remote one)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import ImageLimits, attach_images
@@ -15,6 +16,11 @@ from mlx_manager.engine.errors import ModelNotFoundError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import Prompt
 from mlx_manager.manager.profiles import ProfileLookup, resolve_target
+
+# Background work (batch jobs, api/batches) sets this: its requests queue behind interactive ones (lower runs
+# sooner; the scheduler's aging still lets them through).
+PRIORITY_FLOOR: ContextVar[int] = ContextVar("priority_floor", default=0)
+BACKGROUND_PRIORITY = 10
 
 
 class Starter:
@@ -38,7 +44,8 @@ class Starter:
         target = resolve_target(self.profiles, req.model)
         prompt = target.prompt(await attach_images(self.backend, target.model, req.prompt, self.images))
         params = target.params(req.params, req.explicit)
-        gen = await self.backend.generate(target.model, prompt, params, Run(req.n, req.priority, target.kv()))
+        priority = max(req.priority, PRIORITY_FLOOR.get())
+        gen = await self.backend.generate(target.model, prompt, params, Run(req.n, priority, target.kv()))
         limits.apply(gen, req.endpoint, self.time_limits(), self.on_limit)
         return gen
 

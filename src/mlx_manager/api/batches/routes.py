@@ -1,0 +1,232 @@
+"""OpenAI's Files and Batch APIs: upload a JSONL of requests, run it as a batch in the background, read the output
+and error files. Everything belongs to the caller that made it: anyone else gets a 404."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from mlx_manager.api.batches.dispatch import ENDPOINTS
+from mlx_manager.api.batches.runner import BatchRunner
+from mlx_manager.api.errors import APIError
+from mlx_manager.api.schema_base import Strict
+from mlx_manager.db.models import Batch, BatchFile
+from mlx_manager.manager.batch_store import BatchStore
+
+router = APIRouter(prefix="/v1", tags=["batches"])
+Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+assert set(ENDPOINTS) == set(Endpoint.__args__)  # type: ignore[attr-defined]
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["processed"] = "processed"
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class BatchCreate(Strict):
+    input_file_id: str = Field(min_length=1, max_length=200)
+    endpoint: Endpoint
+    completion_window: Literal["24h"]
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+
+
+class RequestCounts(BaseModel):
+    total: int
+    completed: int
+    failed: int
+
+
+class BatchObject(BaseModel):
+    id: str
+    object: Literal["batch"] = "batch"
+    endpoint: str
+    errors: dict[str, Any] | None
+    input_file_id: str
+    completion_window: str
+    status: str
+    output_file_id: str | None
+    error_file_id: str | None
+    created_at: int
+    in_progress_at: int | None
+    expires_at: int | None
+    finalizing_at: int | None
+    completed_at: int | None
+    failed_at: int | None
+    expired_at: int | None = None
+    cancelling_at: int | None
+    cancelled_at: int | None
+    request_counts: RequestCounts
+    metadata: dict[str, Any] | None
+
+
+class BatchList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchObject]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+def _store(request: Request) -> BatchStore:
+    store: BatchStore = request.app.state.batch_store
+    return store
+
+
+def _owner(request: Request) -> str | None:
+    """The credential's owner (a user's uid, "server" for the server key), or None (anonymous, open mode)."""
+    principal = getattr(request.state, "principal", None)
+    return principal.owner if principal is not None else None
+
+
+def _file(row: BatchFile) -> FileObject:
+    return FileObject(id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename, purpose=row.purpose)
+
+
+def _batch(row: Batch) -> BatchObject:
+    fields = row.model_dump(exclude={"owner", "batch_metadata", "request_total", "request_completed", "request_failed"})
+    counts = RequestCounts(total=row.request_total, completed=row.request_completed, failed=row.request_failed)
+    return BatchObject(**fields, request_counts=counts, metadata=row.batch_metadata)
+
+
+def _missing(kind: str, ident: str, param: str) -> APIError:
+    return APIError(404, f"No {kind} with id '{ident[:200]}' found.", param=param, code="not_found")
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+@router.post("/files")
+async def create_file(request: Request, file: UploadFile = File(...), purpose: str = Form(...)) -> FileObject:
+    """purpose "batch": a JSONL file of requests, at most max_request_bytes."""
+    if purpose != "batch":
+        raise APIError(400, f"purpose must be 'batch', not '{purpose[:50]}'.", param="purpose")
+    limit = request.app.state.settings.max_request_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise APIError(413, f"The file is larger than {limit} bytes (max_request_bytes).", param="file")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise APIError(400, "The file must be UTF-8 JSONL text.", param="file") from exc
+    name = (file.filename or "upload.jsonl")[:255]
+    row = await asyncio.to_thread(_store(request).create_file, _owner(request), name, purpose, data)
+    return _file(row)
+
+
+@router.get("/files")
+async def list_files(
+    request: Request,
+    purpose: str | None = None,
+    limit: int = Query(default=100, ge=1, le=10_000),
+    after: str | None = None,
+) -> FileList:
+    rows = await asyncio.to_thread(_store(request).list_files, _owner(request), purpose, limit, after)
+    data = [_file(r) for r in rows[:limit]]
+    first, last = (data[0].id, data[-1].id) if data else (None, None)
+    return FileList(data=data, first_id=first, last_id=last, has_more=len(rows) > limit)
+
+
+@router.get("/files/{file_id}")
+async def get_file(file_id: str, request: Request) -> FileObject:
+    row = await asyncio.to_thread(_store(request).get_file, file_id, _owner(request))
+    if row is None:
+        raise _missing("file", file_id, "file_id")
+    return _file(row)
+
+
+@router.delete("/files/{file_id}")
+async def delete_file(file_id: str, request: Request) -> FileDeleted:
+    if not await asyncio.to_thread(_store(request).delete_file, file_id, _owner(request)):
+        raise _missing("file", file_id, "file_id")
+    return FileDeleted(id=file_id)
+
+
+@router.get("/files/{file_id}/content", response_class=FileResponse)
+async def file_content(file_id: str, request: Request) -> FileResponse:
+    store = _store(request)
+    row = await asyncio.to_thread(store.get_file, file_id, _owner(request))
+    if row is None:
+        raise _missing("file", file_id, "file_id")
+    return FileResponse(store.path(row.id), media_type="application/jsonl", filename=row.filename)
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+@router.post("/batches")
+async def create_batch(body: BatchCreate, request: Request) -> BatchObject:
+    store, owner = _store(request), _owner(request)
+    source = await asyncio.to_thread(store.get_file, body.input_file_id, owner)
+    if source is None:
+        raise _missing("file", body.input_file_id, "input_file_id")
+    if source.purpose != "batch":
+        raise APIError(400, "The input file's purpose must be 'batch'.", param="input_file_id")
+    now = int(time.time())
+    row = Batch(
+        id=f"batch_{secrets.token_hex(12)}",
+        owner=owner,
+        endpoint=body.endpoint,
+        input_file_id=source.id,
+        completion_window=body.completion_window,
+        status="validating",
+        batch_metadata=body.metadata,
+        created_at=now,
+        expires_at=now + 24 * 3600,
+    )
+    row = await asyncio.to_thread(store.create_batch, row)
+    runner: BatchRunner = request.app.state.batch_runner
+    runner.wake()
+    return _batch(row)
+
+
+@router.get("/batches")
+async def list_batches(
+    request: Request, limit: int = Query(default=20, ge=1, le=100), after: str | None = None
+) -> BatchList:
+    rows = await asyncio.to_thread(_store(request).list_batches, _owner(request), limit, after)
+    data = [_batch(r) for r in rows[:limit]]
+    first, last = (data[0].id, data[-1].id) if data else (None, None)
+    return BatchList(data=data, first_id=first, last_id=last, has_more=len(rows) > limit)
+
+
+@router.get("/batches/{batch_id}")
+async def get_batch(batch_id: str, request: Request) -> BatchObject:
+    row = await asyncio.to_thread(_store(request).get_batch, batch_id, _owner(request))
+    if row is None:
+        raise _missing("batch", batch_id, "batch_id")
+    return _batch(row)
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def cancel_batch(batch_id: str, request: Request) -> BatchObject:
+    row = await asyncio.to_thread(_store(request).cancel, batch_id, _owner(request))
+    if row is None:
+        raise _missing("batch", batch_id, "batch_id")
+    runner: BatchRunner = request.app.state.batch_runner
+    runner.wake()
+    return _batch(row)
