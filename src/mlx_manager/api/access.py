@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlx_manager.api.http_middleware import HttpMiddleware
 from mlx_manager.engine.types import Usage
 from mlx_manager.observability.metrics import Metrics
 
@@ -25,20 +26,17 @@ def record(request: Request, model: str, usage: Usage | None = None, backend: st
         request.state.backend = backend
 
 
-class AccessMiddleware:
+class AccessMiddleware(HttpMiddleware):
     def __init__(
         self, app: ASGIApp, metrics: Metrics, on_request: Callable[[dict[str, Any]], None] | None = None
     ) -> None:
         """`on_request` gets each request's fields (the access line's, plus endpoint, time, user and key ids):
         the audit log. It must not block; what it raises is logged, never seen by the client."""
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
         self.on_request = on_request
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500
 

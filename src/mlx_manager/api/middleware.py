@@ -7,10 +7,11 @@ import logging
 import re
 import uuid
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mlx_manager.api.anthropic.errors import anthropic_error_body, is_anthropic_path
 from mlx_manager.api.errors import PROBLEM_JSON, error_body, is_problem_path, problem_body
+from mlx_manager.api.http_middleware import HttpMiddleware
 from mlx_manager.api.ollama.errors import is_ollama_path, ollama_error_body
 
 log = logging.getLogger(__name__)
@@ -18,14 +19,8 @@ log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RequestIdMiddleware(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else f"req-{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
