@@ -16,7 +16,9 @@ from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.sampling import SeededSampler
 from mlx_manager.engine.speculative import (
     PromptLookup,
+    Speculation,
     SpeculativeConfig,
+    _Row,
     accepted_count,
     coupled_picks,
     rejection_sample,
@@ -263,3 +265,22 @@ def test_smollm2_greedy_output_is_the_same_with_and_without_speculation(smollm2_
     spec, stats = run(smollm2_f32, "smol-f32", items, LOOKUP)
     assert spec == plain
     assert stats.accepted > 0, stats
+
+
+def test_a_sequence_whose_drafts_fail_backs_off_and_one_whose_drafts_pass_drafts_more() -> None:
+    spec = Speculation(SpeculativeConfig(max_draft=8))
+    spec.rows[1] = _Row(PromptLookup(2, 4))
+    row = spec.rows[1]
+    waits = []
+    for _ in range(5):
+        spec.result(1, 4, 0)  # nothing accepted: it waits 2**misses - 1 steps before drafting again
+        waits.append(row.cooldown)
+    assert waits == [1, 3, 7, 15, 31] and row.k == 2
+    spec.result(1, 2, 2)  # all accepted: twice as many next time, and no wait
+    assert (row.k, row.cooldown, row.misses) == (4, 31, 0)
+    spec.result(1, 4, 4)
+    spec.result(1, 8, 8)
+    assert row.k == 8  # capped at max_draft
+    spec.result(1, 8, 3)
+    assert row.k == 4  # back to what was accepted, plus one
+    assert spec.k_for(1) == 8 and spec.k_for(2) == 4 and spec.k_for(4) == 2 and spec.k_for(5) == 0
