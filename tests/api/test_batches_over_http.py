@@ -195,3 +195,26 @@ def test_a_batch_resumes_after_a_restart_and_answers_each_line_once(tiny_models_
         resumed = re.search(rf"Batch {batch.id}: (\d+) of 40 requests to run", second.log())
         assert resumed is not None and int(resumed.group(1)) == 40 - stopped.request_counts.completed
     assert "paused for the shutdown" in first.log()
+
+
+def test_batch_lines_queue_behind_interactive_requests(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """One batch slot (max_num_seqs 1): the runner keeps 8 lines queued, yet a chat request sent meanwhile runs
+    next, not after them."""
+    env = {"MLX_MANAGER_MAX_NUM_SEQS": "1"}
+    with run_server(tmp_path, ["--model-dir", str(tiny_models_dir)], env=env) as server:
+        client = _client(server)
+        lines = [_chat(f"p{i}", max_tokens=150) for i in range(30)]
+        upload = client.files.create(file=("in.jsonl", _jsonl(lines)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 60
+        while (client.batches.retrieve(batch.id).request_counts or batch.request_counts).completed < 2:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        before = client.batches.retrieve(batch.id).request_counts
+        reply = client.chat.completions.create(
+            model="tiny-llama", messages=[{"role": "user", "content": "now"}], max_tokens=5
+        )
+        after = client.batches.retrieve(batch.id).request_counts
+        assert reply.choices[0].finish_reason == "length" and before is not None and after is not None
+        assert after.completed - before.completed <= 2, (before, after)  # the line running, not the 7 queued
+        client.batches.cancel(batch.id)
