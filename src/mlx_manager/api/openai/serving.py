@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlx_manager.api.errors import error_body
 from mlx_manager.api.openai import translate
@@ -108,20 +109,14 @@ class OpenAIServing(Serving):
                     logprobs=_chat_logprobs(logprobs) if req.logprobs else None,
                 )
             )
-        return ChatCompletion(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
-            created=int(time.time()),
-            model=req.model,
-            choices=choices,
-            usage=usage_out(gen.usage),
-        )
+        return ChatCompletion(**_head("chatcmpl", req.model), choices=choices, usage=usage_out(gen.usage))
 
     async def chat_stream(self, req: ChatCompletionRequest, gen: Generation) -> AsyncIterator[str]:
-        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        head = _head("chatcmpl", req.model)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         def chunk(choices: list[ChunkChoice], usage: UsageOut | None = None) -> str:
-            body = ChatCompletionChunk(id=cid, created=created, model=req.model, choices=choices, usage=usage)
+            body = ChatCompletionChunk(**head, choices=choices, usage=usage)
             return body.model_dump_json(exclude_none=usage is None)
 
         for index in range(req.n):
@@ -175,13 +170,7 @@ class OpenAIServing(Serving):
                         logprobs=_completion_logprobs(lps, len(prefix)) if req.logprobs is not None else None,
                     )
                 )
-        return Completion(
-            id=f"cmpl-{uuid.uuid4().hex}",
-            created=int(time.time()),
-            model=req.model,
-            choices=choices,
-            usage=usage_out(run.usage),
-        )
+        return Completion(**_head("cmpl", req.model), choices=choices, usage=usage_out(run.usage))
 
     def _echo_text(self, req: CompletionRequest, p_index: int) -> str:
         p = req.prompt
@@ -192,7 +181,7 @@ class OpenAIServing(Serving):
         raise translate.unsupported("echo", "echo needs text prompts, not token ids.")
 
     async def completion_stream(self, req: CompletionRequest, run: Completions) -> AsyncIterator[str]:
-        cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        head = _head("cmpl", req.model)
         offsets: dict[int, int] = {}
         try:
             for p_index, gen in enumerate(run.gens):
@@ -210,7 +199,7 @@ class OpenAIServing(Serving):
                         finish_reason=api_finish(piece.finish_reason),
                         logprobs=_completion_logprobs(piece.logprobs, offset) if req.logprobs is not None else None,
                     )
-                    body = Completion(id=cid, created=created, model=req.model, choices=[choice])
+                    body = Completion(**head, choices=[choice])
                     yield body.model_dump_json(exclude_none=True)
                 run.count(gen)
         except Exception as exc:
@@ -220,9 +209,14 @@ class OpenAIServing(Serving):
         finally:
             run.cancel()
         if req.stream_options and req.stream_options.include_usage:
-            body = Completion(id=cid, created=created, model=req.model, choices=[], usage=usage_out(run.usage))
+            body = Completion(**head, choices=[], usage=usage_out(run.usage))
             yield body.model_dump_json()
         yield "[DONE]"
+
+
+def _head(kind: str, model: str) -> dict[str, Any]:
+    """The id, creation time and model a chat or text completion carries, in every chunk of a stream too."""
+    return {"id": f"{kind}-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
 
 
 def assistant_message(chunks: list[GenerationChunk], parallel: bool) -> AssistantMessage:
