@@ -221,3 +221,16 @@ def test_users_are_deleted_with_keys_and_chats_and_logs_name_people(page: Any, a
     gone = _audit_rows(page, "deleted user").first
     assert gone.get_by_test_id("audit-user").inner_text().startswith("deleted user #")
     assert gone.get_by_test_id("audit-key").inner_text().startswith("deleted key #")
+
+
+def test_a_refused_chat_names_the_option_by_its_label(page: Any, admin: Api) -> None:
+    _login(page)
+    page.goto("/chat")
+    page.get_by_label("Model or profile").select_option(MODEL)
+    page.get_by_role("button", name="Options").click()
+    page.get_by_label("Temperature").fill("5")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_role("button", name="Send").click()
+    alert = page.get_by_role("alert").filter(has_text="Temperature must be 2 or less.")
+    alert.wait_for()
+    _plain(alert.inner_text())

@@ -110,5 +110,5 @@ def test_settings_say_keys_are_optional_offer_the_toggle_and_copy_a_new_key(page
     page.get_by_role("button", name="Create key").click()
     key = page.get_by_test_id("new-key").inner_text().strip()
     page.get_by_role("button", name="Copy key").click()
-    page.get_by_role("button", name="Copied").wait_for()
+    page.get_by_role("button", name="Copied", exact=True).wait_for()
     assert page.evaluate("navigator.clipboard.readText()") == key

@@ -1,6 +1,7 @@
 // Streaming /v1/chat/completions: server-sent chunks to content, reasoning and tool calls, with the reply's timings.
 import { authFetch } from './api/client';
 import { readStream } from './sse';
+import { modelErrorText } from './problems';
 
 export type Part = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } };
 export interface ToolCall {
@@ -108,11 +109,20 @@ export function requestBody(opts: StreamOptions): Record<string, unknown> {
 	return body;
 }
 
+/** The chat's fields by the labels the page gives them, for refusals in plain words. */
+export const chatLabels: Record<string, string> = {
+	max_tokens: 'Max tokens',
+	temperature: 'Temperature',
+	top_p: 'Top P',
+	system_prompt: 'System prompt',
+	messages: 'The message',
+	title: 'Chat title'
+};
+
 async function errorText(response: Response): Promise<string> {
 	const text = await response.text();
 	try {
-		const body = JSON.parse(text);
-		return body.error?.message ?? body.detail ?? `${response.status} ${response.statusText}`;
+		return modelErrorText(JSON.parse(text), chatLabels, `${response.status} ${response.statusText}`);
 	} catch {
 		return `${response.status} ${response.statusText}`;
 	}

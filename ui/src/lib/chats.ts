@@ -1,6 +1,7 @@
 // The chats kept on the server (/api/chats), and saving a reply there while it streams.
-import { api, authFetch, problemText, type Schemas } from './api/client';
-import type { ChatMessage, ChatOptions } from './chat';
+import { api, authFetch, type Schemas } from './api/client';
+import { chatLabels, type ChatMessage, type ChatOptions } from './chat';
+import { friendlyProblem } from './problems';
 
 export type ChatSummary = Schemas['ChatSummary'];
 export type ChatInfo = Schemas['ChatPublic'];
@@ -12,7 +13,7 @@ type MessageFields = Schemas['MessageUpdate'];
 const SAVE_EVERY_MS = 1000;
 
 function fail(error: unknown, what: string): never {
-	throw new Error(`${what}: ${problemText(error)}`);
+	throw new Error(`${what}: ${friendlyProblem(error, chatLabels)}`);
 }
 
 /** A stored message as the chat page holds it (nulls become absent). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fieldErrorText, friendlyProblem, hubProblemText, labelled } from './problems';
+import { fieldErrorText, friendlyProblem, hubProblemText, labelled, modelErrorText } from './problems';
 
 describe('problems in plain words', () => {
 	it('says an unreachable hub may mean offline, and what still works', () => {
@@ -30,5 +30,13 @@ describe('problems in plain words', () => {
 		});
 		expect(both).toBe('Max tokens (64) must be less than Context length (64)');
 		expect(labelled('no model named x', { model: 'Model' })).toBe('no model named x');
+	});
+
+	it("says a model API's refusal with the chat's labels", () => {
+		const body = { error: { message: "Invalid value for 'max_tokens': Input should be greater than or equal to 1", param: 'max_tokens' } };
+		expect(modelErrorText(body, { max_tokens: 'Max tokens' }, 'failed')).toBe('Max tokens must be 1 or more.');
+		const other = { error: { message: 'top_p is not honoured by this backend', param: null } };
+		expect(modelErrorText(other, { top_p: 'Top P' }, 'failed')).toBe('Top P is not honoured by this backend');
+		expect(modelErrorText({}, {}, 'failed')).toBe('failed');
 	});
 });

@@ -75,3 +75,14 @@ export function friendlyProblem(error: unknown, labels: Record<string, string> =
 	if (Array.isArray(p.errors) && p.errors.length) return p.errors.map((e) => fieldErrorText(e, labels)).join(' ');
 	return labelled(problemText(error, fallback), labels);
 }
+
+/** A model API's error (OpenAI's shape, naming `param`) for the chat page: the field's label, not its API name. */
+export function modelErrorText(body: unknown, labels: Record<string, string>, fallback: string): string {
+	const e = ((body ?? {}) as { error?: { message?: string; param?: string | null }; detail?: string }).error;
+	const message = e?.message;
+	if (!message) return problemText(body, fallback);
+	const param = e.param ?? '';
+	if (labels[param] && phrases.some(([re]) => re.test(message)))
+		return fieldErrorText({ loc: [param], msg: message.replace(/^Invalid value for '[^']*': /, '') }, labels);
+	return labelled(message, labels);
+}
