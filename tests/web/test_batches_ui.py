@@ -69,3 +69,21 @@ def test_the_batches_page_shows_progress_and_cancels(page: Any, ui_server: Serve
     done = int(re.match(r"(\d+) / 80", progress.inner_text()).group(1))  # type: ignore[union-attr]
     assert 0 < done < 80
     assert client.batches.retrieve(batch.id).status == "cancelled"
+
+
+def test_the_time_limits_are_settings_fields(page: Any, ui_server: ServerProcess) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    page.get_by_role("link", name="Settings").click()
+    assert page.get_by_label("Chat time limit (seconds, 0 = none)").input_value() == "900"
+    page.get_by_label("Chat time limit (seconds, 0 = none)").fill("42")
+    page.get_by_label("Queue time limit (seconds, 0 = none)").fill("0")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_role("status").filter(has_text="Saved").wait_for()
+    headers = {"Authorization": f"Bearer {session_token(ui_server.base_url, 'admin')}"}
+    settings = httpx.get(f"{ui_server.base_url}/api/settings", headers=headers).json()
+    assert (settings["chat_timeout_seconds"], settings["queue_timeout_seconds"]) == (42, 0)
+    assert "Chat time limit" in page.get_by_test_id("overridden").inner_text()

@@ -3585,6 +3585,30 @@ export interface components {
              */
             allow_registration?: boolean;
             /**
+             * Chat Timeout Seconds
+             * @description Chat generations running longer end with finish_reason length; 0 = none.
+             * @default 900
+             */
+            chat_timeout_seconds?: number;
+            /**
+             * Completions Timeout Seconds
+             * @description The same for text completions.
+             * @default 600
+             */
+            completions_timeout_seconds?: number;
+            /**
+             * Embeddings Timeout Seconds
+             * @description Embeddings taking longer are a 504.
+             * @default 120
+             */
+            embeddings_timeout_seconds?: number;
+            /**
+             * Queue Timeout Seconds
+             * @description A request queued this long for a batch slot is a 503; 0 = no limit.
+             * @default 300
+             */
+            queue_timeout_seconds?: number;
+            /**
              * Overridden
              * @description Settings saved here, overriding the server's configuration.
              */
@@ -3611,6 +3635,14 @@ export interface components {
             audit_retention_days?: number | null;
             /** Allow Registration */
             allow_registration?: boolean | null;
+            /** Chat Timeout Seconds */
+            chat_timeout_seconds?: number | null;
+            /** Completions Timeout Seconds */
+            completions_timeout_seconds?: number | null;
+            /** Embeddings Timeout Seconds */
+            embeddings_timeout_seconds?: number | null;
+            /** Queue Timeout Seconds */
+            queue_timeout_seconds?: number | null;
         };
         /** StreamOptions */
         StreamOptions: {
