@@ -143,11 +143,13 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,shaped")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "vision-batch.json")
     parser.add_argument("--dir", type=Path, default=REPO / ".cache" / "bench-vlm")
+    parser.add_argument("--max-tokens", type=int, default=0, help="override each model's max_tokens")
     args = parser.parse_args()
     rows = []
     for name in args.models.split(","):
         folder = write_tiny_vlm(args.dir, shaped=name == "shaped")
         side, ttft_side, max_tokens, rounds = SETUPS[name]
+        max_tokens = args.max_tokens or max_tokens
         rows.append(asyncio.run(measure(folder, side, ttft_side, max_tokens, rounds, seed=1000)))
         print(table(rows[-1:]), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)

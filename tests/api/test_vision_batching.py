@@ -111,3 +111,20 @@ def test_a_repeated_image_reuses_the_whole_prompt_and_another_image_the_text_bef
     assert again == first and cached == prompt - 1  # all but the last token, the image's KV included
     other, cached, _ = ask(png(56, 112, 401))  # same size, other pixels: only the system prompt's blocks
     assert other and 32 <= cached < prompt - 8
+
+
+def test_a_second_turn_that_adds_an_image_reuses_the_first_turn_and_its_image(
+    vision_server: ServerProcess, vlm: openai.OpenAI
+) -> None:
+    first, second = png(56, 56, 500), png(112, 56, 501)
+    turn: list[Any] = [{"role": "system", "content": SYSTEM}, *chat(first, "What is this?")]
+    out = vlm.chat.completions.create(model=VLM, messages=turn, max_tokens=8, temperature=0)
+    reply = out.choices[0].message.content or ""
+    hits = metric(vision_server, "mlx_manager_vision_feature_cache_hits")
+    misses = metric(vision_server, "mlx_manager_vision_feature_cache_misses")
+    turn += [{"role": "assistant", "content": reply}, *chat(second, "And this one?")]
+    again = vlm.chat.completions.create(model=VLM, messages=turn, max_tokens=8, temperature=0)
+    details = again.usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens >= out.usage.prompt_tokens - 1  # through the first image
+    assert metric(vision_server, "mlx_manager_vision_feature_cache_hits") == hits + 1  # the first image, again
+    assert metric(vision_server, "mlx_manager_vision_feature_cache_misses") == misses + 1  # the new one

@@ -20,8 +20,9 @@ from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
 from mlx_manager.engine.types import ChatPrompt, SamplingParams
 from mlx_manager.engine.vision import scheduler as vision_scheduler
-from mlx_manager.engine.vision.batch import DeltaKVCache
+from mlx_manager.engine.vision.batch import PSEUDO_BASE, DeltaKVCache, cache_key
 from mlx_manager.engine.vision.features import FeatureCache, content_key
+from mlx_manager.engine.vision.inputs import VisionInputs
 from mlx_manager.testing.tiny_vlm import NAME
 
 T = TypeVar("T")
@@ -47,11 +48,12 @@ async def collect(gen: Generation) -> list[int]:
     return ids
 
 
-def run(folder: Path, body: Callable[[Engine], Awaitable[T]]) -> T:
+def run(folder: Path, body: Callable[[Engine], Awaitable[T]], **sched: Any) -> T:
+    scheduler = SchedulerConfig(prefix_block_size=4, **sched)
     config = EngineConfig(
         model_dirs=[folder.parent],
         hf_cache=None,
-        pool=PoolConfig(max_models=1, memory_budget_bytes=1 << 32, scheduler=SchedulerConfig(prefix_block_size=4)),
+        pool=PoolConfig(max_models=1, memory_budget_bytes=1 << 32, scheduler=scheduler),
     )
 
     async def main() -> T:
@@ -125,3 +127,41 @@ def test_the_feature_cache_keeps_the_most_recent_within_its_byte_budget() -> Non
     assert cache.stats.bytes == 1200  # over the whole budget: not kept
     grid = mx.array([[1, 2, 2]])
     assert content_key(mx.zeros((4,)), grid) != content_key(mx.zeros((4,)), grid * 2)  # settings are in the key
+
+
+def pictures_prompt(*images: Image.Image) -> ChatPrompt:
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
+    content.append({"type": "text", "text": "Compare these."})
+    return ChatPrompt(messages=[{"role": "user", "content": content}], images=list(images))
+
+
+def test_images_of_one_request_are_encoded_and_found_again_one_by_one(tiny_vlm: Path) -> None:
+    first, second = picture(50), picture(51, 112, 56)
+
+    async def body(engine: Engine) -> tuple[list[int], list[int]]:
+        both = await collect(await engine.generate(NAME, pictures_prompt(first, second), GREEDY))
+        scheduler = engine.pool.entries()[0].scheduler
+        assert isinstance(scheduler, vision_scheduler.VisionScheduler)
+        stats = scheduler.features.stats
+        counts = [stats.hits, stats.misses]
+        await collect(await engine.generate(NAME, pictures_prompt(second), GREEDY))  # in other company
+        return both, [*counts, stats.hits, stats.misses]
+
+    cached, counts = run(tiny_vlm, body)
+    assert counts == [0, 2, 1, 2]
+    uncached, counts = run(tiny_vlm, body, vision_feature_cache_bytes=0)
+    assert counts == [0, 0, 0, 0] and uncached == cached  # encoded one by one or together: the same answer
+
+
+def test_each_image_keys_its_own_tokens_in_the_prefix_cache() -> None:
+    image = 9
+    a, b = mx.full((2, 4), 1.0), mx.full((3, 4), 2.0)
+    grid_a, grid_b = mx.array([[1, 2, 1]]), mx.array([[1, 3, 1]])
+    both = VisionInputs(ids=[], input_ids=mx.array([[0]]), pixel_values=mx.concatenate([a, b]),
+                        extra={"image_grid_thw": mx.concatenate([grid_a, grid_b])})  # fmt: skip
+    only_b = VisionInputs(ids=[], input_ids=mx.array([[0]]), pixel_values=b, extra={"image_grid_thw": grid_b})
+    key = cache_key([1, image, image, 2, image, image, image, 3], image, both)
+    alone = cache_key([5, image, image, image, 3], image, only_b)
+    assert [key[0], key[3], key[7]] == [1, 2, 3] and all(k >= PSEUDO_BASE for k in key[1:3] + key[4:7])
+    assert key[4:7] == alone[1:4]  # the same image, the same ids, whatever came before
+    assert len(set(key[1:3] + key[4:7])) == 5

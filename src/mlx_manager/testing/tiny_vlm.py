@@ -232,8 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlx_manager.testing.tiny_vlm", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--force", action="store_true", help="rewrite the folder even if it is complete")
+    parser.add_argument("--shaped", action="store_true", help=f"write {SHAPED_NAME} (~0.41B, for benchmarks)")
     args = parser.parse_args(argv)
-    print(write_tiny_vlm(args.out_dir, force=args.force))
+    print(write_tiny_vlm(args.out_dir, force=args.force, shaped=args.shaped))
     return 0
 
 

@@ -121,18 +121,37 @@ def first_image(ids: list[int], image_token_id: int | None) -> int:
         return len(ids)
 
 
+def image_keys(inputs: VisionInputs) -> list[bytes] | None:
+    """A content hash per image, in prompt order, for Qwen's layout (patch rows and a grid row per image); None
+    for another layout."""
+    grid = inputs.extra.get("image_grid_thw")
+    others = {k: v for k, v in inputs.extra.items() if k != "image_grid_thw"}
+    if isinstance(grid, mx.array) and grid.ndim == 2 and grid.shape[0] == 1:
+        return [features.content_key(inputs.pixel_values, grid, **others)]
+    parts = features.grid_split(inputs.pixel_values, grid)
+    if parts is None:
+        return None
+    return [features.content_key(pixels, grid, **others) for pixels, grid in parts]
+
+
 def cache_key(ids: list[int], image_token_id: int | None, inputs: VisionInputs) -> list[int]:
     """The prompt as the prefix cache sees it: each image token replaced by an id above any vocabulary, drawn
-    from the hash of the request's pixel values (and grid), so the KV of an image is found again for the same
-    image bytes under the same processor settings, and never for another image."""
-    digest = features.content_key(inputs.pixel_values, **inputs.extra)
-    base = int.from_bytes(digest[:4], "little")
+    from its image's hash (pixel values and grid), so the KV of an image is found again for the same image bytes
+    under the same processor settings after the same text, and never for another image."""
+    keys = image_keys(inputs) or []
+    whole = b"" if keys else features.content_key(inputs.pixel_values, **inputs.extra)
     key = list(ids)
-    n = 0
+    run, n, base = -1, 0, 0  # a run of image tokens is one image
     for i, token in enumerate(ids):
-        if token == image_token_id:
-            key[i] = PSEUDO_BASE + (base + n) % PSEUDO_BASE
-            n += 1
+        if token != image_token_id:
+            continue
+        if i == 0 or ids[i - 1] != image_token_id:
+            run, n = run + 1, 0
+            # Its own hash, else (another layout) the hash of all the request's images with its index.
+            digest = keys[run] if run < len(keys) else features.content_key(whole or keys[-1], run)
+            base = int.from_bytes(digest[:4], "little")
+        key[i] = PSEUDO_BASE + (base + n) % PSEUDO_BASE
+        n += 1
     return key
 
 

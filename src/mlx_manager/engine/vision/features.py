@@ -12,7 +12,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -105,14 +105,38 @@ class FeatureCache:
             self.stats.bytes = self.stats.entries = 0
 
 
+def grid_split(pixel_values: Any, grid: Any) -> list[tuple[mx.array, mx.array]] | None:
+    """Qwen-style inputs (patch rows of every image, one (t, h, w) grid row per image) split per image; None for
+    one image or another layout."""
+    if not isinstance(pixel_values, mx.array) or not isinstance(grid, mx.array):
+        return None
+    if grid.ndim != 2 or grid.shape[0] < 2 or grid.shape[1] != 3:
+        return None
+    sizes = [t * h * w for t, h, w in cast(list[list[int]], grid.tolist())]
+    if sum(sizes) != pixel_values.shape[0]:
+        return None
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [(pixel_values[a : a + n], grid[i : i + 1]) for i, (a, n) in enumerate(zip(starts, sizes, strict=True))]
+
+
 class CachedTower:
-    """Stands in for `model.vision_tower`: same call, same attributes, outputs looked up by content first."""
+    """Stands in for `model.vision_tower`: same call, same attributes, outputs looked up by content first. Several
+    images in one call (Qwen's layout) are looked up and encoded one by one, so an image is found again in any
+    company (a chat that adds a picture sends the earlier ones again)."""
 
     def __init__(self, tower: Any, cache: FeatureCache) -> None:
         self.tower = tower
         self.cache = cache
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        parts = grid_split(*args[:2]) if len(args) >= 2 else None
+        if parts is not None:
+            outs = [self._one(pixels, grid, *args[2:], **kwargs) for pixels, grid in parts]
+            if all(isinstance(o, mx.array) for o in outs):
+                return mx.concatenate(outs, axis=0)
+        return self._one(*args, **kwargs)
+
+    def _one(self, *args: Any, **kwargs: Any) -> Any:
         key = content_key(*args, **kwargs)
         found = self.cache.get(key)
         if found is not None:

@@ -186,6 +186,10 @@ class VisionScheduler(Scheduler):
             tokens = [*key[:-1], *list(tokens)[len(key) - 1 :]]
         super()._retire(batch, seq, cache, tokens)
 
+    def _fail_all(self, exc: Exception) -> None:
+        self._keys.clear()
+        super()._fail_all(exc)
+
     def _count_done(self, seq: Sequence) -> None:
         self._keys.pop(seq, None)  # a cancelled image sequence
         super()._count_done(seq)
