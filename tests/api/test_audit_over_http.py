@@ -137,6 +137,33 @@ def test_exports_as_csv_and_json(admin: Api) -> None:
     assert_problem(admin.get("/api/audit/export", params={"format": "xml"}), 400)
 
 
+def test_a_deleted_user_loses_keys_chats_and_sessions_but_their_audit_rows_stay(
+    server: ServerProcess, admin: Api, home: Path
+) -> None:
+    leaver = approved_user(admin, "leaver")
+    leaver_id = leaver.ok("GET", "/api/auth/me")["id"]
+    key = new_key(leaver, "leaver-key")
+    chat = leaver.ok("POST", "/api/chats", 201, json={"title": "mine", "model": "tiny-llama"})
+    leaver.ok("POST", f"/api/chats/{chat['id']}/messages", 201, json={"role": "user", "content": "hi"})
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "x"}],
+        max_tokens=1,
+    )
+    entry = _by_request(admin, raw.headers["x-request-id"])
+    assert (entry["username"], entry["api_key_name"]) == ("leaver", "leaver-key")
+
+    assert admin.delete(f"/api/users/{leaver_id}").status_code == 204
+    assert leaver.get("/api/auth/me").status_code == 401  # the session ended
+    assert httpx.get(f"{server.base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    with sqlite3.connect(home / "mlx-manager.db") as db:
+        assert db.execute("SELECT count(*) FROM chats WHERE title = 'mine'").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM api_keys WHERE name = 'leaver-key'").fetchone() == (0,)
+    kept = _by_request(admin, raw.headers["x-request-id"])  # the audit row stays, with the ids only
+    assert (kept["user_id"], kept["username"], kept["api_key_name"]) == (leaver_id, None, None)
+
+
 def test_entries_older_than_the_retention_are_pruned(admin: Api, home: Path) -> None:
     old = time.time() - 40 * 86400
     with sqlite3.connect(home / "mlx-manager.db") as db:
