@@ -36,6 +36,7 @@ from mlx_manager.api.middleware import RequestIdMiddleware
 from mlx_manager.api.ollama.routes import root_router as ollama_root_router
 from mlx_manager.api.ollama.routes import router as ollama_router
 from mlx_manager.api.ollama.serving import OllamaServing
+from mlx_manager.api.openai.audio import router as audio_router
 from mlx_manager.api.openai.routes import router as openai_router
 from mlx_manager.api.openai.serving import OpenAIServing
 from mlx_manager.api.request.limits import TimeLimits
@@ -229,6 +230,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)  # outermost: every other layer sees the request id
     guarded = [Depends(require_api_key)]
     app.include_router(openai_router, dependencies=guarded)
+    app.include_router(audio_router, dependencies=guarded)
     app.include_router(anthropic_router, dependencies=guarded)
     app.include_router(responses_router, dependencies=guarded)
     app.include_router(batches_router, dependencies=guarded)

@@ -31,7 +31,11 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_PATHS = ("/health",)
 JSON_TYPES = frozenset({"application/json"})
 # Path prefix -> further media types its routes take besides JSON (e.g. "/v1/audio/": multipart/form-data).
-BODY_TYPES: dict[str, frozenset[str]] = {"/v1/files": frozenset({"multipart/form-data"})}  # OpenAI file uploads
+BODY_TYPES: dict[str, frozenset[str]] = {
+    "/v1/files": frozenset({"multipart/form-data"}),  # OpenAI file uploads
+    "/v1/audio/transcriptions": frozenset({"multipart/form-data"}),
+    "/v1/audio/translations": frozenset({"multipart/form-data"}),
+}
 
 
 def split_host(value: str) -> tuple[str, int | None]:

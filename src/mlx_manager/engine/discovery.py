@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_manager.config import default
+from mlx_manager.engine.audio.detect import audio_task
 from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
 from mlx_manager.engine.generation_defaults import read_generation_config
@@ -85,6 +86,8 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
     if not config_path.is_file():
         raise NotLoadableError("no config.json")
     config = read_json(config_path)
+    if audio_task(config) is not None:
+        return _inspect_audio(folder, model_id, source, config)
     try:
         spec = embedding_spec(folder, config)
     except ValueError as exc:
@@ -117,6 +120,28 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
         vision=vision,
         kv_bytes_per_token=kv_bytes_per_token(config) if spec.task == "generate" else 0,
         generation_defaults=read_generation_config(folder) if spec.task == "generate" else SamplingDefaults(),
+    )
+
+
+def _inspect_audio(folder: Path, model_id: str, source: str, config: dict[str, Any]) -> ModelInfo:
+    """A speech model (engine/audio): Whisper weights and its tokenizer files."""
+    weights = [p for p in folder.glob("*.safetensors")] or [p for p in folder.glob("weights.npz")]
+    if not weights or not all(p.exists() for p in weights):
+        raise NotLoadableError("no weights (*.safetensors or weights.npz)")
+    if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
+        raise NotLoadableError("no Whisper tokenizer files (tokenizer.json or vocab.json)")
+    quant = config.get("quantization") or {}
+    return ModelInfo(
+        id=model_id,
+        path=str(folder),
+        family="whisper",
+        model_type="whisper",
+        size_bytes=sum(p.stat().st_size for p in weights),
+        context_length=None,
+        quantization_bits=quant.get("bits") if isinstance(quant, dict) else None,
+        source="hf-cache" if source == "hf-cache" else "folder",
+        created=int((folder / "config.json").stat().st_mtime),
+        task="transcribe",
     )
 
 

@@ -16,6 +16,9 @@ from mlx_manager.config import default
 from mlx_manager.engine import generation_defaults
 from mlx_manager.engine.adapters.lora import LiveAdapter
 from mlx_manager.engine.adapters.service import Adapters
+from mlx_manager.engine.audio import service as audio
+from mlx_manager.engine.audio.model import SpeechModel, load_speech_model
+from mlx_manager.engine.audio.types import TranscribeOptions, Transcript
 from mlx_manager.engine.backend import ONE, Capabilities, Run
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.cpu_dtype import WeightPlan
@@ -58,10 +61,13 @@ _WRONG_TASK: dict[ModelTask, str] = {
     "generate": "is a text-generation model; it cannot produce embeddings or rerank documents",
     "embed": "is an embedding model; it cannot generate text (use it for embeddings or reranking)",
     "score": "is a reranker (cross-encoder); it can only score documents against a query (rerank)",
+    "transcribe": "is a speech-to-text model; use it with /v1/audio/transcriptions or /v1/audio/translations",
 }
 
 
-def load_any(info: ModelInfo, plan: WeightPlan) -> LoadedModel | EmbeddingModel:
+def load_any(info: ModelInfo, plan: WeightPlan) -> LoadedModel | EmbeddingModel | SpeechModel:
+    if info.task == "transcribe":
+        return load_speech_model(info)
     return load_model(info, plan) if info.task == "generate" else load_embedding_model(info)
 
 
@@ -196,7 +202,7 @@ class Engine:
     async def capabilities(self, model_id: str) -> Capabilities:
         """What the model can be asked (the backend interface, engine/backend.py); a 404 when there is none."""
         info = await self.resolve(model_id)
-        return Capabilities(task=info.task, images=info.vision, embeddings=info.task != "generate")
+        return Capabilities(task=info.task, images=info.vision, embeddings=info.task in ("embed", "score"))
 
     def sampling_for(self, info: ModelInfo, params: SamplingParams) -> SamplingParams:
         """The request's sampling values, with what it left out from the model, then the server's defaults."""
@@ -338,6 +344,17 @@ class Engine:
         try:
             assert isinstance(entry.loaded, EmbeddingModel)
             return await embeddings.rerank(entry.runner, entry.loaded, query, documents)
+        finally:
+            self.pool.release(entry)
+
+    async def transcribe(
+        self, model_id: str, data: bytes, options: TranscribeOptions, max_seconds: float | None = None
+    ) -> Transcript:
+        """Speech to text (or to English, `options.task` "translate") of an uploaded audio file."""
+        entry = await self.pool.acquire(await self.resolve_for(model_id, "transcribe"))
+        try:
+            assert isinstance(entry.loaded, SpeechModel)
+            return await audio.transcribe(entry.runner, entry.loaded, data, options, max_seconds)
         finally:
             self.pool.release(entry)
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import psutil
 
 from mlx_manager.config import default
+from mlx_manager.engine.audio.model import SpeechModel
 from mlx_manager.engine.cpu_dtype import CpuDtype, WeightPlan, plan_weights
 from mlx_manager.engine.embeddings.model import EmbeddingModel
 from mlx_manager.engine.errors import KVSettingConflict, MemoryBudgetError
@@ -52,9 +53,9 @@ class PoolEntry:
     runner: ModelRunner
     # How the weights are loaded (as stored, or float32 on CPU), the KV setting, what they are expected to take.
     plan: WeightPlan
-    # An embedding model has no scheduler: its requests run one by one on the runner, each batched.
-    loaded: LoadedModel | EmbeddingModel | None = None
-    ready: asyncio.Future[LoadedModel | EmbeddingModel] | None = None
+    # An embedding or speech model has no scheduler: its requests run one by one on the runner.
+    loaded: LoadedModel | EmbeddingModel | SpeechModel | None = None
+    ready: asyncio.Future[LoadedModel | EmbeddingModel | SpeechModel] | None = None
     pinned: bool = False
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -97,7 +98,7 @@ class PoolConfig:
     kv: KVSetting = FLOAT_KV
 
 
-Loader = Callable[[ModelInfo, WeightPlan], LoadedModel | EmbeddingModel]
+Loader = Callable[[ModelInfo, WeightPlan], LoadedModel | EmbeddingModel | SpeechModel]
 Releaser = Callable[[], None]
 
 

@@ -74,7 +74,7 @@ class LocalModelOut(BaseModel):
     context_length: int | None
     quantization_bits: int | None
     source: str
-    task: str = "generate"  # generate, embed or score (reranker)
+    task: str = "generate"  # generate, embed, score (reranker) or transcribe (speech to text)
     vision: bool = False  # accepts images (a vision-language model)
     loaded: bool = False
     # What a request that leaves a sampling value out gets on this model, and from where.
