@@ -180,4 +180,4 @@ def test_chat_with_the_speech_model_or_with_audio_input_is_a_400(audio_client: o
                 }
             ],
         )
-    assert "input_audio" in info.value.message
+    assert "input_audio" in info.value.message and "/v1/audio/transcriptions" in info.value.message

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,3 +219,21 @@ def test_batch_lines_queue_behind_interactive_requests(tiny_models_dir: Path, tm
         assert reply.choices[0].finish_reason == "length" and before is not None and after is not None
         assert after.completed - before.completed <= 2, (before, after)  # the line running, not the 7 queued
         client.batches.cancel(batch.id)
+
+
+def test_a_batch_past_its_completion_window_expires_keeping_what_it_answered(batch_server: ServerProcess) -> None:
+    client = _client(batch_server)
+    lines = [_chat(f"x{i}", max_tokens=400) for i in range(60)]
+    upload = client.files.create(file=("slow.jsonl", _jsonl(lines)), purpose="batch")
+    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    deadline = time.monotonic() + 60
+    while (client.batches.retrieve(batch.id).request_counts or batch.request_counts).completed < 1:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # The 24 hours are over (as if the server had been busy all day).
+    with sqlite3.connect(batch_server.log_path.parent / "mlx-manager.db") as db:
+        db.execute("UPDATE batches SET expires_at = ? WHERE id = ?", (int(time.time()) - 1, batch.id))
+    batch = _wait(client, batch.id, ("expired", "completed"))
+    assert batch.status == "expired" and batch.expired_at == batch.expires_at and batch.request_counts is not None
+    answered = _results(client, batch.output_file_id)
+    assert 1 <= len(answered) == batch.request_counts.completed < 60

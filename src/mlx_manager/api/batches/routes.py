@@ -110,7 +110,8 @@ def _file(row: BatchFile) -> FileObject:
 def _batch(row: Batch) -> BatchObject:
     fields = row.model_dump(exclude={"owner", "batch_metadata", "request_total", "request_completed", "request_failed"})
     counts = RequestCounts(total=row.request_total, completed=row.request_completed, failed=row.request_failed)
-    return BatchObject(**fields, request_counts=counts, metadata=row.batch_metadata)
+    expired_at = row.expires_at if row.status == "expired" else None
+    return BatchObject(**fields, request_counts=counts, metadata=row.batch_metadata, expired_at=expired_at)
 
 
 def _missing(kind: str, ident: str, param: str) -> APIError:

@@ -167,8 +167,9 @@ class BatchRunner:
 
         async def worker() -> None:
             for item in queue:
-                if self.stopping() or (await self._batch(batch.id)).status != "in_progress":
-                    return  # cancelled: what is answered stays, the rest is not run
+                now = await self._batch(batch.id)
+                if self.stopping() or now.status != "in_progress" or _expired(now):
+                    return  # cancelled or expired: what is answered stays, the rest is not run
                 status, body = await self.dispatch(batch.endpoint, item["body"], batch.owner)
                 record = {
                     "id": f"batch_req_{uuid.uuid4().hex}",
@@ -196,10 +197,11 @@ class BatchRunner:
 
     async def _finish(self, batch_id: str, output: Path, failed: Path) -> None:
         batch = await self._batch(batch_id)
-        cancelled = batch.status == "cancelling"
-        if not cancelled:
-            batch = await self._update(batch_id, status="finalizing", finalizing_at=int(time.time()))
         ok, bad = await asyncio.to_thread(lambda: (_answered(output), _answered(failed)))
+        cancelled = batch.status == "cancelling"
+        expired = not cancelled and _expired(batch) and len(ok) + len(bad) < batch.request_total
+        if not (cancelled or expired):
+            batch = await self._update(batch_id, status="finalizing", finalizing_at=int(time.time()))
         changes: dict[str, Any] = {"request_completed": len(ok), "request_failed": len(bad)}
         for path, key in ((output, "output_file_id"), (failed, "error_file_id")):
             if path.exists() and path.stat().st_size and getattr(batch, key) is None:
@@ -207,11 +209,18 @@ class BatchRunner:
                 row = await asyncio.to_thread(self.store.adopt_file, batch.owner, name, "batch_output", path)
                 changes[key] = row.id
         now = int(time.time())
-        changes |= {"status": "cancelled", "cancelled_at": now} if cancelled else {"status": "completed"}
-        if not cancelled:
-            changes["completed_at"] = now
+        if cancelled:
+            changes |= {"status": "cancelled", "cancelled_at": now}
+        elif expired:  # the completion window ran out (expired_at is then its end, expires_at)
+            changes |= {"status": "expired"}
+        else:
+            changes |= {"status": "completed", "completed_at": now}
         await self._update(batch_id, **changes)
         log.info("Batch %s %s", batch_id, changes["status"])
+
+
+def _expired(batch: Batch) -> bool:
+    return batch.expires_at is not None and time.time() > batch.expires_at
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

@@ -100,6 +100,13 @@ def _message_dict(msg: ChatMessage, index: int) -> dict[str, Any]:
                 parts.append({"type": "text", "text": part.text or ""})
             elif part.type == "image_url" and msg.role == "user":
                 parts.append(url_part((part.model_extra or {}).get("image_url"), param, "image_url"))
+            elif part.type == "input_audio":  # no chat model served here hears (engine/audio is speech to text)
+                raise APIError(
+                    400,
+                    "Content parts of type 'input_audio' are not supported: no chat model this server runs takes"
+                    " audio. Transcribe it first with POST /v1/audio/transcriptions and send the text.",
+                    param=param,
+                )
             else:
                 raise APIError(
                     400,
