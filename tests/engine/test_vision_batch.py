@@ -4,6 +4,7 @@ image-feature cache, on the tiny Qwen2-VL."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
 from mlx_manager.engine.types import ChatPrompt, SamplingParams
 from mlx_manager.engine.vision import scheduler as vision_scheduler
-from mlx_manager.engine.vision.batch import PSEUDO_BASE, DeltaKVCache, cache_key
+from mlx_manager.engine.vision.batch import PSEUDO_BASE, BatchDecoder, DeltaKVCache, cache_key
 from mlx_manager.engine.vision.features import FeatureCache, content_key
 from mlx_manager.engine.vision.inputs import VisionInputs
 from mlx_manager.testing.tiny_vlm import NAME
@@ -165,3 +166,34 @@ def test_each_image_keys_its_own_tokens_in_the_prefix_cache() -> None:
     assert [key[0], key[3], key[7]] == [1, 2, 3] and all(k >= PSEUDO_BASE for k in key[1:3] + key[4:7])
     assert key[4:7] == alone[1:4]  # the same image, the same ids, whatever came before
     assert len(set(key[1:3] + key[4:7])) == 5
+
+
+def test_while_others_decode_image_prompts_that_wait_together_join_one_a_step(
+    tiny_vlm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    joined: list[tuple[int, int]] = []  # (scheduler step, prompts waiting) as each image prompt is prefilled
+    insert = vision_scheduler.VisionScheduler._insert_image
+    decode = BatchDecoder.__call__
+
+    def recording(self: vision_scheduler.VisionScheduler, batch: Any, seq: Any) -> None:
+        joined.append((self.stats.steps, sum(s.inputs is not None for s in self._waiting)))
+        insert(self, batch, seq)
+
+    def slow(self: BatchDecoder, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # room for all three requests to arrive within one step
+        return decode(self, *args, **kwargs)
+
+    monkeypatch.setattr(vision_scheduler.VisionScheduler, "_insert_image", recording)
+    monkeypatch.setattr(BatchDecoder, "__call__", slow)
+
+    async def body(engine: Engine) -> None:
+        long = await engine.generate(NAME, prompt(2, image=False), SamplingParams(temperature=0, max_tokens=400))
+        stream = long.__aiter__()
+        await stream.__anext__()  # it decodes now
+        gens = await asyncio.gather(*(engine.generate(NAME, prompt(20 + i), GREEDY) for i in range(3)))
+        await asyncio.gather(*(collect(g) for g in gens))
+        long.cancel()
+
+    run(tiny_vlm, body)
+    assert len(joined) == 3 and max(waiting for _, waiting in joined) >= 2  # they waited together
+    assert len({step for step, _ in joined}) == 3  # and joined in three steps
