@@ -1,0 +1,187 @@
+"""One rank of a distributed model (a process the supervisor starts): joins the `mx.distributed` group, loads its
+shard (tensor: mlx-lm's model.shard(); pipeline: only its own layers), then runs requests in lockstep with the
+other ranks. Rank 0 also listens on a local socket for the supervisor, and decides each token and whether to go on.
+
+    MLX_RANK=r MLX_HOSTFILE=hosts.json python -m mlx_manager.engine.distributed.worker MODEL STRATEGY PORT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+from mlx_lm.models.base import create_attention_mask
+from mlx_lm.models.cache import KVCache, make_prompt_cache
+from mlx_lm.sample_utils import make_sampler
+from mlx_lm.utils import load_model
+
+Group = mx.distributed.Group
+
+
+def _layer_range(n_layers: int, rank: int, size: int) -> tuple[int, int]:
+    """Contiguous layers per rank, the first ranks taking one more when they do not divide evenly."""
+    per, extra = divmod(n_layers, size)
+    start = rank * per + min(rank, extra)
+    return start, start + per + (1 if rank < extra else 0)
+
+
+class Shard:
+    """The model as this rank holds it, with one forward pass that all ranks run together."""
+
+    def __init__(self, path: str, strategy: str, group: Group) -> None:
+        self.group, self.strategy = group, strategy
+        self.model, _ = load_model(Path(path), lazy=True, strict=False)
+        inner = getattr(self.model, "model", None)
+        if strategy == "tensor":
+            if not hasattr(self.model, "shard"):
+                raise ValueError("mlx-lm cannot shard this architecture by tensor; use strategy 'pipeline'")
+            self.model.shard(group)
+            self.bounds = (0, len(self.model.layers))
+        else:
+            if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "embed_tokens"):
+                raise ValueError("pipeline parallel needs a decoder with model.embed_tokens and model.layers")
+            self.bounds = _layer_range(len(inner.layers), group.rank(), group.size())
+            lo, hi = self.bounds
+            # Other ranks' layers are never read, so their lazy weights are never loaded.
+            inner.layers = [layer if lo <= i < hi else None for i, layer in enumerate(inner.layers)]
+        mx.eval(self.model.parameters())
+        flat = cast(list[tuple[str, mx.array]], tree_flatten(self.model.parameters()))
+        self.weight_bytes = sum(int(v.nbytes) for _, v in flat)
+
+    def forward(self, tokens: mx.array, cache: list[Any]) -> mx.array:
+        if self.strategy == "tensor":
+            return self.model(tokens, cache=cache)[:, -1, :]
+        inner, group = self.model.model, self.group
+        rank, size = group.rank(), group.size()
+        lo, hi = self.bounds
+        h = inner.embed_tokens(tokens)
+        mask = create_attention_mask(h, cache[lo])
+        if rank > 0:
+            h = mx.distributed.recv_like(h, rank - 1, group=group)
+        for i in range(lo, hi):
+            h = inner.layers[i](h, mask, cache=cache[i])
+        if rank < size - 1:
+            mx.eval(mx.distributed.send(h, rank + 1, group=group))
+            h = mx.zeros_like(h)
+        h = mx.distributed.all_sum(h[:, -1:, :], group=group)  # the last rank's output, to every rank
+        h = inner.norm(h)
+        if getattr(self.model, "args", None) is not None and getattr(self.model.args, "tie_word_embeddings", False):
+            logits = inner.embed_tokens.as_linear(h)
+        else:
+            logits = self.model.lm_head(h)
+        return logits[:, -1, :]
+
+
+def _broadcast(values: list[int], group: Group, rank: int) -> list[int]:
+    """Rank 0's integers to every rank (the others pass zeros of the same length)."""
+    arr = mx.array(values if rank == 0 else [0] * len(values), dtype=mx.int32)
+    out = mx.distributed.all_sum(arr, group=group, stream=mx.cpu)
+    return [int(x) for x in cast(list[int], out.tolist())]
+
+
+def _broadcast_json(obj: Any, group: Group, rank: int) -> Any:
+    data = json.dumps(obj).encode() if rank == 0 else b""
+    (n,) = _broadcast([len(data)], group, rank)
+    body = _broadcast(list(data), group, rank) if rank == 0 else _broadcast([0] * n, group, rank)
+    return json.loads(bytes(body).decode())
+
+
+class Control:
+    """Rank 0's side of the supervisor's socket: requests in, tokens out, cancellations noted between steps."""
+
+    def __init__(self, port: int) -> None:
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.cancelled: set[str] = set()
+        self.conn: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    def accept(self) -> None:
+        self.conn, _ = self.server.accept()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.conn is not None
+        for line in self.conn.makefile("r", encoding="utf-8"):
+            msg = json.loads(line)
+            if "cancel" in msg:
+                self.cancelled.add(msg["cancel"])
+            else:
+                self.requests.put(msg)
+        self.requests.put(None)  # the supervisor went away: stop every rank
+
+    def send(self, msg: dict[str, Any]) -> None:
+        assert self.conn is not None
+        with self.lock:
+            self.conn.sendall((json.dumps(msg) + "\n").encode())
+
+
+def _generate(shard: Shard, req: dict[str, Any], rank: int, control: Control | None) -> None:
+    group = shard.group
+    # A pipeline rank's model lacks the other ranks' layers, so it cannot make its cache itself.
+    cache = make_prompt_cache(shard.model) if shard.strategy == "tensor" else [KVCache() for _ in shard.model.layers]
+    temp = float(req.get("temperature") or 0.0)
+    sampler = make_sampler(temp, req.get("top_p") or 0.0, top_k=req.get("top_k") or 0) if temp > 0 else None
+    if req.get("seed") is not None:
+        mx.random.seed(int(req["seed"]))
+    eos, max_tokens = set(req.get("eos", [])), int(req["max_tokens"])
+    logits = shard.forward(mx.array(req["tokens"])[None], cache)
+    for step in range(max_tokens):
+        mx.eval(logits)  # every rank runs the forward's collectives before the next broadcast, in the same order
+        token, go, reason = 0, 0, ""
+        if rank == 0:
+            token = int(cast(int, (sampler(logits) if sampler else mx.argmax(logits, axis=-1)).item()))
+            cancelled = control is not None and req["id"] in control.cancelled
+            last = step + 1 >= max_tokens
+            reason = "cancelled" if cancelled else "stop" if token in eos else "length" if last else ""
+            go = 0 if reason else 1
+        token, go = _broadcast([token, go], group, rank)  # every rank steps, or stops, together
+        if rank == 0 and control is not None:
+            if reason != "cancelled":
+                control.send({"id": req["id"], "token": token})
+            if reason:
+                control.send({"id": req["id"], "done": reason})
+        if not go:
+            return
+        logits = shard.forward(mx.array([[token]]), cache)
+
+
+def main(argv: list[str]) -> int:
+    path, strategy, port = argv[0], argv[1], int(argv[2])
+    backend = os.environ.get("MLX_DISTRIBUTED_BACKEND", "ring")
+    alone = not os.environ.get("MLX_HOSTFILE")  # one rank: no group to join
+    group = mx.distributed.init() if alone else mx.distributed.init(strict=True, backend=backend)
+    rank, size = group.rank(), group.size()
+    control = Control(port) if rank == 0 else None  # listen before loading: the supervisor connects early
+    shard = Shard(path, strategy, group)
+    per_rank = [0] * (2 * size)
+    per_rank[2 * rank], per_rank[2 * rank + 1] = shard.weight_bytes, mx.get_active_memory()
+    totals = mx.distributed.all_sum(mx.array(per_rank, dtype=mx.int64), group=group)
+    sizes = [int(x) for x in cast(list[int], totals.tolist())]
+    if control is not None:
+        control.accept()
+        ranks = [{"rank": r, "weight_bytes": sizes[2 * r], "active_bytes": sizes[2 * r + 1]} for r in range(size)]
+        control.send({"ready": True, "ranks": ranks, "bounds": list(shard.bounds)})
+    while True:
+        req = control.requests.get() if control is not None else None
+        req = _broadcast_json(req, group, rank)
+        if req is None:
+            return 0
+        started = time.perf_counter()
+        _generate(shard, req, rank, control)
+        if control is not None:
+            control.cancelled.discard(req["id"])
+            print(f"request {req['id']} took {time.perf_counter() - started:.3f}s", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
