@@ -14,6 +14,29 @@ from mlx_manager.api.errors import APIError
 from mlx_manager.engine.audio.types import Task, TranscribeOptions, Transcript
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
+# The form is read by hand (limits, unknown fields); this documents it.
+_FORM_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "model"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "model": {"type": "string"},
+                        "language": {"type": "string"},
+                        "prompt": {"type": "string"},
+                        "response_format": {"type": "string", "enum": ["json", "text", "srt", "vtt", "verbose_json"]},
+                        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                        "timestamp_granularities[]": {"type": "array", "items": {"enum": ["segment", "word"]}},
+                    },
+                }
+            }
+        },
+    }
+}
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
@@ -158,13 +181,13 @@ def render(transcript: Transcript, response_format: str, task: Task, granulariti
     return JSONResponse(body)
 
 
-@router.post("/transcriptions", response_model=None)
+@router.post("/transcriptions", response_model=None, openapi_extra=_FORM_DOC)
 async def transcriptions(request: Request) -> Response:
     """Speech to text in the audio's language (multipart: file, model, language, prompt, response_format...)."""
     return await _transcribe(request, "transcribe")
 
 
-@router.post("/translations", response_model=None)
+@router.post("/translations", response_model=None, openapi_extra=_FORM_DOC)
 async def translations(request: Request) -> Response:
     """Speech in any language Whisper knows to English text."""
     return await _transcribe(request, "translate")
