@@ -114,7 +114,7 @@ def test_rope_deltas_follow_their_rows_through_merge_filter_extend_and_extract()
     assert type(text) is KVCache  # a text row's cache is stored and reused like any other
 
 
-def test_the_feature_cache_keeps_the_most_recent_within_its_byte_budget() -> None:
+def test_the_feature_cache_keeps_the_most_recent_within_its_byte_budget_and_trims_under_pressure() -> None:
     cache = FeatureCache(max_bytes=3 * 400)
     keys = [content_key(mx.full((10, 10), i, dtype=mx.float32)) for i in range(4)]
     assert len(set(keys)) == 4 and content_key(mx.full((10, 10), 0, dtype=mx.float32)) == keys[0]
@@ -128,6 +128,7 @@ def test_the_feature_cache_keeps_the_most_recent_within_its_byte_budget() -> Non
     assert cache.stats.bytes == 1200  # over the whole budget: not kept
     grid = mx.array([[1, 2, 2]])
     assert content_key(mx.zeros((4,)), grid) != content_key(mx.zeros((4,)), grid * 2)  # settings are in the key
+    assert cache.trim(400) == 800 and cache.bytes == 400 and cache.get(keys[0]) is not None  # the most recent stays
 
 
 def pictures_prompt(*images: Image.Image) -> ChatPrompt:

@@ -34,10 +34,9 @@ from mlx_manager.engine.errors import (
 )
 from mlx_manager.engine.generation import Generation, GenerationObserver
 from mlx_manager.engine.loader import LoadedModel, load_model, release_memory
-from mlx_manager.engine.memory import MemoryGuard
+from mlx_manager.engine.memory import MemoryGuard, Trimmable
 from mlx_manager.engine.output import output_parser_factory, reasoning_budget_factory
 from mlx_manager.engine.pool import ModelPool, PoolConfig, PoolEntry
-from mlx_manager.engine.prefix_cache import PrefixCache
 from mlx_manager.engine.prompt import DEFAULT_VOLATILE_PATTERNS, strip_volatile, tokenize
 from mlx_manager.engine.prompt_limits import check_size
 from mlx_manager.engine.sequence import Sequence
@@ -216,8 +215,10 @@ class Engine:
         self.memory.apply()  # the budget may have changed (live settings)
         return any(e.scheduler.stats.running or e.scheduler.stats.waiting for e in self.pool.entries() if e.scheduler)
 
-    def _caches(self) -> list[PrefixCache]:
-        return [e.scheduler.cache for e in self.pool.entries() if e.scheduler is not None]
+    def _caches(self) -> list[Trimmable]:
+        schedulers = [e.scheduler for e in self.pool.entries() if e.scheduler is not None]
+        features = [f for s in schedulers if (f := getattr(s, "features", None)) is not None]  # vision models
+        return [*(s.cache for s in schedulers), *features]
 
     def _check_memory(self) -> None:
         """While memory is short, new generations are refused (503) rather than pushing the machine into swap."""

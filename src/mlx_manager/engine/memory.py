@@ -13,13 +13,23 @@ import logging
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import mlx.core as mx
 import psutil
 
-from mlx_manager.engine.prefix_cache import PrefixCache
-
 log = logging.getLogger(__name__)
+
+
+class Trimmable(Protocol):
+    """A cache the monitor can shrink: prefix caches, a vision model's image features (engine/vision/features)."""
+
+    @property
+    def bytes(self) -> int: ...
+
+    def trim(self, max_bytes: int) -> int:
+        """Drop least recently used entries until at most `max_bytes` remain; returns the bytes dropped."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,7 @@ class MemoryGuard:
     def _over(self, reading: MemoryReading, mark: float) -> bool:
         return reading.used > mark * self.budget() or reading.available < self.reserve()
 
-    def check(self, caches: list[PrefixCache], busy: bool = True) -> None:
+    def check(self, caches: list[Trimmable], busy: bool = True) -> None:
         """One round: past the mark (the high one, or the low one while shedding) free MLX's buffer cache and trim
         the prefix caches first, then shed; stop shedding under the low mark, or once nothing runs (refusing
         requests then frees nothing)."""
@@ -109,7 +119,7 @@ class MemoryGuard:
             self.stats.shedding_since = None
             log.info("Memory pressure over: taking new requests again (MLX %.0f MB)", reading.used / 1e6)
 
-    def _relieve(self, reading: MemoryReading, caches: list[PrefixCache]) -> MemoryReading:
+    def _relieve(self, reading: MemoryReading, caches: list[Trimmable]) -> MemoryReading:
         """MLX's buffer cache, then half of each prefix cache; returns a new reading when anything was freed."""
         if reading.cache:
             self.clear_cache()
@@ -126,7 +136,7 @@ class MemoryGuard:
         reading = self.stats.last = self.read()
         return reading
 
-    async def run(self, busy: Callable[[], bool], caches: Callable[[], list[PrefixCache]]) -> None:
+    async def run(self, busy: Callable[[], bool], caches: Callable[[], list[Trimmable]]) -> None:
         """Check while requests run (or while shedding, to see it end); reads are cheap, so every `interval`."""
         while True:
             await asyncio.sleep(self.interval)

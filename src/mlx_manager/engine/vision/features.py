@@ -99,6 +99,21 @@ class FeatureCache:
                 self.stats.evictions += 1
             self.stats.entries = len(self._entries)
 
+    @property
+    def bytes(self) -> int:
+        return self.stats.bytes
+
+    def trim(self, max_bytes: int) -> int:
+        """Memory pressure (engine/memory): drop the least recently used until at most `max_bytes` remain."""
+        with self._lock:
+            before = self.stats.bytes
+            while self.stats.bytes > max_bytes and self._entries:
+                _, (_, size) = self._entries.popitem(last=False)
+                self.stats.bytes -= size
+                self.stats.evictions += 1
+            self.stats.entries = len(self._entries)
+            return before - self.stats.bytes
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
