@@ -181,3 +181,16 @@ def test_chat_with_the_speech_model_or_with_audio_input_is_a_400(audio_client: o
             ],
         )
     assert "input_audio" in info.value.message and "/v1/audio/transcriptions" in info.value.message
+
+
+def test_word_timestamps_come_with_the_word_granularity(audio_client: openai.OpenAI) -> None:
+    reply = audio_client.audio.transcriptions.create(
+        model=WHISPER,
+        file=("clip.wav", wav_bytes(tone(2.0))),
+        response_format="verbose_json",
+        timestamp_granularities=["word"],
+    )
+    words = reply.words or []
+    assert words and reply.segments is None  # only what was asked for, as OpenAI answers
+    assert all(0 <= w.start <= w.end <= 2.0 + 0.02 for w in words)
+    assert [w.start for w in words] == sorted(w.start for w in words)
