@@ -119,6 +119,9 @@ class Settings(BaseSettings):
         " unset: memory_budget_fraction of RAM.",
     )
     preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    distributed_config: Path | None = Field(
+        default=None, description="JSON list of distributed models (id, path, hostfile, strategy, backend)."
+    )
     idle_ttl_seconds: float = Field(default=0, ge=0, description="Unload idle models after this long; 0 = never.")
 
     max_num_seqs: int = Field(default=32, ge=1, description="Sequences decoded together per model.")

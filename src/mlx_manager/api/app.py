@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlx_manager import __version__, paths, status_token
 from mlx_manager.api.access import AccessMiddleware
+from mlx_manager.api.admin.distributed import router as distributed_router
 from mlx_manager.api.admin.routes import router as admin_router
 from mlx_manager.api.admin.routes import status_router as admin_status_router
 from mlx_manager.api.anthropic.routes import router as anthropic_router
@@ -51,6 +52,7 @@ from mlx_manager.api.web import WebUI
 from mlx_manager.config import Settings
 from mlx_manager.db.session import open_database
 from mlx_manager.engine.discovery import hf_cache_dir
+from mlx_manager.engine.distributed.backend import DistributedModels, read_config
 from mlx_manager.engine.engine import Engine, EngineConfig
 from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.scheduler import SchedulerConfig
@@ -172,6 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
             await router.close()
             await downloads.stop()
             await app.state.batch_runner.stop()
+            await distributed.stop()
             await engine.stop()
             await manager.stop()
 
@@ -185,9 +188,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.db = db
     app.state.manager = manager
     app.state.downloads = downloads
+    # Distributed models (engine/distributed) answer their own ids; every other id runs on the local engine.
+    specs = read_config(settings.distributed_config) if settings.distributed_config else []
+    app.state.distributed = distributed = DistributedModels(engine, specs)
     # Rules come from the database; a model no rule names runs on the local engine.
     router = Router(
-        engine,
+        distributed,
         manager.routing.table,
         settings.breaker_failures,
         settings.breaker_cooldown_seconds,
@@ -239,6 +245,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ollama_root_router)  # GET / is still the web UI for browsers
     app.include_router(admin_status_router, dependencies=[Depends(require_admin_or_status_token)])
     app.include_router(admin_router, dependencies=[Depends(require_admin)])
+    app.include_router(distributed_router, dependencies=[Depends(require_admin)])
     app.include_router(health_router)
     app.include_router(metrics_router, dependencies=[Depends(require_admin)])
     app.include_router(manager_router)

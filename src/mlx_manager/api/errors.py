@@ -22,6 +22,7 @@ from mlx_manager.engine.errors import (
     MemoryPressureError,
     ModelLoadError,
     ModelNotFoundError,
+    ModelUnavailableError,
     QueueFullError,
     QueueTimeoutError,
 )
@@ -120,6 +121,9 @@ def from_engine_error(exc: EngineError) -> APIError:
         return APIError(400, exc.message, param=exc.param, code="context_length_exceeded")
     if isinstance(exc, InvalidRequestError):
         return APIError(400, exc.message, param=exc.param)
+    if isinstance(exc, ModelUnavailableError):
+        headers = {"Retry-After": str(exc.retry_after)}
+        return APIError(503, exc.message, type="server_error", code="model_unavailable", headers=headers)
     if isinstance(exc, MemoryPressureError):
         headers = {"Retry-After": str(exc.retry_after)}
         return APIError(503, exc.message, type="server_error", code="memory_pressure", headers=headers)

@@ -67,3 +67,11 @@ class QueueTimeoutError(QueueFullError):
 
 class MemoryPressureError(QueueFullError):
     """The machine is short of memory (engine/memory): new requests get a 503 with Retry-After until it is not."""
+
+
+class ModelUnavailableError(EngineError):
+    """A model that is configured but cannot serve now (a distributed model whose rank died or hung): a 503."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,239 @@
+"""The server's side of a distributed model: it starts every rank (worker.py) as a local process, talks to rank 0
+over a loopback socket, and watches them all: a rank that exits or a step that stalls fails the request in flight
+with a 503 naming the rank, and the model stays unavailable until it is restarted."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mlx_manager.engine.errors import ModelLoadError, ModelUnavailableError
+
+log = logging.getLogger(__name__)
+Strategy = Literal["tensor", "pipeline"]
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True)
+class Host:
+    """One line of an mlx.launch hostfile: where to start a rank (ssh) and the IPs the ranks connect on."""
+
+    ssh: str
+    ips: tuple[str, ...] = ()
+
+    @property
+    def local(self) -> bool:
+        return self.ssh in LOCAL_HOSTS and all(ip in LOCAL_HOSTS for ip in self.ips)
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    id: str
+    path: str
+    hosts: tuple[Host, ...]
+    strategy: Strategy = "tensor"
+    backend: Literal["ring", "jaccl"] = "ring"
+    # A step (the prompt's prefill included) that takes longer means a rank hangs.
+    step_timeout_seconds: float = 30.0
+
+
+def read_hostfile(path: str | Path) -> tuple[Host, ...]:
+    """mlx.launch's JSON hostfile: [{"ssh": "host", "ips": ["10.0.0.1"]}, ...], one entry per rank."""
+    entries = json.loads(Path(path).read_text())
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}: a hostfile is a JSON list with one {{'ssh': ..., 'ips': [...]}} per rank")
+    return tuple(Host(str(e["ssh"]), tuple(str(ip) for ip in e.get("ips", []))) for e in entries)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class _Request:
+    on_message: Callable[[dict[str, Any]], None]
+    on_error: Callable[[BaseException], None]
+
+
+class RankGroup:
+    """The processes of one distributed model; `start` blocks until every rank has loaded its shard."""
+
+    def __init__(self, spec: DistributedSpec, start_timeout: float = 120.0) -> None:
+        self.spec = spec
+        self.start_timeout = start_timeout
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ranks: list[dict[str, Any]] = []  # per rank: the weight and active bytes it reported
+        self.error: str | None = None  # why it is unavailable
+        self._conn: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._active: dict[str, _Request] = {}
+        self._stopping = False
+        self._progress = time.monotonic()  # the last message from rank 0 (requests run one at a time, in order)
+        self.logs = Path(tempfile.mkdtemp(prefix=f"mlx-dist-{spec.id[-16:].replace('/', '-')}-"))
+
+    @property
+    def available(self) -> bool:
+        return self._conn is not None and self.error is None
+
+    def start(self) -> None:
+        for i, host in enumerate(self.spec.hosts):
+            if not host.local:  # ranks over SSH (as mlx.launch does) are not built; say which host and why
+                raise ModelLoadError(
+                    f"'{self.spec.id}': rank {i} is on host '{host.ssh}' ({', '.join(host.ips) or 'no IPs'}); this"
+                    " server starts ranks on this machine only (127.0.0.1 / localhost)."
+                )
+        size, port = len(self.spec.hosts), _free_port()
+        env = {**os.environ, "MLX_DISTRIBUTED_BACKEND": self.spec.backend}
+        env.pop("MLX_HOSTFILE", None)
+        if size > 1:
+            hostfile = self.logs / "hosts.json"
+            hostfile.write_text(json.dumps([[f"127.0.0.1:{_free_port()}"] for _ in range(size)]))
+            env["MLX_HOSTFILE"] = str(hostfile)
+        module = "mlx_manager.engine.distributed.worker"
+        for rank in range(size):
+            out = (self.logs / f"rank{rank}.log").open("wb")
+            cmd = [sys.executable, "-m", module, self.spec.path, self.spec.strategy, str(port)]
+            self.procs.append(subprocess.Popen(cmd, env={**env, "MLX_RANK": str(rank)}, stdout=out, stderr=out))
+        try:
+            self._connect(port)
+        except BaseException:
+            self.stop()
+            raise
+        threading.Thread(target=self._read, daemon=True, name=f"dist-read-{self.spec.id[-16:]}").start()
+        threading.Thread(target=self._watch, daemon=True, name=f"dist-watch-{self.spec.id[-16:]}").start()
+
+    def _connect(self, port: int) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            dead = self._dead_rank()
+            if dead is not None:
+                raise ModelLoadError(f"'{self.spec.id}' could not start: {dead}")
+            if time.monotonic() > deadline:
+                raise ModelLoadError(f"'{self.spec.id}': the ranks did not load within {self.start_timeout:.0f}s")
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+                break
+            except OSError:
+                time.sleep(0.1)
+        conn.settimeout(None)
+        reader = conn.makefile("r", encoding="utf-8")
+        while True:  # the ready line comes once every rank has loaded; a rank may die meanwhile
+            conn.settimeout(0.5)
+            try:
+                line = reader.readline()
+            except TimeoutError:
+                dead = self._dead_rank()
+                if dead is not None or time.monotonic() > deadline:
+                    conn.close()
+                    raise ModelLoadError(f"'{self.spec.id}' could not start: {dead or 'timed out loading'}") from None
+                continue
+            break
+        conn.settimeout(None)
+        if not line:
+            raise ModelLoadError(f"'{self.spec.id}' could not start: {self._dead_rank() or 'rank 0 closed'}")
+        self.ranks = json.loads(line)["ranks"]
+        self._reader = reader
+        self._conn = conn
+
+    def _dead_rank(self) -> str | None:
+        for rank, proc in enumerate(self.procs):
+            code = proc.poll()
+            if code is not None:
+                tail = (self.logs / f"rank{rank}.log").read_text(errors="replace").strip().splitlines()[-1:]
+                return f"rank {rank} exited with code {code}" + (f" ({tail[0][:300]})" if tail else "")
+        return None
+
+    def _read(self) -> None:
+        for line in self._reader:
+            msg = json.loads(line)
+            with self._lock:
+                self._progress = time.monotonic()
+                req = self._active.get(msg["id"])
+                if req is not None and "done" in msg:
+                    self._active.pop(msg["id"], None)
+            if req is not None:
+                req.on_message(msg)
+
+    def _watch(self) -> None:
+        while not self._stopping and self.error is None:
+            time.sleep(0.2)
+            problem = self._dead_rank()
+            now = time.monotonic()
+            with self._lock:
+                stalled = bool(self._active) and now - self._progress > self.spec.step_timeout_seconds
+            if problem is None and stalled:
+                alive = ", ".join(str(i) for i, p in enumerate(self.procs) if p.poll() is None)
+                problem = f"no step finished in {self.spec.step_timeout_seconds:g}s (ranks {alive} still running)"
+            if problem is not None and not self._stopping:
+                self._fail(problem)
+
+    def _fail(self, problem: str) -> None:
+        self.error = problem
+        log.error("Distributed model %s is unavailable: %s", self.spec.id, problem)
+        with self._lock:
+            failed, self._active = list(self._active.values()), {}
+        for req in failed:
+            req.on_error(self.unavailable())
+        self.stop()
+
+    def unavailable(self) -> ModelUnavailableError:
+        return ModelUnavailableError(
+            f"The distributed model '{self.spec.id}' is unavailable: {self.error or 'not started'}. An admin can"
+            " restart it (POST /admin/distributed/{model}/restart)."
+        )
+
+    def submit(
+        self,
+        payload: dict[str, Any],
+        on_message: Callable[[dict[str, Any]], None],
+        on_error: Callable[[BaseException], None],
+    ) -> str:
+        if not self.available or self._conn is None:
+            raise self.unavailable()
+        rid = uuid.uuid4().hex
+        with self._lock:
+            if not self._active:
+                self._progress = time.monotonic()
+            self._active[rid] = _Request(on_message, on_error)
+        self._send({**payload, "id": rid})
+        return rid
+
+    def cancel(self, rid: str) -> None:
+        if self.available:
+            self._send({"cancel": rid})
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.sendall((json.dumps(msg) + "\n").encode())
+        except OSError as exc:
+            self._fail(f"rank 0 closed its connection ({exc})")
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.warning("A rank of %s did not exit (pid %s)", self.spec.id, proc.pid)

@@ -1,0 +1,138 @@
+"""Distributed models on a real server: tiny-llama sharded over 2 ranks on loopback (mx.distributed ring), by
+tensor and by pipeline, served through the OpenAI API next to the same model in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from mlx_manager.testing.server import ServerProcess, run_server
+
+LOOPBACK = [{"ssh": "localhost", "ips": ["127.0.0.1"]}] * 2
+FAR = [{"ssh": "localhost", "ips": ["127.0.0.1"]}, {"ssh": "gpu-node-2", "ips": ["10.255.255.1"]}]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    home = tmp_path_factory.mktemp("distributed")
+    (home / "loopback.json").write_text(json.dumps(LOOPBACK))
+    (home / "far.json").write_text(json.dumps(FAR))
+    llama = str(tiny_models["tiny-llama"])
+    config = [
+        {"id": "tiny-llama-tp2", "path": llama, "hostfile": str(home / "loopback.json"), "strategy": "tensor"},
+        {"id": "tiny-llama-pp2", "path": llama, "hostfile": str(home / "loopback.json"), "strategy": "pipeline"},
+        {"id": "tiny-llama-far", "path": llama, "hostfile": str(home / "far.json"), "strategy": "tensor"},
+    ]
+    (home / "distributed.json").write_text(json.dumps(config))
+    env = {"MLX_MANAGER_DISTRIBUTED_CONFIG": str(home / "distributed.json")}
+    args = ["--model-dir", str(Path(llama).parent)]
+    with run_server(home, args, env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", timeout=120, max_retries=0)
+
+
+def chat(client: openai.OpenAI, model: str, text: str, max_tokens: int = 24) -> str:
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": text}], max_tokens=max_tokens, temperature=0
+    )
+    return reply.choices[0].message.content or ""
+
+
+def status(server: ServerProcess, model: str) -> dict[str, Any]:
+    rows = httpx.get(f"{server.base_url}/admin/distributed", timeout=30).json()["data"]
+    return dict(next(r for r in rows if r["id"] == model))
+
+
+@pytest.mark.parametrize("model", ["tiny-llama-tp2", "tiny-llama-pp2"])
+def test_greedy_output_matches_the_single_process_model(
+    client: openai.OpenAI, server: ServerProcess, model: str
+) -> None:
+    for text in ("Once upon a time", "Tell me about the sea and the sky"):
+        assert chat(client, model, text) == chat(client, "tiny-llama", text)
+    one = client.completions.create(model="tiny-llama", prompt="The cat", max_tokens=16, temperature=0)
+    two = client.completions.create(model=model, prompt="The cat", max_tokens=16, temperature=0)
+    assert two.choices[0].text == one.choices[0].text and two.usage == one.usage
+    ranks = status(server, model)["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["weight_bytes"] > 0 for r in ranks)
+
+
+def test_each_pipeline_rank_holds_part_of_the_weights(
+    client: openai.OpenAI, server: ServerProcess, tiny_models: dict[str, Path]
+) -> None:
+    chat(client, "tiny-llama-pp2", "hi", 2)
+    weights = [r["weight_bytes"] for r in status(server, "tiny-llama-pp2")["ranks"]]
+    full = sum(p.stat().st_size for p in tiny_models["tiny-llama"].glob("*.safetensors"))
+    assert all(w < full * 0.9 for w in weights), (weights, full)
+
+
+def test_streaming_joins_to_the_whole_reply(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Once upon a time"}]
+    stream = client.chat.completions.create(
+        model="tiny-llama-tp2",
+        messages=messages,
+        max_tokens=24,
+        temperature=0,
+        stream=True,  # type: ignore[arg-type]
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert "".join(pieces) == chat(client, "tiny-llama", "Once upon a time") and len(pieces) > 2
+
+
+def test_a_cancelled_stream_stops_every_rank(client: openai.OpenAI, server: ServerProcess) -> None:
+    before = status(server, "tiny-llama-pp2")["cancelled"]
+    messages = [{"role": "user", "content": "Once upon a time"}]
+    stream = client.chat.completions.create(
+        model="tiny-llama-pp2",
+        messages=messages,
+        max_tokens=1500,
+        temperature=0,
+        stream=True,
+        extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    deadline = time.monotonic() + 30
+    while status(server, "tiny-llama-pp2")["cancelled"] == before:
+        assert time.monotonic() < deadline, "rank 0 never reported the cancelled request as stopped"
+        time.sleep(0.2)
+    started = time.monotonic()
+    chat(client, "tiny-llama-pp2", "hi", 4)  # runs at once: no rank is still busy with the cancelled one
+    assert time.monotonic() - started < 10
+
+
+def test_a_host_that_cannot_be_reached_is_named(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as err:
+        chat(client, "tiny-llama-far", "hi", 2)
+    assert "gpu-node-2" in err.value.message and "rank 1" in err.value.message
+
+
+def test_a_killed_worker_fails_with_503_naming_it_and_restarts(client: openai.OpenAI, server: ServerProcess) -> None:
+    chat(client, "tiny-llama-tp2", "hi", 2)
+    pids = status(server, "tiny-llama-tp2")["pids"]
+    os.kill(pids[1], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while status(server, "tiny-llama-tp2")["state"] != "unavailable":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with pytest.raises(openai.APIStatusError) as err:
+        chat(client, "tiny-llama-tp2", "hi", 2)
+    assert err.value.status_code == 503 and "rank 1" in err.value.message
+    assert chat(client, "tiny-llama", "hi", 2) is not None  # other models still serve
+    restarted = httpx.post(f"{server.base_url}/admin/distributed/tiny-llama-tp2/restart", timeout=120)
+    assert restarted.status_code == 200 and restarted.json()["state"] == "ready"
+    assert chat(client, "tiny-llama-tp2", "Once upon a time") == chat(client, "tiny-llama", "Once upon a time")
