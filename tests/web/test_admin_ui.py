@@ -23,6 +23,21 @@ from tests.api.accounts import Api, login, register
 from tests.web.conftest import PASSWORD
 
 MODEL = "tiny-llama"
+# Each live setting of GET /api/settings and the label of its control on the Settings page.
+SETTING_LABELS = {
+    "memory_budget_bytes": "Memory budget (GB)",
+    "max_models": "Most models loaded at once",
+    "idle_ttl_seconds": "Unload idle models after (seconds, 0 = never)",
+    "room_wait_seconds": "Wait for memory before refusing a load (seconds)",
+    "preload": "Preload and keep loaded (comma-separated models)",
+    "require_api_key": "Require an API key for /v1 and /anthropic",
+    "audit_retention_days": "Keep logs for (days, 0 = forever)",
+    "allow_registration": "Anyone may register (accounts wait for approval)",
+    "chat_timeout_seconds": "Chat time limit (seconds, 0 = none)",
+    "completions_timeout_seconds": "Completions time limit (seconds, 0 = none)",
+    "embeddings_timeout_seconds": "Embeddings time limit (seconds, 0 = none)",
+    "queue_timeout_seconds": "Queue time limit (seconds, 0 = none)",
+}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -99,8 +114,10 @@ def test_server_refusals_read_as_plain_words_with_the_forms_labels(page: Any, ad
     _plain(overridden)
     settings = admin.ok("GET", "/api/settings")
     assert (settings["audit_retention_days"], settings["room_wait_seconds"]) == (45, 12)
-    assert page.get_by_label("Require an API key for /v1 and /anthropic").count() == 1
-    assert page.get_by_label("Anyone may register (accounts wait for approval)").count() == 1
+    # Every live setting the API has is on the page (a new one fails here until the page has it).
+    assert set(settings) - {"overridden"} == set(SETTING_LABELS)
+    for name, label in SETTING_LABELS.items():
+        assert page.get_by_label(label).count() == 1, name
 
 
 def test_a_profile_is_checked_on_save_and_shows_every_field(page: Any, admin: Api) -> None:
