@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -67,32 +70,48 @@ def _settings(**overrides: object) -> Settings:
         raise _fail(f"invalid configuration: {exc}") from exc
 
 
-def _serve_overrides(
-    host: str | None,
-    port: int | None,
-    model_dir: list[Path] | None,
-    api_key: str | None,
-    max_models: int | None,
-    preload: list[str] | None,
-    log_level: str | None,
-    allow_unauthenticated_remote: bool | None,
-    openblas: bool | None,
-    generation: list[str] | None = None,
-    cpu_dtype: str | None = None,
-) -> dict[str, object]:
-    return {
-        "generation": _key_values(generation, "--generation") if generation else None,
-        "host": host,
-        "port": port,
-        "model_dirs": model_dir or None,
-        "api_key": api_key,
-        "max_models": max_models,
-        "preload": preload or None,
-        "log_level": log_level,
-        "allow_unauthenticated_remote": allow_unauthenticated_remote,
-        "use_openblas": openblas,
-        "cpu_dtype": cpu_dtype,
-    }
+# The options `serve` and `start` share, declared once: parameter, its CLI type, the Settings field it sets.
+_SERVER_OPTIONS: tuple[tuple[str, object, str], ...] = (
+    ("host", Host, "host"),
+    ("port", Port, "port"),
+    ("model_dir", ModelDirs, "model_dirs"),
+    ("api_key", ApiKey, "api_key"),
+    ("max_models", MaxModels, "max_models"),
+    ("preload", Preload, "preload"),
+    ("log_level", LogLevel, "log_level"),
+    ("allow_unauthenticated_remote", AllowRemote, "allow_unauthenticated_remote"),
+    ("openblas", OpenBlas, "use_openblas"),
+    ("generation", Generation, "generation"),
+    ("cpu_dtype", CpuDtype, "cpu_dtype"),
+)
+
+
+def _serve_overrides(options: dict[str, object]) -> dict[str, object]:
+    overrides = {field: options[name] for name, _, field in _SERVER_OPTIONS}
+    for field in ("model_dirs", "preload"):
+        overrides[field] = overrides[field] or None  # an empty repeatable option is unset, not empty
+    generation = options["generation"]
+    overrides["generation"] = _key_values(generation, "--generation") if isinstance(generation, list) else None
+    return overrides
+
+
+def _server_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared server options to `command`, which gets them as `overrides` (Settings fields)."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "overrides"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=annotation)
+        for name, annotation, _ in _SERVER_OPTIONS
+    ]
+
+    @functools.wraps(command)
+    def with_options(**kwargs: object) -> None:
+        options = {name: kwargs.pop(name) for name, _, _ in _SERVER_OPTIONS}
+        command(overrides=_serve_overrides(options), **kwargs)
+
+    signature = inspect.Signature([*shared, *own], return_annotation=None)
+    with_options.__signature__ = signature  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    return with_options
 
 
 def _key_values(items: list[str], option: str) -> dict[str, str]:
@@ -118,33 +137,9 @@ def _check_bind(settings: Settings) -> None:
 
 
 @app.command()
-def serve(
-    host: Host = None,
-    port: Port = None,
-    model_dir: ModelDirs = None,
-    api_key: ApiKey = None,
-    max_models: MaxModels = None,
-    preload: Preload = None,
-    log_level: LogLevel = None,
-    allow_unauthenticated_remote: AllowRemote = None,
-    openblas: OpenBlas = None,
-    generation: Generation = None,
-    cpu_dtype: CpuDtype = None,
-) -> None:
+@_server_options
+def serve(overrides: dict[str, object]) -> None:
     """Run the server in the foreground."""
-    overrides = _serve_overrides(
-        host,
-        port,
-        model_dir,
-        api_key,
-        max_models,
-        preload,
-        log_level,
-        allow_unauthenticated_remote,
-        openblas,
-        generation,
-        cpu_dtype=cpu_dtype,
-    )
     settings = _settings(**overrides)
     blas.reexec_with_openblas(settings.use_openblas)
     _check_bind(settings)
@@ -184,18 +179,9 @@ def serve(
 
 
 @app.command()
+@_server_options
 def start(
-    host: Host = None,
-    port: Port = None,
-    model_dir: ModelDirs = None,
-    api_key: ApiKey = None,
-    max_models: MaxModels = None,
-    preload: Preload = None,
-    log_level: LogLevel = None,
-    allow_unauthenticated_remote: AllowRemote = None,
-    openblas: OpenBlas = None,
-    generation: Generation = None,
-    cpu_dtype: CpuDtype = None,
+    overrides: dict[str, object],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 60.0,
 ) -> None:
     """Start the server in the background and wait until it answers."""
@@ -203,19 +189,6 @@ def start(
     if existing is not None:
         console.print(f"already running (pid {existing.pid}) on {existing.base_url}")
         return
-    overrides = _serve_overrides(
-        host,
-        port,
-        model_dir,
-        api_key,
-        max_models,
-        preload,
-        log_level,
-        allow_unauthenticated_remote,
-        openblas,
-        generation,
-        cpu_dtype=cpu_dtype,
-    )
     settings = _settings(**overrides)
     _check_bind(settings)
     file_modes.secure_install()  # the console log is created below
