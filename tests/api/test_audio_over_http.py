@@ -194,3 +194,17 @@ def test_word_timestamps_come_with_the_word_granularity(audio_client: openai.Ope
     assert words and reply.segments is None  # only what was asked for, as OpenAI answers
     assert all(0 <= w.start <= w.end <= 2.0 + 0.02 for w in words)
     assert [w.start for w in words] == sorted(w.start for w in words)
+
+
+def test_the_speech_model_lives_in_the_pool(audio_client: openai.OpenAI, audio_server: ServerProcess) -> None:
+    """Loaded on first use with its memory counted, pinned and unloaded by the admin routes like any model."""
+    base = audio_server.base_url
+    assert httpx.post(f"{base}/admin/models/{WHISPER}/load?pin=true", timeout=120).status_code == 200
+    loaded = {m["id"]: m for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
+    assert loaded[WHISPER]["pinned"] and loaded[WHISPER]["memory_bytes"] > 1_000_000
+    assert httpx.post(f"{base}/admin/models/{WHISPER}/unload", timeout=60).status_code == 200
+    loaded = {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
+    assert WHISPER not in loaded
+    reply = audio_client.audio.transcriptions.create(model=WHISPER, file=("a.wav", wav_bytes(tone(0.5))))
+    assert isinstance(reply.text, str)
+    assert WHISPER in {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
