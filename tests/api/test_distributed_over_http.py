@@ -78,6 +78,12 @@ def test_each_pipeline_rank_holds_part_of_the_weights(
     assert all(w < full * 0.9 for w in weights), (weights, full)
 
 
+def test_distributed_models_are_listed_like_local_ones(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"tiny-llama", "tiny-llama-tp2", "tiny-llama-pp2"} <= ids
+    assert client.models.retrieve("tiny-llama-pp2").id == "tiny-llama-pp2"
+
+
 def test_streaming_joins_to_the_whole_reply(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Once upon a time"}]
     stream = client.chat.completions.create(

@@ -191,6 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Distributed models (engine/distributed) answer their own ids; every other id runs on the local engine.
     specs = read_config(settings.distributed_config) if settings.distributed_config else []
     app.state.distributed = distributed = DistributedModels(engine, specs)
+    engine.listed.update(distributed.infos())  # /v1/models (and the other lists) show them like local models
     # Rules come from the database; a model no rule names runs on the local engine.
     router = Router(
         distributed,

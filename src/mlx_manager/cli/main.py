@@ -18,10 +18,12 @@ from rich.table import Table
 
 from mlx_manager import __version__, blas, file_modes, paths
 from mlx_manager.cli import process
+from mlx_manager.cli.distributed import app as distributed_app
 from mlx_manager.config import Settings, load_settings
 from mlx_manager.observability.logs import setup_logging
 
 app = typer.Typer(help="Serve and manage MLX language models.", no_args_is_help=True, add_completion=False)
+app.add_typer(distributed_app, name="distributed")
 console = Console()
 err = Console(stderr=True)
 

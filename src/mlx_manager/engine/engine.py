@@ -98,6 +98,8 @@ class Engine:
         self._volatile = [re.compile(p) for p in config.volatile_prompt_patterns]
         self._tasks: list[asyncio.Task[None]] = []
         self.adapters = Adapters()
+        # Models another backend in this server runs (distributed ranks), listed and resolved beside the found ones.
+        self.listed: dict[str, ModelInfo] = {}
         # The memory ceiling (engine/memory): MLX's limit at the pool's budget, load shed before swapping.
         self.memory = MemoryGuard(lambda: self.pool.config.memory_budget_bytes, lambda: self.pool.config.reserve_bytes)
 
@@ -172,12 +174,14 @@ class Engine:
         return await self.refresh_models()
 
     async def list_models(self) -> list[ModelInfo]:
-        return list((await self.refresh_models()).values())
+        return [*(await self.refresh_models()).values(), *self.listed.values()]
 
     async def resolve(self, model_id: str) -> ModelInfo:
         loaded = self.pool.get(model_id)
         if loaded is not None:
             return loaded.info
+        if model_id in self.listed:
+            return self.listed[model_id]
         models = await self.refresh_models()
         if model_id not in models:
             models = await self.refresh_models(force=True)

@@ -15,11 +15,12 @@ from mlx_lm.utils import load_tokenizer
 from mlx_manager.config import default
 from mlx_manager.engine.backend import ONE, Backend, Capabilities, Run
 from mlx_manager.engine.detokenizer import IncrementalDetokenizer
+from mlx_manager.engine.discovery import inspect_model
 from mlx_manager.engine.distributed.supervisor import DistributedSpec, RankGroup, read_hostfile
 from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.prompt import tokenize
-from mlx_manager.engine.types import FinishReason, GenerationChunk, Prompt, SamplingParams
+from mlx_manager.engine.types import FinishReason, GenerationChunk, ModelInfo, Prompt, SamplingParams
 
 DEFAULT_MAX_TOKENS: int = default("default_max_tokens")
 
@@ -52,6 +53,10 @@ class DistributedModels:
         self.stats: dict[str, dict[str, int]] = {s.id: {"served": 0, "cancelled": 0, "failed": 0} for s in specs}
         self._tokenizers: dict[str, TokenizerWrapper] = {}
         self._locks = {s.id: asyncio.Lock() for s in specs}
+
+    def infos(self) -> dict[str, ModelInfo]:
+        """What /v1/models and the other lists show for each distributed model: its folder's, under its own id."""
+        return {s.id: inspect_model(Path(s.path), s.id, "folder") for s in self.specs.values()}
 
     async def group(self, model_id: str) -> RankGroup:
         """The model's ranks, started on first use; one that failed stays failed until `restart`."""
