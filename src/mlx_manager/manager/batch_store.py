@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from mlx_manager.db.models import Batch, BatchFile
+from mlx_manager.manager.rows import save
 
 # A batch still has work to do in these states: the runner picks them up, after a restart too.
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
@@ -43,14 +44,7 @@ class BatchStore:
     # --- files ----------------------------------------------------------------------------------
 
     def create_file(self, owner: str | None, filename: str, purpose: str, data: bytes) -> BatchFile:
-        row = BatchFile(
-            id=f"file-{secrets.token_hex(12)}",
-            owner=owner,
-            filename=filename,
-            purpose=purpose,
-            bytes=len(data),
-            created_at=int(time.time()),
-        )
+        row = _new_file(owner, filename, purpose, len(data))
         fd = os.open(self.path(row.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -58,24 +52,14 @@ class BatchStore:
 
     def adopt_file(self, owner: str | None, filename: str, purpose: str, source: Path) -> BatchFile:
         """A batch's finished results become a file of its owner (moved, not copied)."""
-        row = BatchFile(
-            id=f"file-{secrets.token_hex(12)}",
-            owner=owner,
-            filename=filename,
-            purpose=purpose,
-            bytes=source.stat().st_size,
-            created_at=int(time.time()),
-        )
+        row = _new_file(owner, filename, purpose, source.stat().st_size)
         source.chmod(0o600)
         source.replace(self.path(row.id))
         return self._add(row)
 
     def _add(self, row: BatchFile) -> BatchFile:
         with Session(self.db) as session:
-            session.add(row)
-            session.commit()
-            session.refresh(row)
-        return row
+            return save(session, row)
 
     def get_file(self, file_id: str, owner: str | None) -> BatchFile | None:
         """None for a file of someone else: it does not exist for this caller."""
@@ -105,10 +89,7 @@ class BatchStore:
 
     def create_batch(self, batch: Batch) -> Batch:
         with Session(self.db) as session:
-            session.add(batch)
-            session.commit()
-            session.refresh(batch)
-        return batch
+            return save(session, batch)
 
     def get_batch(self, batch_id: str, owner: str | None = None, any_owner: bool = False) -> Batch | None:
         with Session(self.db) as session:
@@ -125,12 +106,7 @@ class BatchStore:
         with Session(self.db) as session:
             row = session.get(Batch, batch_id)
             assert row is not None
-            for key, value in changes.items():
-                setattr(row, key, value)
-            session.add(row)
-            session.commit()
-            session.refresh(row)
-            return row
+            return save(session, row, **changes)
 
     def cancel(self, batch_id: str, owner: str | None) -> Batch | None:
         """Mark a batch cancelling (the runner stops it and finalizes what it has); a finished one stays as is."""
@@ -139,16 +115,24 @@ class BatchStore:
             if row is None or row.owner != owner:
                 return None
             if row.status in ("validating", "in_progress"):
-                row.status, row.cancelling_at = "cancelling", int(time.time())
-                session.add(row)
-                session.commit()
-                session.refresh(row)
+                save(session, row, status="cancelling", cancelling_at=int(time.time()))
             return row
 
     def active(self) -> list[str]:
         with Session(self.db) as session:
             query = select(Batch.id).where(col(Batch.status).in_(ACTIVE)).order_by(col(Batch.created_at))
             return list(session.exec(query))
+
+
+def _new_file(owner: str | None, filename: str, purpose: str, size: int) -> BatchFile:
+    return BatchFile(
+        id=f"file-{secrets.token_hex(12)}",
+        owner=owner,
+        filename=filename,
+        purpose=purpose,
+        bytes=size,
+        created_at=int(time.time()),
+    )
 
 
 def _page(rows: list[Any], limit: int, after: str | None) -> list[Any]:

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from mlx_manager.db.models import Backend, Credential, RoutingRule
 from mlx_manager.manager.errors import Conflict, InvalidInput
-from mlx_manager.manager.rows import get_row
+from mlx_manager.manager.rows import get_row, save
 from mlx_manager.manager.secret_box import SecretBox
 from mlx_manager.routing.base_url import normalize_base_url
 from mlx_manager.routing.router import BackendConfig, RoutingTable
@@ -67,30 +67,18 @@ class RoutingStore:
     def add_credential(self, session: Session, name: str, provider: str, secret: str) -> Credential:
         if session.exec(select(Credential).where(Credential.name == name)).first():
             raise Conflict(f"A credential named '{name}' exists.", "name_taken")
-        row = Credential(name=name, provider=provider, secret_encrypted=self.box.seal(secret))
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-        return row
+        return save(session, Credential(name=name, provider=provider, secret_encrypted=self.box.seal(secret)))
 
     def add_backend(self, session: Session, values: dict[str, Any]) -> Backend:
         values = {**values, "base_url": stored_url(values)}
         check_backend(session, values)
         if session.exec(select(Backend).where(Backend.name == values["name"])).first():
             raise Conflict(f"A backend named '{values['name']}' exists.", "name_taken")
-        row = Backend(**values)
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-        return row
+        return save(session, Backend(**values))
 
     def add_rule(self, session: Session, values: dict[str, Any]) -> RoutingRule:
         check_rule(session, values)
-        row = RoutingRule(**values)
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-        return row
+        return save(session, RoutingRule(**values))
 
     def update(self, session: Session, model: type[Any], row_id: int, values: dict[str, Any]) -> Any:
         row = self._get(session, model, row_id)
@@ -102,12 +90,7 @@ class RoutingStore:
             check_backend(session, merged)
         elif isinstance(row, RoutingRule):
             check_rule(session, merged)
-        for key, value in values.items():
-            setattr(row, key, value)
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-        return row
+        return save(session, row, **values)
 
     def delete(self, session: Session, model: type[Any], row_id: int) -> None:
         session.delete(self._get(session, model, row_id))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
@@ -22,6 +23,7 @@ from mlx_manager.manager.batch_store import BatchStore
 router = APIRouter(prefix="/v1", tags=["batches"])
 Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 assert set(ENDPOINTS) == set(Endpoint.__args__)  # type: ignore[attr-defined]
+Row = TypeVar("Row")
 
 
 class FileObject(BaseModel):
@@ -114,8 +116,18 @@ def _batch(row: Batch) -> BatchObject:
     return BatchObject(**fields, request_counts=counts, metadata=row.batch_metadata, expired_at=expired_at)
 
 
-def _missing(kind: str, ident: str, param: str) -> APIError:
-    return APIError(404, f"No {kind} with id '{ident[:200]}' found.", param=param, code="not_found")
+def _found(row: Row | None, kind: str, ident: str, param: str) -> Row:
+    """The caller's row, or the 404 that names it (someone else's row does not exist for this caller)."""
+    if row is None:
+        raise APIError(404, f"No {kind} with id '{ident[:200]}' found.", param=param, code="not_found")
+    return row
+
+
+def _page(rows: list[Row], limit: int, convert: Callable[[Row], Any]) -> dict[str, Any]:
+    """A list's fields from the store's rows, which hold one more than `limit` when there are more."""
+    data = [convert(r) for r in rows[:limit]]
+    first, last = (data[0].id, data[-1].id) if data else (None, None)
+    return {"data": data, "first_id": first, "last_id": last, "has_more": len(rows) > limit}
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -147,32 +159,26 @@ async def list_files(
     after: str | None = None,
 ) -> FileList:
     rows = await asyncio.to_thread(_store(request).list_files, _owner(request), purpose, limit, after)
-    data = [_file(r) for r in rows[:limit]]
-    first, last = (data[0].id, data[-1].id) if data else (None, None)
-    return FileList(data=data, first_id=first, last_id=last, has_more=len(rows) > limit)
+    return FileList(**_page(rows, limit, _file))
 
 
 @router.get("/files/{file_id}")
 async def get_file(file_id: str, request: Request) -> FileObject:
     row = await asyncio.to_thread(_store(request).get_file, file_id, _owner(request))
-    if row is None:
-        raise _missing("file", file_id, "file_id")
-    return _file(row)
+    return _file(_found(row, "file", file_id, "file_id"))
 
 
 @router.delete("/files/{file_id}")
 async def delete_file(file_id: str, request: Request) -> FileDeleted:
     if not await asyncio.to_thread(_store(request).delete_file, file_id, _owner(request)):
-        raise _missing("file", file_id, "file_id")
+        _found(None, "file", file_id, "file_id")
     return FileDeleted(id=file_id)
 
 
 @router.get("/files/{file_id}/content", response_class=FileResponse)
 async def file_content(file_id: str, request: Request) -> FileResponse:
     store = _store(request)
-    row = await asyncio.to_thread(store.get_file, file_id, _owner(request))
-    if row is None:
-        raise _missing("file", file_id, "file_id")
+    row = _found(await asyncio.to_thread(store.get_file, file_id, _owner(request)), "file", file_id, "file_id")
     return FileResponse(store.path(row.id), media_type="application/jsonl", filename=row.filename)
 
 
@@ -183,8 +189,7 @@ async def file_content(file_id: str, request: Request) -> FileResponse:
 async def create_batch(body: BatchCreate, request: Request) -> BatchObject:
     store, owner = _store(request), _owner(request)
     source = await asyncio.to_thread(store.get_file, body.input_file_id, owner)
-    if source is None:
-        raise _missing("file", body.input_file_id, "input_file_id")
+    source = _found(source, "file", body.input_file_id, "input_file_id")
     if source.purpose != "batch":
         raise APIError(400, "The input file's purpose must be 'batch'.", param="input_file_id")
     now = int(time.time())
@@ -210,24 +215,19 @@ async def list_batches(
     request: Request, limit: int = Query(default=20, ge=1, le=100), after: str | None = None
 ) -> BatchList:
     rows = await asyncio.to_thread(_store(request).list_batches, _owner(request), limit, after)
-    data = [_batch(r) for r in rows[:limit]]
-    first, last = (data[0].id, data[-1].id) if data else (None, None)
-    return BatchList(data=data, first_id=first, last_id=last, has_more=len(rows) > limit)
+    return BatchList(**_page(rows, limit, _batch))
 
 
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: str, request: Request) -> BatchObject:
     row = await asyncio.to_thread(_store(request).get_batch, batch_id, _owner(request))
-    if row is None:
-        raise _missing("batch", batch_id, "batch_id")
-    return _batch(row)
+    return _batch(_found(row, "batch", batch_id, "batch_id"))
 
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, request: Request) -> BatchObject:
     row = await asyncio.to_thread(_store(request).cancel, batch_id, _owner(request))
-    if row is None:
-        raise _missing("batch", batch_id, "batch_id")
+    row = _found(row, "batch", batch_id, "batch_id")
     runner: BatchRunner = request.app.state.batch_runner
     runner.wake()
     return _batch(row)
