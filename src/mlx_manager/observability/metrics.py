@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from mlx_manager.engine.scheduler import Scheduler
     from mlx_manager.routing.router import Router
 
+# The kinds of family a per-model part metric is.
+Family = CounterMetricFamily | GaugeMetricFamily
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _ITL = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 
@@ -118,9 +120,12 @@ class _EngineCollector(Collector):
             " the model's last 4096 steps.",
             labels=["model"],
         )
-        tiers = _TierMetrics()
-        vision = _VisionMetrics()
-        spec = _SpeculativeMetrics()
+        batch = GaugeMetricFamily(
+            "mlx_manager_decode_batch_peak",
+            "Most sequences decoded in one step, over the model's last 4096 steps.",
+            labels=["model"],
+        )
+        tiers, vision, spec = _TierMetrics(), _vision_metrics(), _speculative_metrics()
         for e in entries:
             model = e.info.id
             memory.add_metric([model], e.memory_bytes)
@@ -132,9 +137,11 @@ class _EngineCollector(Collector):
                 hit.add_metric([model], stats.tokens_reused / stats.tokens_requested if stats.tokens_requested else 0.0)
                 tiers.add(model, e.scheduler)
                 peak.add_metric([model], prefill_peak(list(e.scheduler.step_log)))
+                batch.add_metric([model], max((r.decoded for r in list(e.scheduler.step_log)), default=0))
                 vision.add(model, e.scheduler)
                 spec.add(model, e.scheduler)
-        yield from (loaded, budget, memory, load, waiting, running, hit, peak, *tiers.families(), *vision.families())
+        yield from (loaded, budget, memory, load, waiting, running, hit, peak, *tiers.families(), batch)
+        yield from vision.families()
         yield from spec.families()
         yield from _memory_metrics(self.engine)
 
@@ -204,63 +211,51 @@ class _TierMetrics:
         return [self.hits, self.tokens, self.bytes, self.computed, *self.disk.values()]
 
 
-class _VisionMetrics:
-    """The widest recent decode step (any model: batching at work) and a vision model's image-feature cache."""
+class _PartMetrics:
+    """Per-model metrics read from `scheduler.<part>.stats`, for the parts only some models have: a vision model's
+    image-feature cache (engine/vision/features), speculative decoding (engine/speculative)."""
 
-    def __init__(self) -> None:
-        self.batch = GaugeMetricFamily(
-            "mlx_manager_decode_batch_peak",
-            "Most sequences decoded in one step, over the model's last 4096 steps.",
-            labels=["model"],
-        )
-        labels = ["model"]
-        self.hits = CounterMetricFamily(
-            "mlx_manager_vision_feature_cache_hits", "Images whose encoded features were reused.", labels=labels
-        )
-        self.misses = CounterMetricFamily(
-            "mlx_manager_vision_feature_cache_misses", "Images encoded by the vision tower.", labels=labels
-        )
-        self.bytes = GaugeMetricFamily(
-            "mlx_manager_vision_feature_cache_bytes", "Bytes of encoded image features kept.", labels=labels
-        )
+    def __init__(self, part: str, fields: tuple[tuple[type[Family], str, str, str], ...]) -> None:
+        self.part = part
+        self.fields = [
+            (attribute, kind(f"mlx_manager_{name}", text, labels=["model"])) for kind, name, attribute, text in fields
+        ]
 
     def add(self, model: str, scheduler: Scheduler) -> None:
-        self.batch.add_metric([model], max((r.decoded for r in list(scheduler.step_log)), default=0))
-        features = getattr(scheduler, "features", None)  # vision models (engine/vision/features)
-        if features is not None:
-            self.hits.add_metric([model], features.stats.hits)
-            self.misses.add_metric([model], features.stats.misses)
-            self.bytes.add_metric([model], features.stats.bytes)
+        part = getattr(scheduler, self.part, None)
+        if part is not None:
+            for attribute, family in self.fields:
+                family.add_metric([model], getattr(part.stats, attribute))
 
     def families(self) -> list[Metric]:
-        return [self.batch, self.hits, self.misses, self.bytes]
+        return [family for _, family in self.fields]
 
 
-class _SpeculativeMetrics:
-    """Speculative decoding per model (engine/speculative): draft tokens the target checked and accepted."""
+def _vision_metrics() -> _PartMetrics:
+    return _PartMetrics(
+        "features",
+        (
+            (CounterMetricFamily, "vision_feature_cache_hits", "hits", "Images whose encoded features were reused."),
+            (CounterMetricFamily, "vision_feature_cache_misses", "misses", "Images encoded by the vision tower."),
+            (GaugeMetricFamily, "vision_feature_cache_bytes", "bytes", "Bytes of encoded image features kept."),
+        ),
+    )
 
-    def __init__(self) -> None:
-        labels = ["model"]
-        self.drafted = CounterMetricFamily(
-            "mlx_manager_speculative_draft_tokens", "Draft tokens checked by the target model.", labels=labels
-        )
-        self.accepted = CounterMetricFamily(
-            "mlx_manager_speculative_accepted_tokens", "Draft tokens the target model accepted.", labels=labels
-        )
-        self.rate = GaugeMetricFamily(
-            "mlx_manager_speculative_acceptance_rate", "Accepted over drafted tokens, since load.", labels=labels
-        )
 
-    def add(self, model: str, scheduler: Scheduler) -> None:
-        spec = getattr(scheduler, "spec", None)
-        if spec is None:
-            return
-        self.drafted.add_metric([model], spec.stats.drafted)
-        self.accepted.add_metric([model], spec.stats.accepted)
-        self.rate.add_metric([model], spec.stats.acceptance_rate)
-
-    def families(self) -> list[Metric]:
-        return [self.drafted, self.accepted, self.rate]
+def _speculative_metrics() -> _PartMetrics:
+    return _PartMetrics(
+        "spec",
+        (
+            (CounterMetricFamily, "speculative_draft_tokens", "drafted", "Draft tokens checked by the target model."),
+            (CounterMetricFamily, "speculative_accepted_tokens", "accepted", "Draft tokens the target model accepted."),
+            (
+                GaugeMetricFamily,
+                "speculative_acceptance_rate",
+                "acceptance_rate",
+                "Accepted over drafted tokens, since load.",
+            ),
+        ),
+    )
 
 
 _BREAKER = {"closed": 0, "half_open": 1, "open": 2}
