@@ -287,6 +287,21 @@ def test_bad_requests_get_anthropic_error_shape(
     assert err["type"] == "error" and err["error"]["type"] == kind and word in err["error"]["message"]
 
 
+def test_the_shared_sampling_extensions_reach_the_engine(claude: anthropic.Anthropic, server: ServerProcess) -> None:
+    # min_p and repetition_penalty as every other API takes them; top_k stays Anthropic's own (0 or more).
+    def run(**extra: float) -> str:
+        out = claude.messages.create(model="tiny-llama", max_tokens=40, messages=HI, extra_body={**GREEDY, **extra})
+        return "".join(block.text for block in out.content if block.type == "text")
+
+    plain = run()
+    assert run(repetition_penalty=1.8) != plain
+    assert run(temperature=1.5, min_p=1.0) == plain  # min_p 1 keeps only the likeliest token: greedy
+    for field, value in (("min_p", 2), ("repetition_penalty", 0), ("top_k", -1)):
+        body = {"model": "tiny-llama", "max_tokens": 4, "messages": HI, field: value}
+        resp = httpx.post(f"{server.base_url}/v1/messages", json=body, timeout=60)
+        assert resp.status_code == 400 and field in resp.json()["error"]["message"], resp.text
+
+
 def test_sdk_raises_its_own_exceptions(claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError):
         claude.messages.create(model="no-such-model", max_tokens=4, messages=HI)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlx_manager.api.int64 import Count, Positive
-from mlx_manager.api.request.normalize import CacheExtension
+from mlx_manager.api.request.normalize import CacheExtension, SamplingExtensions
 from mlx_manager.api.schema_base import Strict
 
 # --- request content blocks -------------------------------------------------------------------
@@ -118,13 +118,13 @@ class MessagesRequestBase(Strict):
     output_config: OutputConfig | None = None
 
 
-class MessagesRequest(MessagesRequestBase, CacheExtension):
+class MessagesRequest(MessagesRequestBase, SamplingExtensions, CacheExtension):
     max_tokens: Positive
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: Count | None = None
+    top_k: Count | None = None  # Anthropic's own (0 or more), in place of the extensions' (-1 allowed)
     metadata: dict[str, Any] | None = None
     # Accepted for compatibility; they change nothing on a local server (its prefix cache needs no markers).
     cache_control: dict[str, Any] | None = None

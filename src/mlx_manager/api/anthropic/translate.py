@@ -194,7 +194,7 @@ def sampling_params(req: MessagesRequest, limits: Limits, structured: dict[str, 
         max_tokens=req.max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
-        top_k=req.top_k,
+        top_k=req.top_k,  # Anthropic's own field; min_p and the other shared extensions come from `req`
         stop=norm.stop_strings(req.stop_sequences, limits, "stop_sequences"),
         max_reasoning_tokens=budget,
         strict_reasoning_budget=False,  # clients send thinking to every model; ones that cannot reason ignore it
