@@ -50,6 +50,20 @@ _QWEN_CONTROL = (
 )
 
 
+def _qwen_added(extra: str = "") -> tuple[tuple[str, bool], ...]:
+    """Qwen's control tokens, then its tool-call and fill-in-the-middle ones (not special), then `extra`."""
+    tools = (
+        "<tool_call> </tool_call> <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> <|repo_name|> <|file_sep|>"
+    )
+    return tokens_of(_QWEN_CONTROL) + tokens_of(f"{tools} {extra}".strip(), special=False)
+
+
+def _qwen_config(*extra: tuple[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The config.json values Qwen2.5 and Qwen3 share, with `extra` before the sliding-window ones."""
+    head = (("rms_norm_eps", 1e-6), ("rope_theta", 1000000.0), ("rope_scaling", None), ("hidden_act", "silu"))
+    return (*head, *extra, ("sliding_window", None), ("use_sliding_window", False), ("max_window_layers", NUM_LAYERS))
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     model_type: str
@@ -128,24 +142,10 @@ SPECS: dict[str, FamilySpec] = {
     "qwen3": FamilySpec(
         model_type="qwen3",
         architecture="Qwen3ForCausalLM",
-        added=tokens_of(_QWEN_CONTROL)
-        + tokens_of(
-            "<tool_call> </tool_call> <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> "
-            "<|repo_name|> <|file_sep|> <tool_response> </tool_response> <think> </think>",
-            special=False,
-        ),
+        added=_qwen_added("<tool_response> </tool_response> <think> </think>"),
         **_QWEN_TOKENS,
         chat_template=QWEN3_CHAT_TEMPLATE,
-        config=(
-            ("rms_norm_eps", 1e-6),
-            ("rope_theta", 1000000.0),
-            ("rope_scaling", None),
-            ("hidden_act", "silu"),
-            ("attention_bias", False),
-            ("sliding_window", None),
-            ("use_sliding_window", False),
-            ("max_window_layers", NUM_LAYERS),
-        ),
+        config=_qwen_config(("attention_bias", False)),
         generation=(("do_sample", True), ("temperature", 0.6), ("top_k", 20), ("top_p", 0.95)),
         seed=5,
     ),
@@ -153,23 +153,10 @@ SPECS: dict[str, FamilySpec] = {
     "qwen2.5": FamilySpec(
         model_type="qwen2",
         architecture="Qwen2ForCausalLM",
-        added=tokens_of(_QWEN_CONTROL)
-        + tokens_of(
-            "<tool_call> </tool_call> <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> "
-            "<|repo_name|> <|file_sep|>",
-            special=False,
-        ),
+        added=_qwen_added(),
         **_QWEN_TOKENS,
         chat_template=QWEN25_CHAT_TEMPLATE,
-        config=(
-            ("rms_norm_eps", 1e-6),
-            ("rope_theta", 1000000.0),
-            ("rope_scaling", None),
-            ("hidden_act", "silu"),
-            ("sliding_window", None),
-            ("use_sliding_window", False),
-            ("max_window_layers", NUM_LAYERS),
-        ),
+        config=_qwen_config(),
         generation=(("do_sample", True), ("temperature", 0.7), ("top_k", 20), ("top_p", 0.8)),
         seed=23,
     ),

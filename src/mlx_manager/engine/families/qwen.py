@@ -7,29 +7,24 @@ _CHATML_TYPES: tuple[str, ...] = (
 )
 _CHATML_END = ("<|im_end|>", "<|endoftext|>")
 
+
+def _chatml(name: str, marker: str, tool_format: str | None = None, reasoning: tuple[str, str] | None = None) -> Family:
+    """A ChatML family (the model types and turn end above), told apart from the others by one marker token."""
+    return Family(
+        name=name,
+        model_types=_CHATML_TYPES,
+        end_of_turn_tokens=_CHATML_END,
+        marker_tokens=(marker,),
+        tool_format=tool_format,
+        reasoning=reasoning,
+    )
+
+
 # Qwen3 (and QwQ): ChatML, Hermes-style <tool_call> JSON, <think> reasoning the template can switch off.
-QWEN3 = Family(
-    name="qwen3",
-    model_types=_CHATML_TYPES,
-    end_of_turn_tokens=_CHATML_END,
-    marker_tokens=("<think>",),
-    tool_format="hermes",
-    reasoning=THINK,
-)
+QWEN3 = _chatml("qwen3", "<think>", tool_format="hermes", reasoning=THINK)
 
 # Qwen2.5 and other ChatML models trained on Hermes tool calls.
-QWEN25 = Family(
-    name="qwen2.5",
-    model_types=_CHATML_TYPES,
-    end_of_turn_tokens=_CHATML_END,
-    marker_tokens=("<tool_call>",),
-    tool_format="hermes",
-)
+QWEN25 = _chatml("qwen2.5", "<tool_call>", tool_format="hermes")
 
 # Plain ChatML (SmolLM2 and friends): a turn ends with <|im_end|>, no tool-call convention.
-CHATML = Family(
-    name="chatml",
-    model_types=_CHATML_TYPES,
-    end_of_turn_tokens=_CHATML_END,
-    marker_tokens=("<|im_end|>",),
-)
+CHATML = _chatml("chatml", "<|im_end|>")
