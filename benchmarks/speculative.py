@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--no-draft", action="store_true", help="skip the draft-model configuration")
     parser.add_argument("--concurrent", type=int, nargs="*", default=[], help="also N requests at once, off vs lookup")
     parser.add_argument("--concurrent-only", action="store_true", help="only the concurrent runs")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "speculative.json")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "speculative.json")
     args = parser.parse_args()
     args.models_dir.mkdir(parents=True, exist_ok=True)
     f32, q4 = import_models(args.models_dir)
