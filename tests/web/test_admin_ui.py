@@ -38,6 +38,19 @@ SETTING_LABELS = {
     "embeddings_timeout_seconds": "Embeddings time limit (seconds, 0 = none)",
     "queue_timeout_seconds": "Queue time limit (seconds, 0 = none)",
 }
+# Each field of a profile (ProfileCreate) and the label of its control in the profile editor.
+PROFILE_LABELS = {
+    "name": "Name",
+    "model": "Model",
+    "temperature": "Temperature",
+    "top_p": "Top p",
+    "max_tokens": "Max tokens",
+    "context_length": "Context length",
+    "thinking": "Thinking",
+    "kv_bits": "KV cache",
+    "kv_group_size": "KV group size",
+    "system_prompt": "System prompt",
+}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -140,16 +153,25 @@ def test_a_profile_is_checked_on_save_and_shows_every_field(page: Any, admin: Ap
     error.filter(has_text="Max tokens (600) must be less than Context length (512)").wait_for()
     _plain(error.inner_text())
     page.get_by_label("Max tokens").fill("64")
+    assert page.get_by_label("KV group size").is_disabled()  # only quantized KV has groups
+    page.get_by_label("KV cache").select_option("8")
+    page.get_by_label("KV group size").select_option("32")
     page.get_by_role("button", name="Create").click()
     row = page.get_by_test_id("profile-row").filter(has_text="careful")
     row.wait_for()
     saved = next(p for p in admin.ok("GET", "/api/profiles") if p["name"] == "careful")
     assert (saved["top_p"], saved["context_length"], saved["max_tokens"], saved["thinking"]) == (0.9, 512, 64, False)
+    assert (saved["kv_bits"], saved["kv_group_size"]) == (8, 32)
 
     row.get_by_role("button", name="Edit careful").click()  # the editor shows what is saved
     assert page.get_by_label("Top p").input_value() == "0.9"
     assert page.get_by_label("Context length").input_value() == "512"
     assert page.get_by_label("Thinking").input_value() == "off"
+    # Every field a profile has in the API is in the editor (a new one fails here until the form has it).
+    fields = httpx.get(f"{admin.server.base_url}/openapi.json").json()["components"]["schemas"]["ProfileCreate"]
+    assert set(fields["properties"]) == set(PROFILE_LABELS)
+    for name, label in PROFILE_LABELS.items():
+        assert page.get_by_label(label, exact=name == "model").count() == 1, name  # a select names its option too
 
 
 def test_self_demotion_asks_and_a_refused_checkbox_goes_back(page: Any, admin: Api) -> None:
