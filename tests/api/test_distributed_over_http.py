@@ -3,6 +3,7 @@ tensor and by pipeline, served through the OpenAI API next to the same model in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,13 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
     llama = str(tiny_models["tiny-llama"])
     config = [
         {"id": "tiny-llama-tp2", "path": llama, "hostfile": str(home / "loopback.json"), "strategy": "tensor"},
-        {"id": "tiny-llama-pp2", "path": llama, "hostfile": str(home / "loopback.json"), "strategy": "pipeline"},
+        {
+            "id": "tiny-llama-pp2",
+            "path": llama,
+            "hostfile": str(home / "loopback.json"),
+            "strategy": "pipeline",
+            "step_timeout_seconds": 8,
+        },
         {"id": "tiny-llama-far", "path": llama, "hostfile": str(home / "far.json"), "strategy": "tensor"},
     ]
     (home / "distributed.json").write_text(json.dumps(config))
@@ -142,3 +149,22 @@ def test_a_killed_worker_fails_with_503_naming_it_and_restarts(client: openai.Op
     restarted = httpx.post(f"{server.base_url}/admin/distributed/tiny-llama-tp2/restart", timeout=120)
     assert restarted.status_code == 200 and restarted.json()["state"] == "ready"
     assert chat(client, "tiny-llama-tp2", "Once upon a time") == chat(client, "tiny-llama", "Once upon a time")
+
+
+def test_a_hung_worker_fails_with_503_naming_it_and_restarts(client: openai.OpenAI, server: ServerProcess) -> None:
+    chat(client, "tiny-llama-pp2", "hi", 2)
+    pids = status(server, "tiny-llama-pp2")["pids"]
+    os.kill(pids[1], signal.SIGSTOP)  # alive but frozen: no step can finish
+    try:
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as err:
+            chat(client, "tiny-llama-pp2", "Once upon a time", 200)
+        assert time.monotonic() - started < 60
+        assert err.value.status_code == 503 and "rank 1 stopped responding" in err.value.message
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids[1], signal.SIGCONT)
+    assert status(server, "tiny-llama-pp2")["state"] == "unavailable"
+    restarted = httpx.post(f"{server.base_url}/admin/distributed/tiny-llama-pp2/restart", timeout=120)
+    assert restarted.status_code == 200 and restarted.json()["state"] == "ready"
+    assert chat(client, "tiny-llama-pp2", "hi", 4) == chat(client, "tiny-llama", "hi", 4)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -108,7 +109,8 @@ class RankGroup:
         for rank in range(size):
             out = (self.logs / f"rank{rank}.log").open("wb")
             cmd = [sys.executable, "-m", module, self.spec.path, self.spec.strategy, str(port)]
-            self.procs.append(subprocess.Popen(cmd, env={**env, "MLX_RANK": str(rank)}, stdout=out, stderr=out))
+            rank_env = {**env, "MLX_RANK": str(rank), "MLX_MANAGER_HEARTBEAT": str(self.logs / f"rank{rank}.alive")}
+            self.procs.append(subprocess.Popen(cmd, env=rank_env, stdout=out, stderr=out))
         try:
             self._connect(port)
         except BaseException:
@@ -132,18 +134,14 @@ class RankGroup:
                 time.sleep(0.1)
         conn.settimeout(None)
         reader = conn.makefile("r", encoding="utf-8")
-        while True:  # the ready line comes once every rank has loaded; a rank may die meanwhile
-            conn.settimeout(0.5)
-            try:
-                line = reader.readline()
-            except TimeoutError:
-                dead = self._dead_rank()
-                if dead is not None or time.monotonic() > deadline:
-                    conn.close()
-                    raise ModelLoadError(f"'{self.spec.id}' could not start: {dead or 'timed out loading'}") from None
-                continue
-            break
-        conn.settimeout(None)
+        # The ready line comes once every rank has loaded; a rank may die meanwhile (a timed-out read would spoil
+        # the file object, so wait with select).
+        while not select.select([conn], [], [], 0.5)[0]:
+            dead = self._dead_rank()
+            if dead is not None or time.monotonic() > deadline:
+                conn.close()
+                raise ModelLoadError(f"'{self.spec.id}' could not start: {dead or 'timed out loading'}")
+        line = reader.readline()
         if not line:
             raise ModelLoadError(f"'{self.spec.id}' could not start: {self._dead_rank() or 'rank 0 closed'}")
         self.ranks = json.loads(line)["ranks"]
@@ -177,10 +175,21 @@ class RankGroup:
             with self._lock:
                 stalled = bool(self._active) and now - self._progress > self.spec.step_timeout_seconds
             if problem is None and stalled:
-                alive = ", ".join(str(i) for i, p in enumerate(self.procs) if p.poll() is None)
-                problem = f"no step finished in {self.spec.step_timeout_seconds:g}s (ranks {alive} still running)"
+                problem = f"no step finished in {self.spec.step_timeout_seconds:g}s ({self._silent_ranks()})"
             if problem is not None and not self._stopping:
                 self._fail(problem)
+
+    def _silent_ranks(self) -> str:
+        """Which ranks stopped answering (their heartbeat, a thread of their own, is stale)."""
+        now = time.time()
+        silent = []
+        for rank in range(len(self.procs)):
+            beat = self.logs / f"rank{rank}.alive"
+            if not beat.exists() or now - beat.stat().st_mtime > 3.0:
+                silent.append(str(rank))
+        if not silent:
+            return "every rank is alive: a collective step is stuck"
+        return ("rank " if len(silent) == 1 else "ranks ") + ", ".join(silent) + " stopped responding"
 
     def _fail(self, problem: str) -> None:
         self.error = problem

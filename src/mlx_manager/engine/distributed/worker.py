@@ -155,7 +155,18 @@ def _generate(shard: Shard, req: dict[str, Any], rank: int, control: Control | N
         logits = shard.forward(mx.array([[token]]), cache)
 
 
+def _heartbeat(path: Path) -> None:
+    """Touch `path` twice a second, so the supervisor can tell a stopped rank from one waiting on the others."""
+    path.touch()
+    while True:
+        os.utime(path)
+        time.sleep(0.5)
+
+
 def main(argv: list[str]) -> int:
+    beat = os.environ.get("MLX_MANAGER_HEARTBEAT")
+    if beat:
+        threading.Thread(target=_heartbeat, args=(Path(beat),), daemon=True).start()
     path, strategy, port = argv[0], argv[1], int(argv[2])
     backend = os.environ.get("MLX_DISTRIBUTED_BACKEND", "ring")
     alone = not os.environ.get("MLX_HOSTFILE")  # one rank: no group to join
