@@ -203,9 +203,13 @@ class Scheduler:
         for gen in {s.gen for s in failed}:
             gen.deliver([], error=exc)
 
+    def _has_work(self) -> bool:
+        """Under the lock: anything for the loop to do (a subclass adds its own queues)."""
+        return bool(self._inbox or self._waiting or self._running)
+
     def _wait_for_work(self) -> bool:
         with self._cond:
-            while not (self._inbox or self._waiting or self._running):
+            while not self._has_work():
                 if self._stopping:
                     return False
                 self._cond.wait(timeout=1.0)

@@ -93,15 +93,8 @@ class VisionScheduler(Scheduler):
             self._run_calls()
             self.features.clear()
 
-    def _wait_for_work(self) -> bool:
-        with self._cond:
-            while not (self._inbox or self._waiting or self._running or self._calls):
-                if self._stopping:
-                    return False
-                self._cond.wait(timeout=1.0)
-            self._waiting.extend(self._inbox)
-            self._inbox.clear()
-        return True
+    def _has_work(self) -> bool:
+        return super()._has_work() or bool(self._calls)
 
     def _run_calls(self) -> None:
         with self._cond:
