@@ -128,6 +128,13 @@ def test_a_cancelled_stream_stops_every_rank(client: openai.OpenAI, server: Serv
     assert time.monotonic() - started < 10
 
 
+def test_a_prompt_past_the_context_is_a_400_and_the_ranks_keep_serving(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="tiny-llama-tp2", prompt="The cat sat. " * 2000, max_tokens=8)
+    assert err.value.code == "context_length_exceeded"
+    assert chat(client, "tiny-llama-tp2", "hi", 4) == chat(client, "tiny-llama", "hi", 4)
+
+
 def test_a_host_that_cannot_be_reached_is_named(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as err:
         chat(client, "tiny-llama-far", "hi", 2)

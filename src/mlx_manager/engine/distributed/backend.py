@@ -17,10 +17,10 @@ from mlx_manager.engine.backend import ONE, Backend, Capabilities, Run
 from mlx_manager.engine.detokenizer import IncrementalDetokenizer
 from mlx_manager.engine.discovery import inspect_model
 from mlx_manager.engine.distributed.supervisor import DistributedSpec, RankGroup, read_hostfile
-from mlx_manager.engine.errors import InvalidRequestError
+from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.prompt import tokenize
-from mlx_manager.engine.types import FinishReason, GenerationChunk, ModelInfo, Prompt, SamplingParams
+from mlx_manager.engine.types import ChatPrompt, FinishReason, GenerationChunk, ModelInfo, Prompt, SamplingParams
 
 DEFAULT_MAX_TOKENS: int = default("default_max_tokens")
 
@@ -53,6 +53,7 @@ class DistributedModels:
         self.stats: dict[str, dict[str, int]] = {s.id: {"served": 0, "cancelled": 0, "failed": 0} for s in specs}
         self._tokenizers: dict[str, TokenizerWrapper] = {}
         self._locks = {s.id: asyncio.Lock() for s in specs}
+        self._context = {i: info.context_length for i, info in self.infos().items()}
 
     def infos(self) -> dict[str, ModelInfo]:
         """What /v1/models and the other lists show for each distributed model: its folder's, under its own id."""
@@ -127,10 +128,14 @@ class DistributedModels:
         ids, _ = tokenize(tokenizer, prompt, len(tokenizer.vocab))
         if not ids:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
+        param = "messages" if isinstance(prompt, ChatPrompt) else "prompt"
+        context = min(n for n in (self._context[model_id], params.max_context, 1 << 30) if n)
+        if len(ids) >= context or (params.max_tokens and len(ids) + params.max_tokens > context):
+            raise ContextLengthError(len(ids), params.max_tokens or 0, context, param)
         gen = Generation(len(ids), 1, model_id)
         payload = {
             "tokens": ids,
-            "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": min(params.max_tokens or DEFAULT_MAX_TOKENS, context - len(ids)),
             "temperature": 1.0 if params.temperature is None else params.temperature,
             "top_p": params.top_p or 0.0,
             "top_k": params.top_k or 0,
