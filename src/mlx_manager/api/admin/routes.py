@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psutil
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
 from mlx_manager.api.admin.schemas import (
     AdapterIn,
@@ -71,19 +73,14 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
     )
 
 
+def _shared_fields(source: object, reply: type[BaseModel]) -> dict[str, Any]:
+    """The attributes of an engine dataclass that the reply model has too (same name, same meaning)."""
+    return {k: v for k, v in vars(source).items() if k in reply.model_fields}
+
+
 def _adapter_out(live: LiveAdapter) -> AdapterOut:
-    ref = live.ref
-    return AdapterOut(
-        id=ref.id,
-        base=ref.base,
-        name=ref.name,
-        path=ref.path,
-        format=ref.format,
-        memory_bytes=live.memory_bytes,
-        modules=live.modules,
-        loaded_at=live.loaded_at,
-        active_requests=live.active,
-    )
+    fields = _shared_fields(live.ref, AdapterOut) | _shared_fields(live, AdapterOut)
+    return AdapterOut(id=live.ref.id, **fields, active_requests=live.active)
 
 
 @status_router.get("/models")
@@ -107,7 +104,7 @@ async def memory() -> dict[str, int]:
 async def local_models(engine: EngineDep) -> list[LocalModelOut]:
     return [
         LocalModelOut(
-            **{k: v for k, v in m.__dict__.items() if k in LocalModelOut.model_fields},
+            **_shared_fields(m, LocalModelOut),
             loaded=is_loaded(engine, m.id),
             sampling_defaults=sampling_defaults(engine, m) if m.task == "generate" else {},
         )
