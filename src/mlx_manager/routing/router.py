@@ -19,7 +19,7 @@ import httpx
 
 from mlx_manager.config import default
 from mlx_manager.engine.backend import LOCAL, ONE, Backend, Capabilities, Run
-from mlx_manager.engine.errors import ContextLengthError, EngineError, QueueFullError
+from mlx_manager.engine.errors import ContextLengthError, EngineError, ModelUnavailableError, QueueFullError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.types import Prompt, SamplingParams
 from mlx_manager.routing.balancer import Balancer
@@ -98,7 +98,7 @@ class Router:
             self.balancer.begin(name)  # outstanding until the generation ends: what the balancing counts
             try:
                 gen = await self._start_with_retries(config, model, prompt, params, run)
-            except (QueueFullError, ContextLengthError) as exc:  # local overflow: the next backend may have room
+            except (QueueFullError, ContextLengthError, ModelUnavailableError) as exc:  # local overflow or down
                 self.balancer.end(name)
                 problems.append(f"{name}: {exc}")
                 continue

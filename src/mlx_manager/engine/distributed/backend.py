@@ -17,7 +17,7 @@ from mlx_manager.engine.backend import ONE, Backend, Capabilities, Run
 from mlx_manager.engine.detokenizer import IncrementalDetokenizer
 from mlx_manager.engine.discovery import inspect_model
 from mlx_manager.engine.distributed.supervisor import DistributedSpec, RankGroup, read_hostfile
-from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError
+from mlx_manager.engine.errors import ContextLengthError, InvalidRequestError, ModelLoadError, ModelUnavailableError
 from mlx_manager.engine.generation import Generation
 from mlx_manager.engine.prompt import tokenize
 from mlx_manager.engine.types import ChatPrompt, FinishReason, GenerationChunk, ModelInfo, Prompt, SamplingParams
@@ -65,7 +65,10 @@ class DistributedModels:
             group = self.groups.get(model_id)
             if group is None:
                 group = RankGroup(self.specs[model_id])
-                await asyncio.to_thread(group.start)
+                try:
+                    await asyncio.to_thread(group.start)
+                except ModelLoadError as exc:  # a 503 a routing rule can fall back from, saying which rank and why
+                    raise ModelUnavailableError(exc.message) from exc
                 self.groups[model_id] = group
                 spec = self.specs[model_id]
                 self._tokenizers[model_id] = await asyncio.to_thread(_tokenizer, Path(spec.path))
