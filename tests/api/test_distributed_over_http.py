@@ -74,6 +74,8 @@ def test_greedy_output_matches_the_single_process_model(
     assert two.choices[0].text == one.choices[0].text and two.usage == one.usage
     ranks = status(server, model)["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["weight_bytes"] > 0 for r in ranks)
+    metrics = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+    assert f'mlx_manager_completion_tokens_total{{model="{model}"}}' in metrics
 
 
 def test_each_pipeline_rank_holds_part_of_the_weights(

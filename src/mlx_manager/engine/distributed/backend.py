@@ -135,7 +135,8 @@ class DistributedModels:
         context = min(n for n in (self._context[model_id], params.max_context, 1 << 30) if n)
         if len(ids) >= context or (params.max_tokens and len(ids) + params.max_tokens > context):
             raise ContextLengthError(len(ids), params.max_tokens or 0, context, param)
-        gen = Generation(len(ids), 1, model_id)
+        observer = getattr(getattr(self.engine, "config", None), "observer", None)  # the engine's metrics
+        gen = Generation(len(ids), 1, model_id, observer)
         payload = {
             "tokens": ids,
             "max_tokens": min(params.max_tokens or DEFAULT_MAX_TOKENS, context - len(ids)),
