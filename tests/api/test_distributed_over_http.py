@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from mlx_manager.testing.server import ServerProcess, run_server
+from mlx_manager.testing.tiny_models import write_shaped_model
 
 LOOPBACK = [{"ssh": "localhost", "ips": ["127.0.0.1"]}] * 2
 FAR = [{"ssh": "localhost", "ips": ["127.0.0.1"]}, {"ssh": "gpu-node-2", "ips": ["10.255.255.1"]}]
@@ -28,6 +29,18 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
     (home / "loopback.json").write_text(json.dumps(LOOPBACK))
     (home / "far.json").write_text(json.dumps(FAR))
     llama = str(tiny_models["tiny-llama"])
+    # 4 layers and 4 KV heads: a shape 4 ranks can split by layer and by head.
+    four = write_shaped_model(
+        home / "models",
+        "llama",
+        "tiny-llama-4x4",
+        hidden_size=128,
+        num_layers=4,
+        num_heads=4,
+        num_kv_heads=4,
+        intermediate_size=256,
+    )
+    (home / "four.json").write_text(json.dumps(LOOPBACK * 2))
     config = [
         {"id": "tiny-llama-tp2", "path": llama, "hostfile": str(home / "loopback.json"), "strategy": "tensor"},
         {
@@ -37,11 +50,13 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
             "strategy": "pipeline",
             "step_timeout_seconds": 8,
         },
+        {"id": "four-tp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "tensor"},
+        {"id": "four-pp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "pipeline"},
         {"id": "tiny-llama-far", "path": llama, "hostfile": str(home / "far.json"), "strategy": "tensor"},
     ]
     (home / "distributed.json").write_text(json.dumps(config))
     env = {"MLX_MANAGER_DISTRIBUTED_CONFIG": str(home / "distributed.json")}
-    args = ["--model-dir", str(Path(llama).parent)]
+    args = ["--model-dir", str(Path(llama).parent), "--model-dir", str(home / "models")]
     with run_server(home, args, env) as srv:
         yield srv
 
@@ -76,6 +91,13 @@ def test_greedy_output_matches_the_single_process_model(
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["weight_bytes"] > 0 for r in ranks)
     metrics = httpx.get(f"{server.base_url}/metrics", timeout=30).text
     assert f'mlx_manager_completion_tokens_total{{model="{model}"}}' in metrics
+
+
+@pytest.mark.parametrize("model", ["four-tp4", "four-pp4"])
+def test_four_ranks_give_the_single_process_output(client: openai.OpenAI, server: ServerProcess, model: str) -> None:
+    assert chat(client, model, "Once upon a time") == chat(client, "tiny-llama-4x4", "Once upon a time")
+    weights = [r["weight_bytes"] for r in status(server, model)["ranks"]]
+    assert len(weights) == 4 and max(weights) < 0.5 * sum(weights)
 
 
 def test_each_pipeline_rank_holds_part_of_the_weights(
