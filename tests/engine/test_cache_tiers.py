@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlx_manager.engine.engine import Engine
 from mlx_manager.engine.scheduler import Scheduler
 from mlx_manager.engine.types import SamplingParams, TextPrompt
@@ -86,7 +88,10 @@ def test_cache_false_writes_to_neither_tier(tiny_models_dir: Path, tmp_path: Pat
     run_engine(tiny_models_dir, body, **settings(tmp_path))
 
 
-def test_a_loading_model_prefetches_its_recent_files_before_any_request(tiny_models_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", [16, 19])  # 19: a stored entry (208 tokens) plus one fills whole blocks
+def test_a_loading_model_prefetches_its_recent_files_before_any_request(
+    tiny_models_dir: Path, tmp_path: Path, block: int
+) -> None:
     async def body(engine: Engine) -> None:
         cold = [(await answer(engine, ask(first)))[0] for first in (300, 520)]
         assert await engine.pool.unload("tiny-llama")
@@ -102,7 +107,7 @@ def test_a_loading_model_prefetches_its_recent_files_before_any_request(tiny_mod
         assert again == [(ids, 199, "disk") for ids in cold]
         assert disk.stats.reads == 2  # the requests read nothing again
 
-    run_engine(tiny_models_dir, body, **settings(tmp_path))
+    run_engine(tiny_models_dir, body, **settings(tmp_path, prefix_block_size=block))
 
 
 def test_a_prefetch_reads_at_most_half_the_ram_tier(tiny_models_dir: Path, tmp_path: Path) -> None:

@@ -57,6 +57,9 @@ def open_tiers(
     return tiers
 
 
+NO_TOKEN = (1 << 32) - 1  # no vocabulary reaches it (image pseudo-ids stay below)
+
+
 class TieredCache:
     def __init__(self, ram: PrefixCache, disk: DiskCache | None, support: CacheSupport, write_delay: float) -> None:
         self.ram = ram
@@ -134,7 +137,8 @@ class TieredCache:
             except queue.Empty:
                 return
             tokens = list(entry.tokens)
-            if self.ram.peek([*tokens, -1]) >= len(tokens):
+            # One token past the file's, so a lookup could reuse all of them (the block hashes take 32-bit ids).
+            if self.ram.peek([*tokens, NO_TOKEN]) >= len(tokens):
                 continue
             try:
                 _, cache = kv_file.build(raw)
