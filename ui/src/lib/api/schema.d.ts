@@ -92,6 +92,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audio/transcriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Transcriptions
+         * @description Speech to text in the audio's language (multipart: file, model, language, prompt, response_format...).
+         */
+        post: operations["transcriptions_v1_audio_transcriptions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audio/translations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Translations
+         * @description Speech in any language Whisper knows to English text.
+         */
+        post: operations["translations_v1_audio_translations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/messages": {
         parameters: {
             query?: never;
@@ -235,6 +275,114 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Files */
+        get: operations["list_files_v1_files_get"];
+        put?: never;
+        /**
+         * Create File
+         * @description purpose "batch": a JSONL file of requests, at most max_request_bytes.
+         */
+        post: operations["create_file_v1_files_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/files/{file_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get File */
+        get: operations["get_file_v1_files__file_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete File */
+        delete: operations["delete_file_v1_files__file_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/files/{file_id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** File Content */
+        get: operations["file_content_v1_files__file_id__content_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Batches */
+        get: operations["list_batches_v1_batches_get"];
+        put?: never;
+        /** Create Batch */
+        post: operations["create_batch_v1_batches_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{batch_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Batch */
+        get: operations["get_batch_v1_batches__batch_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{batch_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel Batch */
+        post: operations["cancel_batch_v1_batches__batch_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/rerank": {
         parameters: {
             query?: never;
@@ -249,6 +397,205 @@ export interface paths {
          * @description Documents sorted by relevance to the query, most relevant first; `index` is the position in the request.
          */
         post: operations["rerank_v1_rerank_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/chat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Chat
+         * @description A chat turn: NDJSON chunks by default (`stream: false`: one object); the last has the counters.
+         */
+        post: operations["chat_api_chat_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/generate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generate
+         * @description A completion of `prompt` (through the chat template, or `raw`, or a simple `template`).
+         */
+        post: operations["generate_api_generate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Embed */
+        post: operations["embed_api_embed_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embeddings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Embeddings
+         * @description The older single-prompt form.
+         */
+        post: operations["embeddings_api_embeddings_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/tags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Tags */
+        get: operations["tags_api_tags_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/show": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Show */
+        post: operations["show_api_show_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/ps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Ps */
+        get: operations["ps_api_ps_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/version": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Version */
+        get: operations["version_api_version_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/pull": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pull
+         * @description A Hugging Face repo id (org/name) downloaded into the cache, with Ollama's progress objects.
+         */
+        post: operations["pull_api_pull_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete */
+        delete: operations["delete_api_delete_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/copy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Copy */
+        post: operations["copy_api_copy_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -350,6 +697,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/models/{model_id}/adapters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add Adapter
+         * @description Serve the LoRA adapter at `path` on the base model `model_id` as BASE@NAME, attached now (the base is loaded
+         *     if it is not). It stays listed until the server stops; unloading the base unloads it, a request reloads it.
+         */
+        post: operations["add_adapter_admin_models__model_id__adapters_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/models/{model_id}/unload": {
         parameters: {
             query?: never;
@@ -359,8 +727,48 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Unload Model */
+        /**
+         * Unload Model
+         * @description Unload a model (and every adapter on it), or take one adapter (BASE@NAME) off its base.
+         */
         post: operations["unload_model_admin_models__model_id__unload_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/distributed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Distributed */
+        get: operations["list_distributed_admin_distributed_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/distributed/{model_id}/restart": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restart Distributed
+         * @description Stop the model's ranks (if any run) and start them again; answers once every rank has loaded.
+         */
+        post: operations["restart_distributed_admin_distributed__model_id__restart_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1213,6 +1621,43 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AdapterIn */
+        AdapterIn: {
+            /**
+             * Path
+             * @description The adapter's folder on the server (mlx-lm's or PEFT's LoRA format).
+             */
+            path: string;
+            /**
+             * Name
+             * @description Served as BASE@NAME; default: the folder's name.
+             */
+            name?: string | null;
+        };
+        /**
+         * AdapterOut
+         * @description A LoRA adapter live on its loaded base, served as `id` (BASE@NAME).
+         */
+        AdapterOut: {
+            /** Id */
+            id: string;
+            /** Base */
+            base: string;
+            /** Name */
+            name: string;
+            /** Path */
+            path: string;
+            /** Format */
+            format: string;
+            /** Memory Bytes */
+            memory_bytes: number;
+            /** Modules */
+            modules: number;
+            /** Loaded At */
+            loaded_at: number;
+            /** Active Requests */
+            active_requests: number;
+        };
         /** ApiKeyCreate */
         ApiKeyCreate: {
             /** Name */
@@ -1276,7 +1721,7 @@ export interface components {
             /** Reasoning Content */
             reasoning_content?: string | null;
             /** Tool Calls */
-            tool_calls?: components["schemas"]["ToolCall"][] | null;
+            tool_calls?: components["schemas"]["ToolCall-Output"][] | null;
         };
         /** AuditEntryPublic */
         AuditEntryPublic: {
@@ -1427,6 +1872,102 @@ export interface components {
             /** Enabled */
             enabled?: boolean;
         };
+        /** BatchCreate */
+        BatchCreate: {
+            /** Input File Id */
+            input_file_id: string;
+            /**
+             * Endpoint
+             * @enum {string}
+             */
+            endpoint: "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/v1/responses";
+            /**
+             * Completion Window
+             * @constant
+             */
+            completion_window: "24h";
+            /** Metadata */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+        };
+        /** BatchList */
+        BatchList: {
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object?: "list";
+            /** Data */
+            data: components["schemas"]["BatchObject"][];
+            /** First Id */
+            first_id?: string | null;
+            /** Last Id */
+            last_id?: string | null;
+            /**
+             * Has More
+             * @default false
+             */
+            has_more?: boolean;
+        };
+        /** BatchObject */
+        BatchObject: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default batch
+             * @constant
+             */
+            object?: "batch";
+            /** Endpoint */
+            endpoint: string;
+            /** Errors */
+            errors: {
+                [key: string]: unknown;
+            } | null;
+            /** Input File Id */
+            input_file_id: string;
+            /** Completion Window */
+            completion_window: string;
+            /** Status */
+            status: string;
+            /** Output File Id */
+            output_file_id: string | null;
+            /** Error File Id */
+            error_file_id: string | null;
+            /** Created At */
+            created_at: number;
+            /** In Progress At */
+            in_progress_at: number | null;
+            /** Expires At */
+            expires_at: number | null;
+            /** Finalizing At */
+            finalizing_at: number | null;
+            /** Completed At */
+            completed_at: number | null;
+            /** Failed At */
+            failed_at: number | null;
+            /** Expired At */
+            expired_at?: number | null;
+            /** Cancelling At */
+            cancelling_at: number | null;
+            /** Cancelled At */
+            cancelled_at: number | null;
+            request_counts: components["schemas"]["RequestCounts"];
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** Body_create_file_v1_files_post */
+        Body_create_file_v1_files_post: {
+            /** File */
+            file: string;
+            /** Purpose */
+            purpose: string;
+        };
         /** ChatChoice */
         ChatChoice: {
             /** Index */
@@ -1435,6 +1976,32 @@ export interface components {
             /** Finish Reason */
             finish_reason: string | null;
             logprobs?: components["schemas"]["ChoiceLogprobs"] | null;
+        };
+        /** ChatChunk */
+        ChatChunk: {
+            /** Total Duration */
+            total_duration?: number | null;
+            /** Load Duration */
+            load_duration?: number | null;
+            /** Prompt Eval Count */
+            prompt_eval_count?: number | null;
+            /** Prompt Eval Duration */
+            prompt_eval_duration?: number | null;
+            /** Eval Count */
+            eval_count?: number | null;
+            /** Eval Duration */
+            eval_duration?: number | null;
+            /** Model */
+            model: string;
+            /** Created At */
+            created_at: string;
+            message: components["schemas"]["OutMessage"];
+            /** Done */
+            done: boolean;
+            /** Done Reason */
+            done_reason?: string | null;
+            /** Logprobs */
+            logprobs?: components["schemas"]["Logprob"][] | null;
         };
         /** ChatCompletion */
         ChatCompletion: {
@@ -1664,6 +2231,55 @@ export interface components {
             /** Message Count */
             message_count: number;
         };
+        /** ChatRequest */
+        ChatRequest: {
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            /**
+             * Name
+             * @description Older spelling of `model`.
+             */
+            name?: string | null;
+            /**
+             * Format
+             * @description "json", or a JSON Schema the reply must match.
+             */
+            format?: ("" | "json") | {
+                [key: string]: unknown;
+            } | null;
+            options?: components["schemas"]["Options"] | null;
+            /**
+             * Stream
+             * @default true
+             */
+            stream?: boolean;
+            /**
+             * Keep Alive
+             * @description A duration ("5m", "1h30m") or seconds; negative: until unloaded; 0: unload now.
+             */
+            keep_alive?: string | number | null;
+            /** Think */
+            think?: boolean | ("low" | "medium" | "high") | null;
+            /**
+             * Logprobs
+             * @default false
+             */
+            logprobs?: boolean;
+            /**
+             * Top Logprobs
+             * @default 0
+             */
+            top_logprobs?: number;
+            /** Messages */
+            messages?: components["schemas"]["Message-Input"][];
+            /** Tools */
+            tools?: {
+                [key: string]: unknown;
+            }[] | null;
+        };
         /** ChatSummary */
         ChatSummary: {
             /** Id */
@@ -1838,6 +2454,13 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** CopyRequest */
+        CopyRequest: {
+            /** Source */
+            source: string;
+            /** Destination */
+            destination: string;
+        };
         /** CountTokensRequest */
         CountTokensRequest: {
             /** Model */
@@ -1890,6 +2513,27 @@ export interface components {
              * @default true
              */
             deleted?: boolean;
+        };
+        /** Details */
+        Details: {
+            /**
+             * Parent Model
+             * @default
+             */
+            parent_model?: string;
+            /**
+             * Format
+             * @default safetensors
+             */
+            format?: string;
+            /** Family */
+            family: string;
+            /** Families */
+            families: string[];
+            /** Parameter Size */
+            parameter_size: string;
+            /** Quantization Level */
+            quantization_level: string;
         };
         /**
          * DiskCacheOut
@@ -2009,6 +2653,44 @@ export interface components {
              */
             allow_patterns?: string[] | null;
         };
+        /** EmbedRequest */
+        EmbedRequest: {
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            /**
+             * Name
+             * @description Older spelling of `model`.
+             */
+            name?: string | null;
+            /** Input */
+            input?: string | string[];
+            /**
+             * Truncate
+             * @default true
+             */
+            truncate?: boolean;
+            options?: components["schemas"]["Options"] | null;
+            /** Keep Alive */
+            keep_alive?: string | number | null;
+            /** Dimensions */
+            dimensions?: number | null;
+        };
+        /** EmbedResponse */
+        EmbedResponse: {
+            /** Model */
+            model: string;
+            /** Embeddings */
+            embeddings: number[][];
+            /** Total Duration */
+            total_duration: number;
+            /** Load Duration */
+            load_duration: number;
+            /** Prompt Eval Count */
+            prompt_eval_count: number;
+        };
         /** EmbeddingData */
         EmbeddingData: {
             /**
@@ -2060,6 +2742,93 @@ export interface components {
             /** Total Tokens */
             total_tokens: number;
         };
+        /** EmbeddingsRequest */
+        EmbeddingsRequest: {
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            /**
+             * Name
+             * @description Older spelling of `model`.
+             */
+            name?: string | null;
+            /**
+             * Prompt
+             * @default
+             */
+            prompt?: string;
+            options?: components["schemas"]["Options"] | null;
+            /** Keep Alive */
+            keep_alive?: string | number | null;
+        };
+        /** EmbeddingsResponse */
+        EmbeddingsResponse: {
+            /** Embedding */
+            embedding: number[];
+        };
+        /** FileDeleted */
+        FileDeleted: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default file
+             * @constant
+             */
+            object?: "file";
+            /**
+             * Deleted
+             * @default true
+             */
+            deleted?: boolean;
+        };
+        /** FileList */
+        FileList: {
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object?: "list";
+            /** Data */
+            data: components["schemas"]["FileObject"][];
+            /** First Id */
+            first_id?: string | null;
+            /** Last Id */
+            last_id?: string | null;
+            /**
+             * Has More
+             * @default false
+             */
+            has_more?: boolean;
+        };
+        /** FileObject */
+        FileObject: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default file
+             * @constant
+             */
+            object?: "file";
+            /** Bytes */
+            bytes: number;
+            /** Created At */
+            created_at: number;
+            /** Filename */
+            filename: string;
+            /** Purpose */
+            purpose: string;
+            /**
+             * Status
+             * @default processed
+             * @constant
+             */
+            status?: "processed";
+        };
         /** FileProgress */
         FileProgress: {
             /** Path */
@@ -2079,11 +2848,13 @@ export interface components {
             eta_seconds: number | null;
         };
         /** FunctionCall */
-        FunctionCall: {
+        "FunctionCall-Input": {
             /** Name */
             name: string;
             /** Arguments */
-            arguments: string;
+            arguments?: {
+                [key: string]: unknown;
+            };
         };
         /**
          * FunctionCallItem
@@ -2148,6 +2919,95 @@ export interface components {
             strict?: boolean | null;
         } & {
             [key: string]: unknown;
+        };
+        /** GenerateChunk */
+        GenerateChunk: {
+            /** Total Duration */
+            total_duration?: number | null;
+            /** Load Duration */
+            load_duration?: number | null;
+            /** Prompt Eval Count */
+            prompt_eval_count?: number | null;
+            /** Prompt Eval Duration */
+            prompt_eval_duration?: number | null;
+            /** Eval Count */
+            eval_count?: number | null;
+            /** Eval Duration */
+            eval_duration?: number | null;
+            /** Model */
+            model: string;
+            /** Created At */
+            created_at: string;
+            /** Response */
+            response: string;
+            /** Thinking */
+            thinking?: string | null;
+            /** Done */
+            done: boolean;
+            /** Done Reason */
+            done_reason?: string | null;
+            /** Logprobs */
+            logprobs?: components["schemas"]["Logprob"][] | null;
+        };
+        /** GenerateRequest */
+        GenerateRequest: {
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            /**
+             * Name
+             * @description Older spelling of `model`.
+             */
+            name?: string | null;
+            /**
+             * Format
+             * @description "json", or a JSON Schema the reply must match.
+             */
+            format?: ("" | "json") | {
+                [key: string]: unknown;
+            } | null;
+            options?: components["schemas"]["Options"] | null;
+            /**
+             * Stream
+             * @default true
+             */
+            stream?: boolean;
+            /**
+             * Keep Alive
+             * @description A duration ("5m", "1h30m") or seconds; negative: until unloaded; 0: unload now.
+             */
+            keep_alive?: string | number | null;
+            /** Think */
+            think?: boolean | ("low" | "medium" | "high") | null;
+            /**
+             * Logprobs
+             * @default false
+             */
+            logprobs?: boolean;
+            /**
+             * Top Logprobs
+             * @default 0
+             */
+            top_logprobs?: number;
+            /** Prompt */
+            prompt?: string | null;
+            /** Suffix */
+            suffix?: string | null;
+            /** System */
+            system?: string | null;
+            /** Template */
+            template?: string | null;
+            /** Context */
+            context?: number[] | null;
+            /**
+             * Raw
+             * @default false
+             */
+            raw?: boolean;
+            /** Images */
+            images?: string[] | null;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -2385,6 +3245,28 @@ export interface components {
              * @default 0
              */
             kv_bytes_per_token?: number;
+            /**
+             * Speculative
+             * @default off
+             */
+            speculative?: string;
+            /**
+             * Draft Tokens
+             * @default 0
+             */
+            draft_tokens?: number;
+            /**
+             * Accepted Draft Tokens
+             * @default 0
+             */
+            accepted_draft_tokens?: number;
+            /**
+             * Draft Acceptance Rate
+             * @default 0
+             */
+            draft_acceptance_rate?: number;
+            /** Adapters */
+            adapters?: components["schemas"]["AdapterOut"][];
         };
         /** LoadedModels */
         LoadedModels: {
@@ -2449,8 +3331,41 @@ export interface components {
             /** Password */
             password: string;
         };
+        /** Logprob */
+        Logprob: {
+            /** Token */
+            token: string;
+            /** Logprob */
+            logprob: number;
+            /** Top Logprobs */
+            top_logprobs?: components["schemas"]["mlx_manager__api__ollama__schemas__TopLogprob"][] | null;
+        };
         /** Message */
-        Message: {
+        "Message-Input": {
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "system" | "user" | "assistant" | "tool";
+            /**
+             * Content
+             * @default
+             */
+            content?: string;
+            /**
+             * Images
+             * @description Base64 images (vision models).
+             */
+            images?: string[] | null;
+            /** Thinking */
+            thinking?: string | null;
+            /** Tool Calls */
+            tool_calls?: components["schemas"]["ToolCall-Input"][] | null;
+            /** Tool Name */
+            tool_name?: string | null;
+        };
+        /** Message */
+        "Message-Output": {
             /** Id */
             id: string;
             /**
@@ -2646,6 +3561,12 @@ export interface components {
              * @default true
              */
             cache?: boolean;
+            /** Top K */
+            top_k?: number | null;
+            /** Min P */
+            min_p?: number | null;
+            /** Repetition Penalty */
+            repetition_penalty?: number | null;
             /** Model */
             model: string;
             /** Messages */
@@ -2670,8 +3591,6 @@ export interface components {
             temperature?: number | null;
             /** Top P */
             top_p?: number | null;
-            /** Top K */
-            top_k?: number | null;
             /** Metadata */
             metadata?: {
                 [key: string]: unknown;
@@ -2769,6 +3688,84 @@ export interface components {
             /** Last Id */
             last_id?: string | null;
         };
+        /**
+         * NamedModel
+         * @description `model`, or the older `name` that Ollama still takes.
+         */
+        NamedModel: {
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            /**
+             * Name
+             * @description Older spelling of `model`.
+             */
+            name?: string | null;
+        };
+        /**
+         * Options
+         * @description The runtime options this server maps onto its sampling; the others (num_gpu, mirostat, ...) are ignored.
+         */
+        Options: {
+            /** Temperature */
+            temperature?: number | null;
+            /** Top P */
+            top_p?: number | null;
+            /** Top K */
+            top_k?: number | null;
+            /** Min P */
+            min_p?: number | null;
+            /**
+             * Num Predict
+             * @description -1 and -2: up to the context.
+             */
+            num_predict?: number | null;
+            /** Num Ctx */
+            num_ctx?: number | null;
+            /** Stop */
+            stop?: string[] | string | null;
+            /** Seed */
+            seed?: number | null;
+            /** Repeat Penalty */
+            repeat_penalty?: number | null;
+            /** Presence Penalty */
+            presence_penalty?: number | null;
+            /** Frequency Penalty */
+            frequency_penalty?: number | null;
+            /**
+             * Tool Choice
+             * @description Extension: "auto", "none", "required" or {"function": {"name": ...}}.
+             */
+            tool_choice?: string | {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** OutCall */
+        OutCall: {
+            function: components["schemas"]["mlx_manager__api__ollama__schemas__FunctionCall"];
+            /** Id */
+            id?: string | null;
+        };
+        /** OutMessage */
+        OutMessage: {
+            /**
+             * Role
+             * @default assistant
+             * @constant
+             */
+            role?: "assistant";
+            /**
+             * Content
+             * @default
+             */
+            content?: string;
+            /** Thinking */
+            thinking?: string | null;
+            /** Tool Calls */
+            tool_calls?: components["schemas"]["OutCall"][] | null;
+        };
         /** OutputConfig */
         OutputConfig: {
             /** Effort */
@@ -2789,32 +3786,27 @@ export interface components {
         };
         /** OutputFunctionCall */
         OutputFunctionCall: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "in_progress" | "completed" | "incomplete";
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
             type: "function_call";
-            /** Id */
-            id: string;
             /** Call Id */
             call_id: string;
             /** Name */
             name: string;
             /** Arguments */
             arguments: string;
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "in_progress" | "completed" | "incomplete";
         };
         /** OutputMessage */
         OutputMessage: {
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
-            type: "message";
             /** Id */
             id: string;
             /**
@@ -2822,6 +3814,11 @@ export interface components {
              * @enum {string}
              */
             status: "in_progress" | "completed" | "incomplete";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "message";
             /**
              * Role
              * @default assistant
@@ -2833,22 +3830,22 @@ export interface components {
         };
         /** OutputReasoning */
         OutputReasoning: {
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
-            type: "reasoning";
             /** Id */
             id: string;
-            /** Summary */
-            summary?: unknown[];
-            /** Content */
-            content: components["schemas"]["ReasoningText"][];
             /**
              * Status
              * @enum {string}
              */
             status: "in_progress" | "completed" | "incomplete";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "reasoning";
+            /** Summary */
+            summary?: unknown[];
+            /** Content */
+            content: components["schemas"]["ReasoningText"][];
         };
         /** OutputText */
         OutputText: {
@@ -3116,6 +4113,17 @@ export interface components {
              */
             kv_group_size?: (32 | 64 | 128) | null;
         };
+        /** Progress */
+        Progress: {
+            /** Status */
+            status: string;
+            /** Digest */
+            digest?: string | null;
+            /** Total */
+            total?: number | null;
+            /** Completed */
+            completed?: number | null;
+        };
         /** PromptTokensDetails */
         PromptTokensDetails: {
             /**
@@ -3123,6 +4131,29 @@ export interface components {
              * @default 0
              */
             cached_tokens?: number;
+        };
+        /** PullRequest */
+        PullRequest: {
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            /**
+             * Name
+             * @description Older spelling of `model`.
+             */
+            name?: string | null;
+            /**
+             * Insecure
+             * @default false
+             */
+            insecure?: boolean;
+            /**
+             * Stream
+             * @default true
+             */
+            stream?: boolean;
         };
         /** Reasoning */
         Reasoning: {
@@ -3208,6 +4239,15 @@ export interface components {
              * @description For the first account where the server asks for it (`setup_required`): the one-time setup token from the server's log, or the server's API key.
              */
             setup_token?: string | null;
+        };
+        /** RequestCounts */
+        RequestCounts: {
+            /** Total */
+            total: number;
+            /** Completed */
+            completed: number;
+            /** Failed */
+            failed: number;
         };
         /** RerankDocument */
         RerankDocument: {
@@ -3508,6 +4548,29 @@ export interface components {
             /** Enabled */
             enabled?: boolean;
         };
+        /** Running */
+        Running: {
+            /** Models */
+            models: components["schemas"]["RunningModel"][];
+        };
+        /** RunningModel */
+        RunningModel: {
+            /** Name */
+            name: string;
+            /** Model */
+            model: string;
+            /** Size */
+            size: number;
+            /** Digest */
+            digest: string;
+            details: components["schemas"]["Details"];
+            /** Expires At */
+            expires_at: string;
+            /** Size Vram */
+            size_vram: number;
+            /** Context Length */
+            context_length?: number | null;
+        };
         /** SamplingDefault */
         SamplingDefault: {
             /** Value */
@@ -3619,7 +4682,10 @@ export interface components {
          * @description Only the fields sent change; null removes the saved value (the configured one applies again).
          */
         SettingsUpdate: {
-            /** Memory Budget Bytes */
+            /**
+             * Memory Budget Bytes
+             * @description Bytes, or '48GB', '512MiB', '75%' of RAM.
+             */
             memory_budget_bytes?: number | null;
             /** Max Models */
             max_models?: number | null;
@@ -3644,6 +4710,44 @@ export interface components {
             /** Queue Timeout Seconds */
             queue_timeout_seconds?: number | null;
         };
+        /** Show */
+        Show: {
+            /** Modelfile */
+            modelfile: string;
+            /** Parameters */
+            parameters: string;
+            /** Template */
+            template: string;
+            details: components["schemas"]["Details"];
+            /** Model Info */
+            model_info: {
+                [key: string]: unknown;
+            };
+            /** Capabilities */
+            capabilities: string[];
+            /** Modified At */
+            modified_at: string;
+            /** License */
+            license?: string | null;
+        };
+        /** ShowRequest */
+        ShowRequest: {
+            /**
+             * Model
+             * @default
+             */
+            model?: string;
+            /**
+             * Name
+             * @description Older spelling of `model`.
+             */
+            name?: string | null;
+            /**
+             * Verbose
+             * @default false
+             */
+            verbose?: boolean;
+        };
         /** StreamOptions */
         StreamOptions: {
             /**
@@ -3651,6 +4755,25 @@ export interface components {
              * @default false
              */
             include_usage?: boolean;
+        };
+        /** TagModel */
+        TagModel: {
+            /** Name */
+            name: string;
+            /** Model */
+            model: string;
+            /** Modified At */
+            modified_at: string;
+            /** Size */
+            size: number;
+            /** Digest */
+            digest: string;
+            details: components["schemas"]["Details"];
+        };
+        /** Tags */
+        Tags: {
+            /** Models */
+            models: components["schemas"]["TagModel"][];
         };
         /** Text */
         Text: {
@@ -3767,10 +4890,16 @@ export interface components {
             /** Bytes */
             bytes?: number[] | null;
             /** Top Logprobs */
-            top_logprobs?: components["schemas"]["TopLogprob"][];
+            top_logprobs?: components["schemas"]["mlx_manager__api__openai__schemas__TopLogprob"][];
         };
         /** ToolCall */
-        ToolCall: {
+        "ToolCall-Input": {
+            /** Id */
+            id?: string | null;
+            function: components["schemas"]["FunctionCall-Input"];
+        };
+        /** ToolCall */
+        "ToolCall-Output": {
             /** Id */
             id: string;
             /**
@@ -3779,7 +4908,7 @@ export interface components {
              * @constant
              */
             type?: "function";
-            function: components["schemas"]["FunctionCall"];
+            function: components["schemas"]["mlx_manager__api__openai__schemas__FunctionCall"];
         };
         /**
          * ToolCallParam
@@ -3884,15 +5013,6 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
-        /** TopLogprob */
-        TopLogprob: {
-            /** Token */
-            token: string;
-            /** Logprob */
-            logprob: number;
-            /** Bytes */
-            bytes?: number[] | null;
-        };
         /**
          * UnsupportedItem
          * @description An input item of any other type (item_reference, computer calls, ...): refused with a 400 naming it.
@@ -3975,6 +5095,43 @@ export interface components {
             input?: unknown;
             /** Context */
             ctx?: Record<string, never>;
+        };
+        /** Version */
+        Version: {
+            /** Version */
+            version: string;
+        };
+        /** FunctionCall */
+        mlx_manager__api__ollama__schemas__FunctionCall: {
+            /** Name */
+            name: string;
+            /** Arguments */
+            arguments?: {
+                [key: string]: unknown;
+            };
+        };
+        /** TopLogprob */
+        mlx_manager__api__ollama__schemas__TopLogprob: {
+            /** Token */
+            token: string;
+            /** Logprob */
+            logprob: number;
+        };
+        /** FunctionCall */
+        mlx_manager__api__openai__schemas__FunctionCall: {
+            /** Name */
+            name: string;
+            /** Arguments */
+            arguments: string;
+        };
+        /** TopLogprob */
+        mlx_manager__api__openai__schemas__TopLogprob: {
+            /** Token */
+            token: string;
+            /** Logprob */
+            logprob: number;
+            /** Bytes */
+            bytes?: number[] | null;
         };
     };
     responses: never;
@@ -4135,6 +5292,74 @@ export interface operations {
             };
         };
     };
+    transcriptions_v1_audio_transcriptions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                    model: string;
+                    language?: string;
+                    prompt?: string;
+                    /** @enum {string} */
+                    response_format?: "json" | "text" | "srt" | "vtt" | "verbose_json";
+                    temperature?: number;
+                    "timestamp_granularities[]"?: ("segment" | "word")[];
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+        };
+    };
+    translations_v1_audio_translations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                    model: string;
+                    language?: string;
+                    prompt?: string;
+                    /** @enum {string} */
+                    response_format?: "json" | "text" | "srt" | "vtt" | "verbose_json";
+                    temperature?: number;
+                    "timestamp_granularities[]"?: ("segment" | "word")[];
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+        };
+    };
     create_message_v1_messages_post: {
         parameters: {
             query?: never;
@@ -4154,7 +5379,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Message"];
+                    "application/json": components["schemas"]["Message-Output"];
                 };
             };
             /** @description Validation Error */
@@ -4220,7 +5445,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Message"];
+                    "application/json": components["schemas"]["Message-Output"];
                 };
             };
             /** @description Validation Error */
@@ -4413,6 +5638,290 @@ export interface operations {
             };
         };
     };
+    list_files_v1_files_get: {
+        parameters: {
+            query?: {
+                purpose?: string | null;
+                limit?: number;
+                after?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_file_v1_files_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["Body_create_file_v1_files_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileObject"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_file_v1_files__file_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileObject"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_file_v1_files__file_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileDeleted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    file_content_v1_files__file_id__content_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_batches_v1_batches_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                after?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_batch_v1_batches_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchObject"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_batch_v1_batches__batch_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchObject"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    cancel_batch_v1_batches__batch_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchObject"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     rerank_v1_rerank_post: {
         parameters: {
             query?: never;
@@ -4442,6 +5951,346 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    chat_api_chat_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatChunk"];
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    generate_api_generate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GenerateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GenerateChunk"];
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    embed_api_embed_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmbedRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmbedResponse"];
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    embeddings_api_embeddings_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmbeddingsRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmbeddingsResponse"];
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    tags_api_tags_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Tags"];
+                };
+            };
+        };
+    };
+    show_api_show_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ShowRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Show"];
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    ps_api_ps_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Running"];
+                };
+            };
+        };
+    };
+    version_api_version_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Version"];
+                };
+            };
+        };
+    };
+    pull_api_pull_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PullRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Progress"];
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    delete_api_delete_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NamedModel"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    copy_api_copy_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CopyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad input, as Ollama answers it: {"error": "..."}. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
                 };
             };
         };
@@ -4576,6 +6425,41 @@ export interface operations {
             };
         };
     };
+    add_adapter_admin_models__model_id__adapters_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdapterIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdapterOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     unload_model_admin_models__model_id__unload_post: {
         parameters: {
             query?: never;
@@ -4595,6 +6479,61 @@ export interface operations {
                 content: {
                     "application/json": {
                         [key: string]: string;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_distributed_admin_distributed_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    restart_distributed_admin_distributed__model_id__restart_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
                     };
                 };
             };
