@@ -22,7 +22,7 @@ from mlx_manager.engine.pool import PoolConfig
 from mlx_manager.engine.quantized_kv import BatchQuantizedKV, QuantizedKV
 from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
 from mlx_manager.engine.types import FLOAT_KV, KVSetting, SamplingParams, TextPrompt
-from tests.engine.test_scheduler import collect
+from tests.engine.test_scheduler import collect, run_config
 
 T = TypeVar("T")
 GREEDY = SamplingParams(temperature=0, max_tokens=24)
@@ -44,16 +44,7 @@ def run(
             free_memory=lambda: free,
         ),
     )
-
-    async def main() -> T:
-        engine = Engine(config)
-        await engine.start()
-        try:
-            return await body(engine)
-        finally:
-            await engine.stop()
-
-    return asyncio.run(main())
+    return run_config(config, body)
 
 
 def scheduler(engine: Engine, model: str = "tiny-llama") -> Scheduler:

@@ -29,6 +29,11 @@ def run_engine(models_dir: Path, body: Callable[[Engine], Awaitable[T]], **sched
         hf_cache=None,
         pool=PoolConfig(max_models=2, memory_budget_bytes=1 << 32, scheduler=SchedulerConfig(**sched)),
     )
+    return run_config(config, body)
+
+
+def run_config(config: EngineConfig, body: Callable[[Engine], Awaitable[T]]) -> T:
+    """Start an engine with `config`, run `body` on it, stop it."""
 
     async def main() -> T:
         engine = Engine(config)

@@ -25,6 +25,7 @@ from mlx_manager.engine.vision.batch import PSEUDO_BASE, BatchDecoder, DeltaKVCa
 from mlx_manager.engine.vision.features import FeatureCache, content_key
 from mlx_manager.engine.vision.inputs import VisionInputs
 from mlx_manager.testing.tiny_vlm import NAME
+from tests.engine.test_scheduler import run_config
 
 T = TypeVar("T")
 GREEDY = SamplingParams(temperature=0, max_tokens=20)
@@ -56,16 +57,7 @@ def run(folder: Path, body: Callable[[Engine], Awaitable[T]], **sched: Any) -> T
         hf_cache=None,
         pool=PoolConfig(max_models=1, memory_budget_bytes=1 << 32, scheduler=scheduler),
     )
-
-    async def main() -> T:
-        engine = Engine(config)
-        await engine.start()
-        try:
-            return await body(engine)
-        finally:
-            await engine.stop()
-
-    return asyncio.run(main())
+    return run_config(config, body)
 
 
 def outputs(folder: Path, together: bool) -> tuple[list[list[int]], str]:
