@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 from typing import Generic, Protocol, TypeVar
 
+# A token id past every prompt's: asks whether an entry covers all of some tokens. Block hashes take 32-bit ids,
+# and no vocabulary (nor the image pseudo-ids) reaches this one.
+NO_TOKEN = (1 << 32) - 1
+
 
 class Indexed(Protocol):
     @property

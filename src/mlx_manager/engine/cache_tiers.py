@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_manager.engine import kv_file
+from mlx_manager.engine.block_index import NO_TOKEN
 from mlx_manager.engine.cache_identity import model_identity, model_key
 from mlx_manager.engine.cache_support import CacheSupport, cache_support
 from mlx_manager.engine.disk_cache import DiskCache, DiskEntry, DiskStore
@@ -55,9 +56,6 @@ def open_tiers(
     tiers = TieredCache(ram, disk, support, write_delay)
     tiers.prefetch(ram.max_bytes // 2)
     return tiers
-
-
-NO_TOKEN = (1 << 32) - 1  # no vocabulary reaches it (image pseudo-ids stay below)
 
 
 class TieredCache:
@@ -137,7 +135,6 @@ class TieredCache:
             except queue.Empty:
                 return
             tokens = list(entry.tokens)
-            # One token past the file's, so a lookup could reuse all of them (the block hashes take 32-bit ids).
             if self.ram.peek([*tokens, NO_TOKEN]) >= len(tokens):
                 continue
             try:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlx_manager.engine import kv_file
-from mlx_manager.engine.block_index import BlockIndex, block_hashes
+from mlx_manager.engine.block_index import NO_TOKEN, BlockIndex, block_hashes
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ class DiskCache:
 
     def _covered(self, tokens: tuple[int, ...], hashes: list[bytes]) -> bool:
         """A stored trimmable entry already holds all of `tokens`."""
-        _, length, _ = self._index.best([*tokens, -1], hashes)
+        _, length, _ = self._index.best([*tokens, NO_TOKEN], hashes)
         return length >= len(tokens)
 
     def _add(self, entry: DiskEntry) -> None:
