@@ -16,9 +16,9 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlx_manager.engine.cpu_dtype import WeightPlan, to_float32, weight_format
 from mlx_manager.engine.discovery import read_json
-from mlx_manager.engine.errors import ModelLoadError
 from mlx_manager.engine.families import DEFAULT, Family, detect_family
 from mlx_manager.engine.kv_quant import check
+from mlx_manager.engine.load_meter import loading
 from mlx_manager.engine.types import FLOAT_KV, KVSetting, ModelInfo
 
 if TYPE_CHECKING:
@@ -68,19 +68,15 @@ def load_model(info: ModelInfo, plan: WeightPlan | None = None) -> LoadedModel:
         from mlx_manager.engine.vision.loader import load_vision_model  # deferred: mlx-vlm imports transformers
 
         return load_vision_model(info)
-    start = time.perf_counter()
-    before = mx.get_active_memory()
     convert = plan if plan is not None and plan.dtype == "float32" else None
-    try:
+    with loading(info) as meter:
         # Lazy when converting: the stored arrays are read, converted and freed in one evaluation.
         loaded = mlx_load(info.path, lazy=convert is not None)
         model, tokenizer = loaded[0], loaded[1]
         if convert is not None:
             to_float32(model)
         mx.eval(model.parameters())
-    except Exception as exc:  # mlx-lm raises many kinds; all mean the same to the caller
-        raise ModelLoadError(f"Could not load model '{info.id}' from {info.path}: {exc}") from exc
-    memory = max(mx.get_active_memory() - before, 0)
+    memory = meter.memory()
     kv = check(model, plan.kv, info.id) if plan is not None else FLOAT_KV
     converted_from = convert.converted_from if convert is not None else None
     if convert is not None:
@@ -91,7 +87,7 @@ def load_model(info: ModelInfo, plan: WeightPlan | None = None) -> LoadedModel:
             info.size_bytes / 1e6,
             memory / 1e6,
         )
-    return describe_loaded(info, model, tokenizer, memory, start, converted_from=converted_from, kv=kv)
+    return describe_loaded(info, model, tokenizer, memory, meter.start, converted_from=converted_from, kv=kv)
 
 
 def describe_loaded(

@@ -17,7 +17,7 @@ from mlx_manager.config import default
 from mlx_manager.engine.audio.model import SpeechModel
 from mlx_manager.engine.cpu_dtype import CpuDtype, WeightPlan, plan_weights
 from mlx_manager.engine.embeddings.model import EmbeddingModel
-from mlx_manager.engine.errors import KVSettingConflict, MemoryBudgetError
+from mlx_manager.engine.errors import KVSettingConflict, MemoryBudgetError, QueueFullError
 from mlx_manager.engine.kv_quant import with_kv
 from mlx_manager.engine.loader import LoadedModel
 from mlx_manager.engine.scheduler import Scheduler, SchedulerConfig
@@ -36,6 +36,14 @@ class ModelRunner:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """A request's work on the model's thread, in arrival order (embeddings, speech: no scheduler)."""
+        try:
+            future = self.submit(fn, *args)
+        except RuntimeError as exc:  # the runner was shut down between acquire and submit
+            raise QueueFullError("The model is being unloaded; retry shortly.", retry_after=1) from exc
+        return await future
 
     def shutdown(self, final: Callable[[], None] | None = None) -> None:
         """Stop taking work; queued work still runs, then `final` (on the same thread)."""

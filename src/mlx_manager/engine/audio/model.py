@@ -6,7 +6,6 @@ mlx-audio is imported only here, when a speech model loads (it is large and pull
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ import numpy as np
 
 from mlx_manager.engine.audio.types import Segment, TranscribeOptions, Transcript, Word
 from mlx_manager.engine.discovery import read_json
-from mlx_manager.engine.errors import InvalidRequestError, ModelLoadError
+from mlx_manager.engine.errors import InvalidRequestError
+from mlx_manager.engine.load_meter import loading
 from mlx_manager.engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,8 @@ def load_speech_model(info: ModelInfo) -> SpeechModel:
     from mlx_audio.stt.models.whisper.tokenizer import LANGUAGES
     from mlx_audio.stt.models.whisper.whisper import Model, ModelDimensions
 
-    start = time.perf_counter()
-    before = mx.get_active_memory()
     folder = Path(info.path)
-    try:
+    with loading(info, "speech model") as meter:
         config = read_json(folder / "config.json")
         quant = config.get("quantization")
         weights = _weights(folder)
@@ -130,10 +128,8 @@ def load_speech_model(info: ModelInfo) -> SpeechModel:
             )
         model.load_weights(list(weights.items()), strict=True)
         mx.eval(model.parameters())
-    except Exception as exc:  # bad files surface in many forms; all mean the same to the caller
-        raise ModelLoadError(f"Could not load speech model '{info.id}' from {info.path}: {exc}") from exc
-    memory = max(mx.get_active_memory() - before, 0)
+    memory = meter.memory()
     multilingual = bool(model.is_multilingual)
     languages = frozenset(list(LANGUAGES)[: model.num_languages]) if multilingual else frozenset({"en"})
-    log.info("Loaded %s (whisper, %.1f MB) in %.2fs", info.id, memory / 1e6, time.perf_counter() - start)
+    log.info("Loaded %s (whisper, %.1f MB) in %.2fs", info.id, memory / 1e6, meter.seconds())
     return SpeechModel(info, model, memory or info.size_bytes, multilingual, languages)

@@ -7,7 +7,6 @@ import asyncio
 from mlx_manager.engine.audio.decode import decode_audio
 from mlx_manager.engine.audio.model import SpeechModel
 from mlx_manager.engine.audio.types import TranscribeOptions, Transcript
-from mlx_manager.engine.errors import QueueFullError
 from mlx_manager.engine.pool import ModelRunner
 
 
@@ -16,8 +15,4 @@ async def transcribe(
 ) -> Transcript:
     """Requests to one model run one at a time on its thread, in arrival order (as embeddings do)."""
     audio = await asyncio.to_thread(decode_audio, data, max_seconds)
-    try:
-        future = runner.submit(model.transcribe, audio, options)
-    except RuntimeError as exc:  # the runner was shut down between acquire and submit
-        raise QueueFullError("The model is being unloaded; retry shortly.", retry_after=1) from exc
-    return await future
+    return await runner.run(model.transcribe, audio, options)

@@ -7,7 +7,6 @@ because MLX streams are thread-local; `tokenize*` are plain tokenizers calls, sa
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from mlx_manager.engine.discovery import read_json
 from mlx_manager.engine.embeddings.bert import BertConfig, BertModel
 from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, EmbeddingSpec, embedding_spec
 from mlx_manager.engine.embeddings.pooling import l2_normalize, pool
-from mlx_manager.engine.errors import ModelLoadError
+from mlx_manager.engine.load_meter import loading
 from mlx_manager.engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -135,10 +134,8 @@ def _load_decoder(folder: Path) -> nn.Module:
 
 def load_embedding_model(info: ModelInfo) -> EmbeddingModel:
     """Runs on the model's own thread, like `load_model`."""
-    start = time.perf_counter()
-    before = mx.get_active_memory()
     folder = Path(info.path)
-    try:
+    with loading(info, "embedding model") as meter:
         config = read_json(folder / "config.json")
         spec = embedding_spec(folder, config)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -154,22 +151,20 @@ def load_embedding_model(info: ModelInfo) -> EmbeddingModel:
             mx.eval(backbone.parameters())
             forward = lambda ids, _mask, _types: backbone(ids)  # noqa: E731 - right padding needs no mask
             hidden = int(config.get("hidden_size") or backbone(mx.array([[0]])).shape[-1])
-    except Exception as exc:  # bad files surface in many forms; all mean the same to the caller
-        raise ModelLoadError(f"Could not load embedding model '{info.id}' from {info.path}: {exc}") from exc
     # The checkpoint's tokenizer.json may pad or truncate to fixed sizes; we pad ourselves and cut at max_length.
     tokenizer.no_padding()
     if spec.max_length:
         tokenizer.enable_truncation(spec.max_length)
     else:
         tokenizer.no_truncation()
-    memory = max(mx.get_active_memory() - before, 0)
+    memory = meter.memory()
     log.info(
         "Loaded %s (%s, %s pooling, %.1f MB) in %.2fs",
         info.id,
         "cross-encoder" if spec.task == "score" else "embeddings",
         spec.pooling,
         memory / 1e6,
-        time.perf_counter() - start,
+        meter.seconds(),
     )
     return EmbeddingModel(
         info=info,

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 
 from mlx_manager.engine.embeddings.model import EmbeddingModel, Encoded
 from mlx_manager.engine.embeddings.pooling import truncate_dimensions
-from mlx_manager.engine.errors import InvalidRequestError, QueueFullError
+from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.pool import ModelRunner
 
-T = TypeVar("T")
 # Texts, or pre-tokenized inputs (used as given: include the model's special tokens).
 EmbedInputs = Sequence[str] | Sequence[Sequence[int]]
 
@@ -29,14 +27,6 @@ class Embeddings:
 class Ranking:
     scores: list[float]  # one per document, in document order; higher is more relevant
     total_tokens: int
-
-
-async def _on_thread(runner: ModelRunner, fn: Callable[..., T], *args: Any) -> T:
-    try:
-        future = runner.submit(fn, *args)
-    except RuntimeError as exc:  # the runner was shut down between acquire and submit
-        raise QueueFullError("The model is being unloaded; retry shortly.", retry_after=1) from exc
-    return await future
 
 
 def _token_inputs(model: EmbeddingModel, inputs: Sequence[Sequence[int]]) -> list[Encoded]:
@@ -73,7 +63,7 @@ async def embed(
         encoded = await asyncio.to_thread(_text_inputs, model, [str(x) for x in inputs])
     else:
         encoded = _token_inputs(model, [x for x in inputs if not isinstance(x, str)])
-    vectors = await _on_thread(runner, model.embed, encoded)
+    vectors = await runner.run(model.embed, encoded)
     if dimensions is not None and dimensions < model.dimensions:
         vectors = truncate_dimensions(vectors, dimensions)
     return Embeddings(vectors, sum(len(e.ids) for e in encoded))
@@ -90,9 +80,9 @@ async def rerank(runner: ModelRunner, model: EmbeddingModel, query: str, documen
             raise InvalidRequestError(f"documents[{i}] is an empty string.", param="documents")
     if model.spec.task == "score":
         pairs = await asyncio.to_thread(model.tokenize_pairs, query, documents)
-        scores = await _on_thread(runner, model.score, pairs)
+        scores = await runner.run(model.score, pairs)
         return Ranking([float(s) for s in scores], sum(len(p.ids) for p in pairs))
     encoded = await asyncio.to_thread(model.tokenize, [query, *documents])
-    vectors = await _on_thread(runner, model.embed, encoded)
+    vectors = await runner.run(model.embed, encoded)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return Ranking([float(s) for s in unit[1:] @ unit[0]], sum(len(e.ids) for e in encoded))

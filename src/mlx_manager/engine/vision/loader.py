@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
 
-from mlx_manager.engine.errors import ModelLoadError
+from mlx_manager.engine.load_meter import loading
 from mlx_manager.engine.loader import LoadedModel, describe_loaded
 from mlx_manager.engine.types import ModelInfo
 
@@ -28,10 +27,8 @@ class VisionParts:
 
 def load_vision_model(info: ModelInfo) -> LoadedModel:
     """Runs on the model's own thread, like load_model: the arrays belong to that thread's stream."""
-    start = time.perf_counter()
-    before = mx.get_active_memory()
     path = Path(info.path)
-    try:
+    with loading(info, "vision model") as meter:
         from mlx_lm.utils import load_config, load_tokenizer
         from mlx_vlm import load as vlm_load
         from mlx_vlm.utils import should_add_special_tokens
@@ -40,8 +37,6 @@ def load_vision_model(info: ModelInfo) -> LoadedModel:
         mx.eval(model.parameters())
         # mlx-lm's wrapper (streaming detokenizer, eos ids, chat template) is what the engine's text path uses.
         tokenizer = load_tokenizer(path, eos_token_ids=load_config(path).get("eos_token_id"))
-    except Exception as exc:  # mlx-vlm and transformers raise many kinds; all mean the same to the caller
-        raise ModelLoadError(f"Could not load vision model '{info.id}' from {info.path}: {exc}") from exc
     if not tokenizer.has_chat_template and getattr(processor, "chat_template", None):
         # Vision checkpoints often keep the template with the processor (chat_template.json) only.
         tokenizer.chat_template = processor.chat_template
@@ -54,5 +49,4 @@ def load_vision_model(info: ModelInfo) -> LoadedModel:
         image_token_id=image_token_id if isinstance(image_token_id, int) else None,
         add_special_tokens=should_add_special_tokens(str(config.model_type), processor),
     )
-    memory = max(mx.get_active_memory() - before, 0)
-    return describe_loaded(info, model, tokenizer, memory, start, vision=parts)
+    return describe_loaded(info, model, tokenizer, meter.memory(), meter.start, vision=parts)
