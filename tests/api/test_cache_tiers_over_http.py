@@ -175,3 +175,21 @@ def test_cache_false_keeps_a_request_out_of_the_cache_in_every_api(tiers_server:
         kept = fresh()
         send(kept, True)
         assert ask(tiers_server, kept)[1] > shared_head + 100, api
+
+
+def test_the_next_turn_reuses_the_reply_sent_back_as_the_assistant_message(tiers_server: ServerProcess) -> None:
+    # An agent client sends the model's own reply back, re-templated: the KV kept at the end of a request holds
+    # the generated tokens too, so turn 2 reuses through the reply, not only turn 1's prompt.
+    messages = [{"role": "system", "content": f"{uuid.uuid4()} {SYSTEM}"}, QUESTION[1]]
+    first = client_of(tiers_server).chat.completions.create(
+        model="tiny-qwen3",
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=40,
+        temperature=0,
+    )
+    assert first.usage is not None and first.usage.completion_tokens == 40
+    reply = first.choices[0].message.content or ""
+    messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": "And lakes?"}]
+    _, cached, prompt_tokens = ask(tiers_server, messages, model="tiny-qwen3")
+    assert cached == first.usage.prompt_tokens + first.usage.completion_tokens
+    assert prompt_tokens > cached
