@@ -3,6 +3,7 @@
 
     python benchmarks/agent_trace.py [--servers ours,mlx-lm,vllm-mlx] [--formats openai,anthropic] [--repeats 3]
     python benchmarks/agent_trace.py --url http://127.0.0.1:8080 --model NAME    # any running server, no restart
+    python benchmarks/agent_trace.py --replies real --reply-tokens 100,400     # the model's replies fed back
 
 The model is the embedded SmolLM2-135M-Instruct imported from its GGUF as float32, with a ChatML chat template that
 renders tools (Hermes style), so all servers template tool definitions, calls and results the same way.
@@ -124,7 +125,7 @@ def one_run(
         model_id = model.name if name == "ours" else served_model_id(base, str(model))
         if fmt == "anthropic" and not speaks_anthropic(base, model_id):
             return "no /v1/messages"
-        options = AgentOptions(model_id, fmt, args.max_tokens, not args.no_volatile, parallel=args.parallel)
+        options = agent_options(args, model_id, fmt)
         label = "mlx-manager" if name == "ours" else name
         run = asyncio.run(run_agents(label, base, sessions, options, args.restart_before, server.restart))
     finally:
@@ -132,6 +133,20 @@ def one_run(
     if name == "vllm-mlx" and not args.parallel:
         fill_from_log(run, log.read_text(errors="replace"))
     return run
+
+
+def agent_options(args: argparse.Namespace, model_id: str, fmt: str) -> AgentOptions:
+    low, high = (int(x) for x in args.reply_tokens.split(","))
+    return AgentOptions(
+        model_id,
+        fmt,
+        args.max_tokens,
+        not args.no_volatile,
+        parallel=args.parallel,
+        real_replies=args.replies == "real",
+        reply_tokens=(low, high),
+        seed=args.seed,
+    )
 
 
 # vllm-mlx 0.6 reports no cached tokens (and no prompt tokens in Anthropic streams) but logs each lookup.
@@ -217,6 +232,13 @@ def main() -> None:
     parser.add_argument("--system-tokens", type=int, default=800)
     parser.add_argument("--result-tokens", default="250,900", help="Tool results per turn, min,max tokens.")
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument(
+        "--replies",
+        choices=("scripted", "real"),
+        default="scripted",
+        help="real: send back the model's own reply text (tool calls and results stay scripted), as an agent does.",
+    )
+    parser.add_argument("--reply-tokens", default="100,400", help="--replies real: max_tokens per request, min,max.")
     parser.add_argument("--restart-before", type=int, default=5, help="Restart the server before this turn; 0: no.")
     parser.add_argument("--max-context", type=int, default=7000, help="Refuse sessions longer than this.")
     parser.add_argument("--no-volatile", action="store_true", help="Leave out the per-request billing line.")
@@ -250,9 +272,7 @@ def main() -> None:
     skipped: dict[str, str] = {}
     found = versions()  # the commit and peer versions the run starts with (others may commit meanwhile)
     if args.url:
-        options = AgentOptions(
-            args.model or model.name, args.formats.split(",")[0], args.max_tokens, not args.no_volatile
-        )
+        options = agent_options(args, args.model or model.name, args.formats.split(",")[0])
         runs.append(asyncio.run(run_agents("server", args.url.rstrip("/"), sessions, options)))
         restart_before = None
     else:

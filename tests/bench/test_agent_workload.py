@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from mlx_manager.bench.agent import AgentSession, AgentShape, make_sessions
-from mlx_manager.bench.agent_run import AgentOptions, run_agents
+from mlx_manager.bench.agent_run import AgentOptions, run_agents, with_replies
 from mlx_manager.bench.agent_wire import anthropic_body, openai_body
 from mlx_manager.bench.sse import sse_events
 from mlx_manager.config import DEFAULT_VOLATILE_PATTERNS
@@ -101,3 +101,22 @@ def test_agent_session_against_a_real_server_in_both_formats(
         # The billing line differs between the turns; stripped, the first turn's prompt is a cached prefix.
         assert second.result.cached_tokens > 0
         assert run.session_s > 0
+
+
+def test_real_replies_mode_sends_the_models_reply_back_and_the_server_reuses_it(
+    server: ServerProcess, tiny_models: dict[str, Path]
+) -> None:
+    shape = AgentShape(
+        1, 2, system_tokens=40, tool_description_tokens=4, task_tokens=20, result_tokens=(30, 60), tools=3
+    )
+    sessions = make_sessions(shape, tiny_models["tiny-qwen2.5"])
+    options = AgentOptions("tiny-qwen2.5", "openai", real_replies=True, reply_tokens=(12, 12), volatile=False)
+    run = asyncio.run(run_agents("ours", server.base_url, sessions, options))
+    assert not run.error, run.error
+    first, second = (r.result for r in run.records)
+    assert first.output_tokens == 12 and first.text
+    body = openai_body(with_replies(sessions[0], [first.text]), 1, "m", 12, volatile=False)
+    assert body["messages"][2] == {**body["messages"][2], "role": "assistant", "content": first.text}
+    # The second request carries the first reply re-templated: its KV, kept with the prompt's, is reused as far
+    # as the re-tokenized text gives the same tokens (a random model's reply is not always tokenized canonically).
+    assert first.prompt_tokens < second.cached_tokens <= first.prompt_tokens + first.output_tokens

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -49,6 +51,17 @@ class AgentOptions:
     # Send every agent's turn N at once instead of one agent after another.
     parallel: bool = False
     timeout: float = 900.0
+    # Send back the model's own reply text (with the scripted tool calls and results after it), as a real agent
+    # client does, instead of the scripted text; each request's max_tokens then drawn from `reply_tokens`.
+    real_replies: bool = False
+    reply_tokens: tuple[int, int] = (100, 400)
+    seed: int = 0
+
+    def max_tokens_for(self, session: AgentSession, turn: int) -> int:
+        """The same draw on every server, so every server is asked for the same reply lengths."""
+        if not self.real_replies:
+            return self.max_tokens
+        return random.Random(f"{self.seed}/{session.name}/{turn}").randint(*self.reply_tokens)
 
 
 async def warm_up(client: httpx.AsyncClient, base_url: str, options: AgentOptions) -> None:
@@ -74,6 +87,7 @@ async def run_agents(
     """Turn 1 of every agent, then turn 2 of every agent, and so on; before turn `restart_before` (1-based) call
     `restart`, which returns the server's new base URL. Stops at the first failed request."""
     run = AgentRun(label, options.fmt)
+    replies: dict[str, list[str]] = {s.name: [] for s in sessions}
     turns = min(len(s.turns) for s in sessions)
     limits = httpx.Limits(max_connections=len(sessions) + 2)
     async with httpx.AsyncClient(timeout=options.timeout, limits=limits) as client:
@@ -86,7 +100,7 @@ async def run_agents(
                 await warm_up(client, base_url, options)
                 run.restart_s, restarted = time.perf_counter() - began, True
             began = time.perf_counter()
-            records = await _one_round(client, base_url, sessions, turn, options, restarted)
+            records = await _one_round(client, base_url, sessions, turn, options, restarted, replies)
             run.session_s += time.perf_counter() - began
             run.records += records
             failed = [r for r in records if not r.result.ok]
@@ -103,12 +117,26 @@ async def _one_round(
     turn: int,
     options: AgentOptions,
     restarted: bool,
+    replies: dict[str, list[str]],
 ) -> list[TurnRecord]:
     async def one(session: AgentSession) -> TurnRecord:
-        body = request_body(options.fmt, session, turn, options.model, options.max_tokens, options.volatile)
+        if options.real_replies:
+            session = with_replies(session, replies[session.name])
+        max_tokens = options.max_tokens_for(session, turn)
+        body = request_body(options.fmt, session, turn, options.model, max_tokens, options.volatile)
         result = await send_turn(client, base_url, options.fmt, body, options.api_key)
+        replies[session.name].append(result.text)
         return TurnRecord(session.name, turn + 1, restarted, result)
 
     if options.parallel:
         return list(await asyncio.gather(*(one(s) for s in sessions)))
     return [await one(s) for s in sessions]
+
+
+def with_replies(session: AgentSession, replies: list[str]) -> AgentSession:
+    """The session with the model's reply to request i as the assistant text of turn i + 1 (tool calls and
+    results stay scripted: a model this small does not call tools, so the client's side of the loop is played)."""
+    turns = list(session.turns)
+    for i, reply in enumerate(replies[: len(turns) - 1]):
+        turns[i + 1] = dataclasses.replace(turns[i + 1], assistant=reply)
+    return dataclasses.replace(session, turns=tuple(turns))

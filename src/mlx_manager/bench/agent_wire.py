@@ -28,6 +28,7 @@ class TurnResult:
     # No output event came (the reply was empty or held back whole): TTFT is then the end of the stream.
     ttft_at_end: bool = False
     error: str = ""
+    text: str = ""  # the reply's text, which a real client sends back in its next request
 
 
 def system_text(session: AgentSession, turn: int, volatile: bool) -> str:
@@ -137,6 +138,7 @@ def _read_openai(event: dict[str, Any], result: TurnResult) -> bool:
         result.cached_tokens = int(details.get("cached_tokens") or 0)
     for choice in event.get("choices") or []:
         delta = choice.get("delta") or {}
+        result.text += delta.get("content") or ""
         if any(delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")):
             return True
     return False
@@ -155,5 +157,6 @@ def _read_anthropic(name: str, event: dict[str, Any], result: TurnResult) -> boo
         result.output_tokens = int(usage.get("output_tokens") or 0) or result.output_tokens
     if name == "content_block_delta":
         delta = event.get("delta") or {}
+        result.text += delta.get("text") or ""
         return bool(delta.get("text") or delta.get("partial_json") or delta.get("thinking"))
     return name == "content_block_start" and (event.get("content_block") or {}).get("type") == "tool_use"
