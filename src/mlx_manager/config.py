@@ -212,6 +212,9 @@ class Settings(BaseSettings):
         default=25 << 20, ge=1, description="Largest audio file accepted by /v1/audio/transcriptions (413)."
     )
     max_audio_seconds: float = Field(default=3600, gt=0, description="Longest audio transcribed, in seconds (400).")
+    max_speech_chars: int = Field(
+        default=4096, ge=1, description="Longest text /v1/audio/speech speaks, in characters (400), as OpenAI's."
+    )
     max_image_bytes: int = Field(default=20 << 20, ge=1, description="Largest image accepted, encoded (400).")
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="Most pixels (width x height) per image.")
     vision_feature_cache_bytes: int = Field(

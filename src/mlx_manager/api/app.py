@@ -39,6 +39,7 @@ from mlx_manager.api.ollama.routes import router as ollama_router
 from mlx_manager.api.ollama.serving import OllamaServing
 from mlx_manager.api.openai.audio import router as audio_router
 from mlx_manager.api.openai.routes import router as openai_router
+from mlx_manager.api.openai.speech import router as speech_router
 from mlx_manager.api.openai.serving import OpenAIServing
 from mlx_manager.api.request.limits import TimeLimits
 from mlx_manager.api.request.normalize import Limits
@@ -238,6 +239,7 @@ def create_app(settings: Settings) -> FastAPI:
     guarded = [Depends(require_api_key)]
     app.include_router(openai_router, dependencies=guarded)
     app.include_router(audio_router, dependencies=guarded)
+    app.include_router(speech_router, dependencies=guarded)
     app.include_router(anthropic_router, dependencies=guarded)
     app.include_router(responses_router, dependencies=guarded)
     app.include_router(batches_router, dependencies=guarded)

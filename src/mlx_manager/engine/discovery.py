@@ -15,7 +15,7 @@ from mlx_manager.engine.audio.detect import audio_task
 from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
 from mlx_manager.engine.generation_defaults import read_generation_config
-from mlx_manager.engine.types import ModelInfo, SamplingDefaults
+from mlx_manager.engine.types import ModelInfo, ModelTask, SamplingDefaults
 from mlx_manager.engine.vision.detect import is_vision_model
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,9 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
     if not config_path.is_file():
         raise NotLoadableError("no config.json")
     config = read_json(config_path)
-    if audio_task(config) is not None:
-        return _inspect_audio(folder, model_id, source, config)
+    task = audio_task(config)
+    if task is not None:
+        return _inspect_audio(folder, model_id, source, config, task)
     try:
         spec = embedding_spec(folder, config)
     except ValueError as exc:
@@ -123,25 +124,26 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
     )
 
 
-def _inspect_audio(folder: Path, model_id: str, source: str, config: dict[str, Any]) -> ModelInfo:
-    """A speech model (engine/audio): Whisper weights and its tokenizer files."""
+def _inspect_audio(folder: Path, model_id: str, source: str, config: dict[str, Any], task: ModelTask) -> ModelInfo:
+    """A speech model (engine/audio): Whisper (transcribe) or a TTS model (speak), its weights and tokenizer."""
     weights = [p for p in folder.glob("*.safetensors")] or [p for p in folder.glob("weights.npz")]
     if not weights or not all(p.exists() for p in weights):
         raise NotLoadableError("no weights (*.safetensors or weights.npz)")
+    kind = "whisper" if task == "transcribe" else str(config["model_type"])
     if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
-        raise NotLoadableError("no Whisper tokenizer files (tokenizer.json or vocab.json)")
+        raise NotLoadableError(f"no {kind} tokenizer files (tokenizer.json or vocab.json)")
     quant = config.get("quantization") or {}
     return ModelInfo(
         id=model_id,
         path=str(folder),
-        family="whisper",
-        model_type="whisper",
+        family=kind,
+        model_type=kind,
         size_bytes=sum(p.stat().st_size for p in weights),
         context_length=None,
         quantization_bits=quant.get("bits") if isinstance(quant, dict) else None,
         source="hf-cache" if source == "hf-cache" else "folder",
         created=int((folder / "config.json").stat().st_mtime),
-        task="transcribe",
+        task=task,
     )
 
 

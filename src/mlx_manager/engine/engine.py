@@ -17,7 +17,9 @@ from mlx_manager.engine import generation_defaults
 from mlx_manager.engine.adapters.lora import LiveAdapter
 from mlx_manager.engine.adapters.service import Adapters
 from mlx_manager.engine.audio import service as audio
+from mlx_manager.engine.audio import speak
 from mlx_manager.engine.audio.model import SpeechModel, load_speech_model
+from mlx_manager.engine.audio.tts import TextToSpeechModel, load_tts_model
 from mlx_manager.engine.audio.types import TranscribeOptions, Transcript
 from mlx_manager.engine.backend import ONE, Capabilities, Run
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
@@ -61,12 +63,15 @@ _WRONG_TASK: dict[ModelTask, str] = {
     "embed": "is an embedding model; it cannot generate text (use it for embeddings or reranking)",
     "score": "is a reranker (cross-encoder); it can only score documents against a query (rerank)",
     "transcribe": "is a speech-to-text model; use it with /v1/audio/transcriptions or /v1/audio/translations",
+    "speak": "is a text-to-speech model; use it with /v1/audio/speech",
 }
 
 
-def load_any(info: ModelInfo, plan: WeightPlan) -> LoadedModel | EmbeddingModel | SpeechModel:
+def load_any(info: ModelInfo, plan: WeightPlan) -> LoadedModel | EmbeddingModel | SpeechModel | TextToSpeechModel:
     if info.task == "transcribe":
         return load_speech_model(info)
+    if info.task == "speak":
+        return load_tts_model(info)
     return load_model(info, plan) if info.task == "generate" else load_embedding_model(info)
 
 
@@ -362,6 +367,18 @@ class Engine:
             return await audio.transcribe(entry.runner, entry.loaded, data, options, max_seconds)
         finally:
             self.pool.release(entry)
+
+    async def speak(self, model_id: str, text: str, options: speak.SpeakOptions) -> speak.Speech:
+        """Text to speech: checked here (a 400 before any audio), then spoken as `Speech.chunks()` is read; the
+        model is held until that ends or `close()`."""
+        entry = await self.pool.acquire(await self.resolve_for(model_id, "speak"))
+        try:
+            assert isinstance(entry.loaded, TextToSpeechModel)
+            sentences = speak.check(entry.loaded, text, options)
+        except BaseException:
+            self.pool.release(entry)
+            raise
+        return speak.Speech(entry.runner, entry.loaded, sentences, options, partial(self.pool.release, entry))
 
     async def _prompt_ids(
         self, entry: PoolEntry, prompt: Prompt, context: int | None = None

@@ -15,6 +15,7 @@ import psutil
 
 from mlx_manager.config import default
 from mlx_manager.engine.audio.model import SpeechModel
+from mlx_manager.engine.audio.tts import TextToSpeechModel
 from mlx_manager.engine.cpu_dtype import CpuDtype, WeightPlan, plan_weights
 from mlx_manager.engine.embeddings.model import EmbeddingModel
 from mlx_manager.engine.errors import KVSettingConflict, MemoryBudgetError, QueueFullError
@@ -62,8 +63,8 @@ class PoolEntry:
     # How the weights are loaded (as stored, or float32 on CPU), the KV setting, what they are expected to take.
     plan: WeightPlan
     # An embedding or speech model has no scheduler: its requests run one by one on the runner.
-    loaded: LoadedModel | EmbeddingModel | SpeechModel | None = None
-    ready: asyncio.Future[LoadedModel | EmbeddingModel | SpeechModel] | None = None
+    loaded: LoadedModel | EmbeddingModel | SpeechModel | TextToSpeechModel | None = None
+    ready: asyncio.Future[LoadedModel | EmbeddingModel | SpeechModel | TextToSpeechModel] | None = None
     pinned: bool = False
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -106,7 +107,7 @@ class PoolConfig:
     kv: KVSetting = FLOAT_KV
 
 
-Loader = Callable[[ModelInfo, WeightPlan], LoadedModel | EmbeddingModel | SpeechModel]
+Loader = Callable[[ModelInfo, WeightPlan], LoadedModel | EmbeddingModel | SpeechModel | TextToSpeechModel]
 Releaser = Callable[[], None]
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # "cancelled": the client left; "aborted": the server cut the sequence short (shutdown) and says so.
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "aborted"]
 # What a model is for: text generation, embeddings (bi-encoder), or scoring pairs (cross-encoder reranker).
-ModelTask = Literal["generate", "embed", "score", "transcribe"]
+ModelTask = Literal["generate", "embed", "score", "transcribe", "speak"]
 
 
 @dataclass(frozen=True)

@@ -128,8 +128,8 @@ def chat_template(info: ModelInfo) -> str:
 
 
 def capabilities(info: ModelInfo, template: str) -> list[str]:
-    if info.task == "transcribe":
-        return []  # Ollama has no name for speech to text
+    if info.task in ("transcribe", "speak"):
+        return []  # Ollama has no name for speech to text or text to speech
     if info.task != "generate":
         return ["embedding"]
     caps = ["completion"]

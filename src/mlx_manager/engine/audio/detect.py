@@ -14,6 +14,12 @@ def is_whisper(config: dict[str, Any]) -> bool:
     return config.get("model_type") == "whisper" or config.keys() >= _WHISPER_KEYS
 
 
+# Text-to-speech architectures mlx-audio runs from the folder alone (no codec or voice pack fetched at load).
+TTS_TYPES = frozenset({"soprano"})
+
+
 def audio_task(config: dict[str, Any]) -> ModelTask | None:
-    """ "transcribe" for a speech-to-text model this server runs, None for anything else."""
-    return "transcribe" if is_whisper(config) else None
+    """ "transcribe" for a speech-to-text model this server runs, "speak" for a text-to-speech one, else None."""
+    if is_whisper(config):
+        return "transcribe"
+    return "speak" if config.get("model_type") in TTS_TYPES else None

@@ -1,0 +1,93 @@
+"""A speech request against a loaded TTS model: checked before anything runs, then spoken sentence by sentence on
+the model's thread, each sentence's audio handed on as soon as it is made. No HTTP here."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlx_manager.engine.audio.encode import resample
+from mlx_manager.engine.audio.tts import TextToSpeechModel
+from mlx_manager.engine.errors import InvalidRequestError
+from mlx_manager.engine.pool import ModelRunner
+
+MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's range
+
+
+@dataclass(frozen=True)
+class SpeakOptions:
+    voice: str
+    speed: float = 1.0
+    max_chars: int | None = None  # the server's max_speech_chars
+
+
+def change_speed(samples: np.ndarray, speed: float) -> np.ndarray:
+    """Faster or slower by resampling (the pitch moves with it: Soprano has no duration control of its own)."""
+    return resample(samples, 1_000_000, round(1_000_000 / speed))
+
+
+def check(model: TextToSpeechModel, text: str, options: SpeakOptions) -> list[str]:
+    """The sentences to speak, or a 400 naming the field (and the setting) that is wrong."""
+    if not text.strip():
+        raise InvalidRequestError("input must not be empty.", param="input")
+    if options.max_chars is not None and len(text) > options.max_chars:
+        raise InvalidRequestError(
+            f"input is {len(text)} characters, more than the server's limit of {options.max_chars} (max_speech_chars).",
+            param="input",
+        )
+    if options.voice not in model.voices:
+        raise InvalidRequestError(
+            f"voice '{options.voice[:40]}' is not one of '{model.info.id}': {', '.join(model.voices)}.",
+            param="voice",
+        )
+    if not MIN_SPEED <= options.speed <= MAX_SPEED:
+        raise InvalidRequestError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}.", param="speed")
+    sentences = model.sentences(text)
+    if not sentences:
+        raise InvalidRequestError("input has nothing to speak.", param="input")
+    return sentences
+
+
+class Speech:
+    """Audio chunks (float32 mono at `sample_rate`), one per sentence; `release` frees the model when done."""
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        model: TextToSpeechModel,
+        sentences: list[str],
+        options: SpeakOptions,
+        release: Callable[[], None],
+    ) -> None:
+        self.sample_rate = model.sample_rate
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self._runner, self._model, self._sentences, self._options = runner, model, sentences, options
+        self._release: Callable[[], None] | None = release
+        self._stop = threading.Event()
+
+    def cancel(self) -> None:
+        """The client left: the sentence being spoken ends at its next token, no other starts."""
+        self._stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
+
+    async def chunks(self) -> AsyncIterator[np.ndarray]:
+        try:
+            for sentence in self._sentences:
+                if self._stop.is_set():
+                    return
+                spoken = await self._runner.run(self._model.speak, sentence, self._stop)
+                self.input_tokens += spoken.input_tokens
+                self.output_tokens += spoken.output_tokens
+                if spoken.samples.size:
+                    yield change_speed(spoken.samples, self._options.speed)
+        finally:
+            self.close()

@@ -1,0 +1,228 @@
+"""Text to speech over HTTP: a tiny random-weight Soprano on a real server, driven by the openai SDK.
+
+The tiny model never says stop, so each sentence runs to the server's token cap (engine/audio/tts.token_cap) and
+its length is known: 2048 samples a token at the model's 24 kHz.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import miniaudio
+import numpy as np
+import openai
+import pytest
+import soundfile
+
+from mlx_manager.engine.audio.tts import token_cap
+from mlx_manager.sse import iter_json
+from mlx_manager.testing.server import ServerProcess, run_server
+from mlx_manager.testing.tiny_audio import write_tiny_whisper
+from mlx_manager.testing.tiny_tts import SAMPLE_RATE, write_tiny_soprano
+from tests.conftest import asset_cache
+
+TTS = "tiny-soprano"
+WHISPER = "tiny-whisper"
+MAX_CHARS = 400
+TOKEN_SAMPLES = 2048
+SHORT = "Hi."
+# Two sentences of 30 characters or more: Soprano speaks them apart (shorter ones are merged).
+TWO = "The quick brown fox jumps over the lazy dog. A second sentence follows the first one here."
+
+
+def seconds_of(text: str) -> float:
+    """What the tiny model says for sentences Soprano does not merge or rewrite: each runs to its token cap."""
+    import re
+
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    return sum(token_cap(f"[STOP][TEXT]{s}[START]") for s in sentences) * TOKEN_SAMPLES / SAMPLE_RATE
+
+
+@pytest.fixture(scope="module")
+def tts_server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    soprano = write_tiny_soprano(asset_cache() / "tts-models" / TTS)
+    whisper = write_tiny_whisper(asset_cache() / "audio-models" / WHISPER)
+    args = ["--model-dir", str(soprano.parent), "--model-dir", str(whisper.parent), "--model-dir", str(tiny_models_dir)]
+    env = {"MLX_MANAGER_MAX_SPEECH_CHARS": str(MAX_CHARS)}
+    with run_server(tmp_path_factory.mktemp("tts-home"), args, env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(tts_server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{tts_server.base_url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    """Read back with libsndfile, block by block (a streamed file's header does not promise a length)."""
+    with soundfile.SoundFile(io.BytesIO(data)) as f:
+        blocks = list(f.blocks(8192, dtype="float32"))
+        return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
+
+
+def test_tts_models_are_listed_with_their_task(client: openai.OpenAI, tts_server: ServerProcess) -> None:
+    assert TTS in {m.id for m in client.models.list()}
+    local = httpx.get(f"{tts_server.base_url}/admin/models/local", timeout=30).json()
+    rows = local["data"] if isinstance(local, dict) else local
+    assert next(m for m in rows if m["id"] == TTS)["task"] == "speak"
+
+
+def test_wav_is_the_models_rate_and_as_long_as_the_tokens_said(client: openai.OpenAI) -> None:
+    audio = client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="wav").content
+    samples, rate = decode(audio)
+    assert rate == SAMPLE_RATE
+    assert samples.size / rate == pytest.approx(seconds_of(SHORT), abs=1e-3)
+    assert np.abs(samples).max() > 0.001  # sound, not silence
+
+
+@pytest.mark.parametrize(("response_format", "tolerance"), [("flac", 1e-3), ("mp3", 0.1), ("opus", 0.05)])
+def test_each_format_decodes_back_to_the_same_length(
+    client: openai.OpenAI, response_format: str, tolerance: float
+) -> None:
+    audio = client.audio.speech.create(model=TTS, input=SHORT, voice="nova", response_format=response_format)
+    samples, rate = decode(audio.content)
+    assert rate in (SAMPLE_RATE, 48_000) and np.abs(samples).max() > 0.001
+    assert samples.size / rate == pytest.approx(seconds_of(SHORT), abs=tolerance)
+
+
+def test_pcm_is_24khz_16_bit_little_endian(client: openai.OpenAI) -> None:
+    pcm = client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="pcm").content
+    assert len(pcm) % 2 == 0
+    samples = np.frombuffer(pcm, "<i2")
+    assert samples.size / 24_000 == pytest.approx(seconds_of(SHORT), abs=1e-3)
+    assert np.abs(samples).max() > 30
+
+
+def test_mp3_is_the_default_format(client: openai.OpenAI) -> None:
+    audio = client.audio.speech.create(model=TTS, input=SHORT, voice="alloy").content
+    decoded = miniaudio.decode(audio, nchannels=1)
+    assert decoded.num_frames / decoded.sample_rate == pytest.approx(seconds_of(SHORT), abs=0.1)
+
+
+def test_speed_two_halves_the_duration(client: openai.OpenAI) -> None:
+    audio = client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="wav", speed=2.0)
+    samples, rate = decode(audio.content)
+    assert samples.size / rate == pytest.approx(seconds_of(SHORT) / 2, abs=1e-3)
+
+
+@pytest.mark.parametrize("response_format", ["wav", "mp3", "flac", "opus", "pcm"])
+def test_stream_format_audio_sends_each_sentence_as_it_is_made(client: openai.OpenAI, response_format: str) -> None:
+    pieces: list[tuple[float, bytes]] = []
+    with client.audio.speech.with_streaming_response.create(
+        model=TTS, input=TWO, voice="alloy", response_format=response_format, stream_format="audio"
+    ) as response:
+        for piece in response.iter_bytes():
+            pieces.append((time.monotonic(), piece))
+    data = b"".join(p for _, p in pieces)
+    if response_format == "pcm":
+        seconds = len(data) / 2 / 24_000
+    elif response_format == "flac":  # libsndfile will not read a FLAC of unknown length: miniaudio does
+        decoded = miniaudio.decode(data, nchannels=1, sample_rate=SAMPLE_RATE)
+        seconds = decoded.num_frames / SAMPLE_RATE
+    else:
+        samples, rate = decode(data)
+        seconds = samples.size / rate
+    assert seconds == pytest.approx(seconds_of(TWO), abs=0.1)
+    # The first sentence's audio left before the second was made (a sentence takes seconds here).
+    assert pieces[-1][0] - pieces[0][0] > 0.2, [len(p) for _, p in pieces]
+
+
+def test_stream_format_sse_sends_deltas_then_done_with_usage(client: openai.OpenAI) -> None:
+    events: list[dict[str, object]] = []
+    with client.audio.speech.with_streaming_response.create(
+        model=TTS, input=TWO, voice="alloy", response_format="wav", stream_format="sse"
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [data for _, data in iter_json(response.http_response)]
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "speech.audio.done" and set(kinds[:-1]) == {"speech.audio.delta"} and len(kinds) >= 3
+    audio = b"".join(base64.b64decode(str(e["audio"])) for e in events[:-1])
+    samples, rate = decode(audio)
+    assert samples.size / rate == pytest.approx(seconds_of(TWO), abs=1e-3)
+    usage = events[-1]["usage"]
+    assert isinstance(usage, dict)
+    spoken_tokens = round(seconds_of(TWO) * SAMPLE_RATE / TOKEN_SAMPLES)
+    assert usage["output_tokens"] == spoken_tokens and usage["input_tokens"] > len(TWO)
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+
+
+def test_an_unknown_voice_is_a_400_listing_the_voices(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.audio.speech.create(model=TTS, input=SHORT, voice="no-such-voice")
+    error = info.value.body
+    assert isinstance(error, dict) and error["param"] == "voice"
+    assert "alloy" in error["message"] and "default" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "says"),
+    [
+        ({"input": ""}, "input", "empty"),
+        ({"input": "   "}, "input", "empty"),
+        ({"input": "x" * (MAX_CHARS + 1)}, "input", "max_speech_chars"),
+        ({"response_format": "aac"}, "response_format", "no encoder"),
+        ({"speed": 5}, "speed", ""),
+        ({"model": WHISPER}, "model", "speech-to-text"),
+        ({"model": "tiny-llama"}, "model", "text-generation"),
+        ({"bogus": 1}, "bogus", ""),
+    ],
+)
+def test_bad_requests_are_400s_naming_the_field(
+    tts_server: ServerProcess, fields: dict[str, object], param: str, says: str
+) -> None:
+    body = {"model": TTS, "input": SHORT, "voice": "alloy", **fields}
+    response = httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body, timeout=120)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and says in error["message"]
+
+
+def test_an_unknown_model_is_a_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.audio.speech.create(model="no-such-tts", input=SHORT, voice="alloy")
+
+
+def test_four_at_once_all_complete(client: openai.OpenAI) -> None:
+    def one(i: int) -> float:
+        audio = client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="wav", speed=1 + i)
+        samples, rate = decode(audio.content)
+        return samples.size / rate
+
+    with ThreadPoolExecutor(4) as pool:
+        durations = list(pool.map(one, range(4)))
+    assert durations == pytest.approx([seconds_of(SHORT) / (1 + i) for i in range(4)], abs=1e-3)
+
+
+def test_a_client_that_leaves_stops_the_speech(client: openai.OpenAI, tts_server: ServerProcess) -> None:
+    """Eight sentences streamed, the client leaves after the first: the model is free for the next request
+    long before the other seven would have been spoken."""
+    start = time.monotonic()
+    client.audio.speech.create(model=TTS, input=TWO.split(". ")[0] + ".", voice="alloy", response_format="wav")
+    one_sentence = time.monotonic() - start
+    with client.audio.speech.with_streaming_response.create(
+        model=TTS, input=" ".join([TWO] * 4), voice="alloy", response_format="pcm", stream_format="audio"
+    ) as response:
+        next(response.iter_bytes())
+    start = time.monotonic()
+    client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="wav")
+    waited = time.monotonic() - start
+    assert waited < 3 * one_sentence, (waited, one_sentence)
+    loaded = {m["id"]: m for m in httpx.get(f"{tts_server.base_url}/admin/models", timeout=30).json()["data"]}
+    assert loaded[TTS]["active_requests"] == 0
+
+
+def test_the_tts_model_lives_in_the_pool(client: openai.OpenAI, tts_server: ServerProcess) -> None:
+    base = tts_server.base_url
+    assert httpx.post(f"{base}/admin/models/{TTS}/load?pin=true", timeout=120).status_code == 200
+    loaded = {m["id"]: m for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
+    assert loaded[TTS]["pinned"] and loaded[TTS]["memory_bytes"] > 1_000_000
+    assert httpx.post(f"{base}/admin/models/{TTS}/unload", timeout=60).status_code == 200
+    assert TTS not in {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
+    client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="wav")
+    assert TTS in {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
