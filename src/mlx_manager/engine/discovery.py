@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_manager.config import default
-from mlx_manager.engine.audio.detect import audio_task
+from mlx_manager.engine.audio.detect import audio_task, tts_type
 from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
 from mlx_manager.engine.generation_defaults import read_generation_config
@@ -86,7 +86,7 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
     if not config_path.is_file():
         raise NotLoadableError("no config.json")
     config = read_json(config_path)
-    task = audio_task(config)
+    task = audio_task(config, f"{model_id} {folder.name}")
     if task is not None:
         return _inspect_audio(folder, model_id, source, config, task)
     try:
@@ -129,7 +129,7 @@ def _inspect_audio(folder: Path, model_id: str, source: str, config: dict[str, A
     weights = [p for p in folder.glob("*.safetensors")] or [p for p in folder.glob("weights.npz")]
     if not weights or not all(p.exists() for p in weights):
         raise NotLoadableError("no weights (*.safetensors or weights.npz)")
-    kind = "whisper" if task == "transcribe" else str(config["model_type"])
+    kind = "whisper" if task == "transcribe" else str(tts_type(config, f"{model_id} {folder.name}"))
     if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
         raise NotLoadableError(f"no {kind} tokenizer files (tokenizer.json or vocab.json)")
     quant = config.get("quantization") or {}

@@ -37,7 +37,8 @@ def _tokenizer(folder: Path) -> int:
 
 
 def write_tiny_soprano(folder: Path, *, seed: int = 0) -> Path:
-    """A Soprano folder (config.json, model.safetensors, tokenizer files); kept if already there."""
+    """A Soprano folder (config.json, model.safetensors, tokenizer files); kept if already there. Its config says
+    "qwen3", as Soprano's checkpoints do: the folder's name (with "soprano" in it) is what tells it apart."""
     if (folder / "model.safetensors").is_file():
         return folder
     from mlx.utils import tree_flatten
@@ -45,7 +46,7 @@ def write_tiny_soprano(folder: Path, *, seed: int = 0) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab_size = _tokenizer(folder)
-    config = {"model_type": "soprano", "vocab_size": vocab_size, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+    config = {"model_type": "qwen3", "vocab_size": vocab_size, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
               "max_position_embeddings": 2048, "tie_word_embeddings": False, "sample_rate": SAMPLE_RATE,
               **SHAPE}  # fmt: skip
     mx.random.seed(seed)

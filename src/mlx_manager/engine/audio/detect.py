@@ -14,12 +14,17 @@ def is_whisper(config: dict[str, Any]) -> bool:
     return config.get("model_type") == "whisper" or config.keys() >= _WHISPER_KEYS
 
 
-# Text-to-speech architectures mlx-audio runs from the folder alone (no codec or voice pack fetched at load).
-TTS_TYPES = frozenset({"soprano"})
+def tts_type(config: dict[str, Any], name: str = "") -> str | None:
+    """The mlx-audio TTS architecture of a folder, for those that load from the folder alone (no codec or voice
+    pack fetched). Soprano's checkpoints say model_type "qwen3": mlx-audio, too, tells them by their name."""
+    if config.get("model_type") == "soprano" or (config.get("model_type") == "qwen3" and "soprano" in name.lower()):
+        return "soprano"
+    return None
 
 
-def audio_task(config: dict[str, Any]) -> ModelTask | None:
-    """ "transcribe" for a speech-to-text model this server runs, "speak" for a text-to-speech one, else None."""
+def audio_task(config: dict[str, Any], name: str = "") -> ModelTask | None:
+    """ "transcribe" for a speech-to-text model this server runs, "speak" for a text-to-speech one, else None;
+    `name` is the model's id and folder name."""
     if is_whisper(config):
         return "transcribe"
-    return "speak" if config.get("model_type") in TTS_TYPES else None
+    return "speak" if tts_type(config, name) else None

@@ -77,7 +77,7 @@ def load_tts_model(info: ModelInfo) -> TextToSpeechModel:
     from mlx_audio.tts.utils import load_model as load_audio_model
 
     with loading(info, "text-to-speech model") as meter:
-        model = load_audio_model(Path(info.path), strict=True)
+        model = load_audio_model(Path(info.path), strict=True, model_type=info.model_type)
         mx.eval(model.parameters())
     memory = meter.memory()
     log.info("Loaded %s (%s, %.1f MB) in %.2fs", info.id, info.family, memory / 1e6, meter.seconds())
