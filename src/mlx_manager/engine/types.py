@@ -141,8 +141,8 @@ class AdapterRef:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """A model found on disk that MLX can load."""
+class ModelFacts:
+    """What discovery reads about a model folder; the admin API's reply about a local model shows them too."""
 
     id: str
     path: str
@@ -151,6 +151,12 @@ class ModelInfo:
     size_bytes: int
     context_length: int | None
     quantization_bits: int | None
+
+
+@dataclass(frozen=True)
+class ModelInfo(ModelFacts):
+    """A model found on disk that MLX can load."""
+
     source: Literal["hf-cache", "folder"]
     created: int
     task: ModelTask = "generate"

@@ -107,18 +107,9 @@ class Job:
             | {"commit": self.commit}  # the pinned commit travels with the files: the table has no column for it
             for f in self.files.values()
         ]
-        return Download(
-            id=self.id,
-            repo_id=self.repo_id,
-            revision=self.revision,
-            status=self.status,
-            total_bytes=self.total_bytes,
-            downloaded_bytes=self.downloaded_bytes,
-            error=self.error,
-            files=files,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
+        # Every other column is the job's attribute of the same name (the table declares them once).
+        columns = {name: getattr(self, name) for name in Download.model_fields if name != "files"}
+        return Download(**columns, files=files)
 
     @property
     def total_bytes(self) -> int:
