@@ -215,6 +215,10 @@ class Settings(BaseSettings):
     max_speech_chars: int = Field(
         default=4096, ge=1, description="Longest text /v1/audio/speech speaks, in characters (400), as OpenAI's."
     )
+    audio_timeout_seconds: float = Field(
+        default=900, ge=0, description="A transcription running longer is stopped (504, or an error event when"
+        " streamed); 0 = no limit.",
+    )  # fmt: skip
     max_image_bytes: int = Field(default=20 << 20, ge=1, description="Largest image accepted, encoded (400).")
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="Most pixels (width x height) per image.")
     vision_feature_cache_bytes: int = Field(

@@ -20,7 +20,7 @@ from mlx_manager.engine.audio import service as audio
 from mlx_manager.engine.audio import speak
 from mlx_manager.engine.audio.model import SpeechModel, load_speech_model
 from mlx_manager.engine.audio.tts import TextToSpeechModel, load_tts_model
-from mlx_manager.engine.audio.types import TranscribeOptions, Transcript
+from mlx_manager.engine.audio.types import Job, TranscribeOptions, Transcript
 from mlx_manager.engine.backend import ONE, Capabilities, Run
 from mlx_manager.engine.constraints import ConstraintFactory, Grammar
 from mlx_manager.engine.cpu_dtype import WeightPlan
@@ -358,13 +358,25 @@ class Engine:
             self.pool.release(entry)
 
     async def transcribe(
-        self, model_id: str, data: bytes, options: TranscribeOptions, max_seconds: float | None = None
+        self,
+        model_id: str,
+        data: bytes,
+        options: TranscribeOptions,
+        max_seconds: float | None = None,
+        *,
+        job: Job | None = None,
+        priority: int = 0,
+        queue_seconds: float = 0,
     ) -> Transcript:
-        """Speech to text (or to English, `options.task` "translate") of an uploaded audio file."""
+        """Speech to text (or to English, `options.task` "translate") of an uploaded audio file; `job` streams
+        the text by window and can stop the work (audio/service.py)."""
         entry = await self.pool.acquire(await self.resolve_for(model_id, "transcribe"))
         try:
             assert isinstance(entry.loaded, SpeechModel)
-            return await audio.transcribe(entry.runner, entry.loaded, data, options, max_seconds)
+            return await audio.transcribe(
+                entry.runner, entry.loaded, data, options, max_seconds,
+                job=job, priority=priority, queue_seconds=queue_seconds,
+            )  # fmt: skip
         finally:
             self.pool.release(entry)
 

@@ -14,6 +14,7 @@ from mlx_manager.engine.types import Usage
 
 if TYPE_CHECKING:
     from mlx_manager.engine.engine import Engine
+    from mlx_manager.engine.pool import PoolEntry
     from mlx_manager.engine.scheduler import Scheduler
     from mlx_manager.routing.router import Router
 
@@ -144,6 +145,24 @@ class _EngineCollector(Collector):
         yield from vision.families()
         yield from spec.families()
         yield from _memory_metrics(self.engine)
+        yield _transcription_metrics(entries)
+
+
+def _transcription_metrics(entries: list[PoolEntry]) -> Metric:
+    """Transcriptions a loaded speech model finished, by outcome (done, cancelled: the client left, expired)."""
+    from mlx_manager.engine.audio.model import SpeechModel  # mlx-free until a speech model exists
+
+    family = CounterMetricFamily(
+        "mlx_manager_transcriptions",
+        "Transcriptions a loaded speech model ended: done, cancelled (the client left; stopped between windows)"
+        " or expired (audio_timeout_seconds).",
+        labels=["model", "outcome"],
+    )
+    for e in entries:
+        if isinstance(e.loaded, SpeechModel):
+            for outcome, count in sorted(e.loaded.outcomes.items()):
+                family.add_metric([e.info.id, outcome], count)
+    return family
 
 
 def _memory_metrics(engine: Engine) -> Iterator[Metric]:

@@ -11,7 +11,10 @@ from starlette.datastructures import UploadFile
 
 from mlx_manager.api.access import record
 from mlx_manager.api.errors import APIError
-from mlx_manager.engine.audio.types import Task, TranscribeOptions, Transcript
+from mlx_manager.api.int64 import INT64_MAX, INT64_MIN
+from mlx_manager.api.openai import audio_run
+from mlx_manager.api.request.start import PRIORITY_FLOOR
+from mlx_manager.engine.audio.types import Job, Task, TranscribeOptions, Transcript
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 # The form is read by hand (limits, unknown fields); this documents it.
@@ -31,6 +34,8 @@ _FORM_DOC: dict[str, Any] = {
                         "response_format": {"type": "string", "enum": ["json", "text", "srt", "vtt", "verbose_json"]},
                         "temperature": {"type": "number", "minimum": 0, "maximum": 1},
                         "timestamp_granularities[]": {"type": "array", "items": {"enum": ["segment", "word"]}},
+                        "stream": {"type": "boolean", "description": "transcriptions only: SSE events by window"},
+                        "priority": {"type": "integer", "description": "extension: lower runs sooner (as vLLM)"},
                     },
                 }
             }
@@ -42,7 +47,8 @@ FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
 # Form fields the routes read; the SDKs send a list field as "name[]".
 _FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities",
-           "timestamp_granularities[]", "stream"}  # fmt: skip
+           "timestamp_granularities[]", "stream", "priority"}  # fmt: skip
+STREAM_FORMATS = ("json", "text")
 _FORM_LIMITS = {"max_files": 1, "max_fields": 32, "max_part_size": 1 << 20}
 
 
@@ -72,6 +78,29 @@ def _temperature(form: Any) -> float:
     if not math.isfinite(value) or not 0 <= value <= 1:
         raise _bad(f"temperature must be between 0 and 1, got {raw[:20]}.", "temperature")
     return value
+
+
+def _priority(form: Any) -> int:
+    raw = _text_field(form, "priority")
+    try:
+        value = int(raw) if raw is not None else 0
+    except ValueError as exc:
+        raise _bad(f"priority must be an integer, got '{raw[:20] if raw else raw}'.", "priority") from exc
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _bad("priority must fit in a signed 64-bit integer.", "priority")
+    return max(value, PRIORITY_FLOOR.get())
+
+
+def _stream(form: Any, task: Task, response_format: str) -> bool:
+    raw = (_text_field(form, "stream") or "false").lower()
+    if raw not in ("true", "1", "false", "0"):
+        raise _bad("stream must be true or false.", "stream")
+    stream = raw in ("true", "1")
+    if stream and task == "translate":  # as OpenAI: its translations endpoint takes no stream
+        raise _bad("stream is not supported on /v1/audio/translations; send the request without it.", "stream")
+    if stream and response_format not in STREAM_FORMATS:
+        raise _bad(f"stream takes response_format json or text, not {response_format}.", "stream")
+    return stream
 
 
 async def _upload(request: Request, form: Any) -> bytes:
@@ -106,8 +135,8 @@ async def _transcribe(request: Request, task: Task) -> Response:
         raise _bad("timestamp_granularities takes 'segment' and 'word'.", "timestamp_granularities")
     if granularities and response_format != "verbose_json":
         raise _bad("timestamp_granularities needs response_format verbose_json.", "timestamp_granularities")
-    if (_text_field(form, "stream") or "false").lower() not in ("false", "0"):
-        raise _bad("stream is not supported for Whisper models; send the request without it.", "stream")
+    stream = _stream(form, task, response_format)
+    priority = _priority(form)
     language = _text_field(form, "language")
     if task == "translate" and language is not None:
         raise _bad("Translations take no language: the audio's is detected and the text is English.", "language")
@@ -120,7 +149,21 @@ async def _transcribe(request: Request, task: Task) -> Response:
     )
     data = await _upload(request, form)
     settings = request.app.state.settings
-    transcript = await request.app.state.engine.transcribe(model, data, options, settings.max_audio_seconds)
+    starter = request.app.state.openai_serving.starter
+    limits = starter.time_limits()
+
+    def work(job: Job) -> Any:
+        return request.app.state.engine.transcribe(
+            model, data, options, settings.max_audio_seconds, job=job, priority=priority, queue_seconds=limits.queue
+        )
+
+    limit = settings.audio_timeout_seconds
+    if stream:
+        events = await audio_run.stream(request, work, limit, starter.on_limit)
+        return events if events is not None else Response(status_code=499)  # the client is gone
+    transcript = await audio_run.whole(request, work, limit, starter.on_limit)
+    if transcript is None:
+        return Response(status_code=499)
     return render(transcript, response_format, task, granularities)
 
 

@@ -16,7 +16,7 @@ from mlx_manager.engine.generation import Generation
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+Endpoint = Literal["chat", "completions", "embeddings", "audio"]
 # Called with the endpoint and what ran out ("generation" or "queue"), for the metrics.
 OnLimit = Callable[[str, str], None]
 
@@ -29,6 +29,7 @@ class TimeLimits:
     completions: float = 600.0
     embeddings: float = 120.0
     queue: float = 300.0
+    audio: float = 900.0  # a transcription, stopped between windows (audio_timeout_seconds)
 
     def of(self, endpoint: Endpoint) -> float:
         seconds: float = getattr(self, endpoint)

@@ -5,8 +5,12 @@ mlx-audio is imported only here, when a speech model loads (it is large and pull
 
 from __future__ import annotations
 
+import builtins
 import logging
-from dataclasses import dataclass
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +18,53 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from mlx_manager.engine.audio.types import Segment, TranscribeOptions, Transcript, Word
+from mlx_manager.engine.audio.types import Job, Segment, Stopped, TranscribeOptions, Transcript, Word
 from mlx_manager.engine.discovery import read_json
 from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.load_meter import loading
 from mlx_manager.engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
+# The job running on this thread, read by the hooks below (each speech model has its own thread).
+_current = threading.local()
+# How mlx-audio's verbose long-form loop prints each finished segment of a window.
+_SEGMENT_LINE = re.compile(r"\[([\d:.]+) --> ([\d:.]+)\] (.*)", re.DOTALL)
+
+
+def _job() -> Job | None:
+    job: Job | None = getattr(_current, "job", None)
+    return job
+
+
+def _print(*args: object, **kwargs: Any) -> None:
+    """mlx-audio's Whisper loop reports a window's final segments only through its verbose print: a streaming
+    job takes each text from there (skipping the instantaneous or blank ones the loop then clears)."""
+    job = _job()
+    if job is None:
+        builtins.print(*args, **kwargs)
+        return
+    match = _SEGMENT_LINE.fullmatch(" ".join(str(a) for a in args))
+    if job.on_text is not None and match and match[1] != match[2] and match[3].strip():
+        job.on_text(match[3])
+
+
+def _install_hooks() -> None:
+    """Once: a stop check before each decoding pass (so a stopped job ends between windows) and the print above."""
+    from mlx_audio.stt.models.whisper import whisper
+
+    if getattr(whisper.Model, "_mlx_manager_hooked", False):
+        return
+    decode = whisper.Model.decode
+
+    def checked_decode(self: Any, *args: Any, **kwargs: Any) -> Any:
+        job = _job()
+        if job is not None:
+            job.next_pass()
+        return decode(self, *args, **kwargs)
+
+    whisper.Model.decode = checked_decode
+    whisper.Model._mlx_manager_hooked = True
+    whisper.print = _print
 
 
 @dataclass
@@ -30,10 +74,31 @@ class SpeechModel:
     memory_bytes: int
     multilingual: bool
     languages: frozenset[str]
+    # Finished transcriptions by outcome: done, cancelled (the client left), expired (time limit); for /metrics.
+    outcomes: Counter[str] = field(default_factory=Counter)
+    turns: Any = None  # service.TurnQueue, made on the event loop: whose transcription runs next
 
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions, job: Job | None = None) -> Transcript:
         """Runs on the model's thread. Whisper's own long-form decoding: 30 s windows, each starting where the
-        previous one's last complete segment ended, so words cut at a window's edge are decoded again."""
+        previous one's last complete segment ended, so words cut at a window's edge are decoded again. A `job`
+        gets each window's text as it is final and can stop the work between decoding passes."""
+        job = job or Job()
+        _current.job = job
+        try:
+            transcript = self._transcribe(audio, options, job)
+        except Stopped:
+            self.outcomes[job.reason] += 1
+            log.info(
+                "Transcription on %s stopped (%s) after %d decoding passes of %.1f s of audio",
+                self.info.id, job.reason, job.passes, audio.size / 16_000,
+            )  # fmt: skip
+            raise
+        finally:
+            _current.job = None
+        self.outcomes["done"] += 1
+        return transcript
+
+    def _transcribe(self, audio: np.ndarray, options: TranscribeOptions, job: Job) -> Transcript:
         if options.language is not None and options.language not in self.languages:
             raise InvalidRequestError(
                 f"language '{options.language[:20]}' is not one '{self.info.id}' knows; use an ISO-639-1 code"
@@ -53,7 +118,7 @@ class SpeechModel:
             initial_prompt=options.prompt or None,
             word_timestamps=options.words,
             fp16=self.model.dtype == mx.float16,
-            verbose=None,
+            verbose=True if job.on_text is not None else None,  # True: segments reach _print as they are final
         )
         segments = [
             Segment(
@@ -106,6 +171,8 @@ def load_speech_model(info: ModelInfo) -> SpeechModel:
     """Runs on the model's own thread, like `load_model`. Half-precision weights run in float32 on the CPU."""
     from mlx_audio.stt.models.whisper.tokenizer import LANGUAGES
     from mlx_audio.stt.models.whisper.whisper import Model, ModelDimensions
+
+    _install_hooks()
 
     folder = Path(info.path)
     with loading(info, "speech model") as meter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,3 +48,33 @@ class Transcript:
     duration: float
     segments: list[Segment] = field(default_factory=list)
     words: list[Word] = field(default_factory=list)
+
+
+class Stopped(Exception):
+    """Raised on the model's thread when a transcription was told to stop (client gone, time limit)."""
+
+
+@dataclass
+class Job:
+    """One running transcription, shared by the event loop and the model's thread: text out as each 30 s window's
+    segments are final (`on_text`, called on the model's thread), a stop asked for in, checked before each pass."""
+
+    on_text: Callable[[str], None] | None = None
+    on_start: Callable[[], object] | None = None  # called on the event loop when the model takes it up
+    reason: str = ""  # why it was stopped: "cancelled" (the client left) or "expired" (time limit)
+    passes: int = 0  # decoding passes started (one per window, more where Whisper retried a window)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.reason = reason
+            self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def next_pass(self) -> None:
+        if self._stop.is_set():
+            raise Stopped(self.reason)
+        self.passes += 1
