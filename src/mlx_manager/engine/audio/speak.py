@@ -3,6 +3,7 @@ the model's thread, each sentence's audio handed on as soon as it is made. No HT
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlx_manager.engine.audio.encode import resample
-from mlx_manager.engine.audio.tts import TextToSpeechModel
+from mlx_manager.engine.audio.tts import Spoken, TextToSpeechModel
 from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.pool import ModelRunner
 
@@ -80,14 +81,34 @@ class Speech:
             release()
 
     async def chunks(self) -> AsyncIterator[np.ndarray]:
+        """Each piece of audio as the model's thread makes it, sentence after sentence."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[np.ndarray] = asyncio.Queue()
+
+        def emit(samples: np.ndarray) -> None:  # on the model's thread
+            loop.call_soon_threadsafe(pieces.put_nowait, samples)
+
+        task: asyncio.Future[Spoken] | None = None
         try:
             for sentence in self._sentences:
                 if self._stop.is_set():
                     return
-                spoken = await self._runner.run(self._model.speak, sentence, self._stop)
+                task = asyncio.ensure_future(self._runner.run(self._model.speak, sentence, self._stop, emit))
+                while not task.done() or not pieces.empty():
+                    if pieces.empty():
+                        getter = asyncio.ensure_future(pieces.get())
+                        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                        if not getter.done():
+                            getter.cancel()
+                            continue
+                        samples = getter.result()
+                    else:  # the model's pieces arrive before its result does
+                        samples = pieces.get_nowait()
+                    yield change_speed(samples, self._options.speed)
+                spoken = task.result()
                 self.input_tokens += spoken.input_tokens
                 self.output_tokens += spoken.output_tokens
-                if spoken.samples.size:
-                    yield change_speed(spoken.samples, self._options.speed)
         finally:
+            if task is not None and not task.done():
+                task.cancel()
             self.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,42 @@ def token_cap(sentence: str) -> int:
 
 @dataclass
 class Spoken:
-    """One sentence's audio (float32 mono at the model's rate) and the tokens it took."""
+    """What one sentence took: its prompt's tokens and the audio tokens it said."""
 
-    samples: np.ndarray
     input_tokens: int
     output_tokens: int
+
+
+Emit = Callable[[np.ndarray], None]
+
+
+class DecodeStream:
+    """The audio of a growing run of hidden states, `CHUNK_TOKENS` at a time. Each piece is decoded with `CONTEXT`
+    states either side (the Vocos decoder's reach, as Soprano streams), so the pieces join into the whole decode."""
+
+    CHUNK_TOKENS = 16  # about 1 s of speech at 32 kHz
+    CONTEXT = 4
+
+    def __init__(self, decoder: Any, token_size: int) -> None:
+        self._decoder = decoder
+        self._token_size = token_size
+        self._states: list[mx.array] = []
+        self._done = 0  # the audio between states i and i+1, for i below this, was handed out
+
+    def add(self, state: mx.array) -> np.ndarray | None:
+        self._states.append(state)
+        ready = len(self._states) - 1 - self.CONTEXT
+        return self._piece(ready) if ready - self._done >= self.CHUNK_TOKENS else None
+
+    def finish(self) -> np.ndarray | None:
+        return self._piece(len(self._states) - 1) if len(self._states) - 1 > self._done else None
+
+    def _piece(self, upto: int) -> np.ndarray:
+        start = max(0, self._done - self.CONTEXT)
+        audio = self._decoder(mx.concatenate(self._states[start:], axis=1))[0]
+        piece = audio[(self._done - start) * self._token_size : (upto - start) * self._token_size]
+        self._done = upto
+        return np.clip(np.array(piece.astype(mx.float32), copy=True), -1.0, 1.0)
 
 
 @dataclass
@@ -53,23 +85,23 @@ class TextToSpeechModel:
         """Soprano's own split into sentences (short ones merged), each as the prompt the model is given."""
         return [prompt for prompt, _, _ in self.model._preprocess_text([text])]
 
-    def speak(self, prompt: str, stop: threading.Event) -> Spoken:
-        """Runs on the model's thread; `stop` set (the client left) ends it at the next token."""
+    def speak(self, prompt: str, stop: threading.Event, emit: Emit) -> Spoken:
+        """Runs on the model's thread: audio handed to `emit` a piece at a time as it is made; `stop` set (the
+        client left) ends it at the next token. As mlx-audio's generate, the audio starts at the first token said
+        (the prompt's last state only leads into it)."""
         ids = self.model._tokenize(prompt)
-        states: list[mx.array] = []
+        stream = DecodeStream(self.model.decoder, self.model.config.decoder_config.token_size)
+        states = 0
         temperature = 0.3  # Soprano's default; it is trained for sampling, not greedy decoding
         for _, hidden in self.model.stream_generate(ids, max_tokens=token_cap(prompt), temperature=temperature):
-            states.append(hidden)
+            states += 1
+            if (piece := stream.add(hidden)) is not None:
+                emit(piece)
             if stop.is_set():
                 break
-        if len(states) < 2:  # only the prompt's last state: nothing was said
-            return Spoken(np.zeros(0, np.float32), int(ids.size), 0)
-        audio = self.model.decoder(mx.concatenate(states, axis=1))[0]
-        # As mlx-audio's generate: the first state is the prompt's, its audio is dropped.
-        token_size = self.model.config.decoder_config.token_size
-        audio = audio[-(len(states) - 1) * token_size :]
-        samples = np.array(audio.astype(mx.float32), copy=True)
-        return Spoken(np.clip(samples, -1.0, 1.0), int(ids.size), len(states) - 1)
+        if (piece := stream.finish()) is not None:
+            emit(piece)
+        return Spoken(int(ids.size), max(states - 1, 0))
 
 
 def load_tts_model(info: ModelInfo) -> TextToSpeechModel:
