@@ -1,20 +1,13 @@
-"""${message}
-
-Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
-"""
-
-from __future__ import annotations
+"""${up_revision} (after ${down_revision | comma,n}, ${create_date}): ${message}"""
 
 import sqlalchemy as sa
 from alembic import op
 ${imports if imports else ""}
 
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
-branch_labels = ${repr(branch_labels)}
-depends_on = ${repr(depends_on)}
+revision, down_revision = ${repr(up_revision)}, ${repr(down_revision)}
+% if branch_labels or depends_on:
+branch_labels, depends_on = ${repr(branch_labels)}, ${repr(depends_on)}
+% endif
 
 
 def upgrade() -> None:

@@ -1,19 +1,9 @@
-"""Stored Responses API results (previous_response_id).
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-22
-"""
-
-from __future__ import annotations
+"""0001 (2026-11-22): Stored Responses API results (previous_response_id)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
+revision, down_revision = "0001", None
 
 
 def upgrade() -> None:

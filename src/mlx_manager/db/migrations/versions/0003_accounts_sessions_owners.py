@@ -1,11 +1,5 @@
-"""accounts round two: user uids, case-insensitive usernames, ids never reused, sessions, response owners
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-23
-"""
-
-from __future__ import annotations
+"""0003 (after 0002, 2026-11-23): accounts round two: user uids, case-insensitive usernames, ids never reused,
+sessions, response owners."""
 
 import logging
 import secrets
@@ -13,10 +7,10 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+from mlx_manager.db.migrations.tables import create, drop, required
+
+revision, down_revision = "0003", "0002"
+SESSION_INDEXES = ("user_id", "expires_at")
 
 log = logging.getLogger("alembic.runtime.migration")
 
@@ -74,18 +68,12 @@ def upgrade() -> None:
         "SELECT max(coalesce((SELECT max(id) FROM api_keys), 0), coalesce(max(api_key_id), 0)) FROM audit_log",
     )
 
-    op.create_table(
+    create(
         "sessions",
-        sa.Column("id", sa.String(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("expires_at", sa.Float(), nullable=False),
+        *required(id=sa.String, user_id=sa.Integer, created_at=sa.Float, expires_at=sa.Float),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
-        sa.PrimaryKeyConstraint("id"),
+        indexes=SESSION_INDEXES,
     )
-    with op.batch_alter_table("sessions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_sessions_user_id"), ["user_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_sessions_expires_at"), ["expires_at"], unique=False)
 
     with op.batch_alter_table("responses", schema=None) as batch_op:
         batch_op.add_column(sa.Column("owner", sa.String(), nullable=True))
@@ -97,10 +85,7 @@ def downgrade() -> None:
     with op.batch_alter_table("responses", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_responses_owner"))
         batch_op.drop_column("owner")
-    with op.batch_alter_table("sessions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_sessions_expires_at"))
-        batch_op.drop_index(batch_op.f("ix_sessions_user_id"))
-    op.drop_table("sessions")
+    drop("sessions", SESSION_INDEXES)
     op.drop_index("ux_users_username_lower", table_name="users")
     with op.batch_alter_table("users", recreate="always", table_kwargs={"sqlite_autoincrement": False}) as batch_op:
         batch_op.drop_index("ix_users_uid")

@@ -1,71 +1,39 @@
-"""web UI chats: chats and their messages, per owner
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-24
-"""
-
-from __future__ import annotations
+"""0004 (after 0003, 2026-11-24): web UI chats: chats and their messages, per owner."""
 
 import sqlalchemy as sa
-from alembic import op
 
-revision = "0004"
-down_revision = "0003"
-branch_labels = None
-depends_on = None
+from mlx_manager.db.migrations.tables import create, drop, optional, required
+
+revision, down_revision = "0004", "0003"
+
+Int, Float, Str, Json = sa.Integer, sa.Float, sa.String, sa.JSON
+CHAT_INDEXES = ("owner", "updated_at")
 
 
 def upgrade() -> None:
-    op.create_table(
+    create(
         "chats",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("owner", sa.String(), nullable=True),
-        sa.Column("title", sa.String(), nullable=False),
-        sa.Column("model", sa.String(), nullable=False),
-        sa.Column("options", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("updated_at", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        *required(id=Int),
+        *optional(owner=Str),
+        *required(title=Str, model=Str, options=Json, created_at=Float, updated_at=Float),
+        indexes=CHAT_INDEXES,
         sqlite_autoincrement=True,
     )
-    with op.batch_alter_table("chats", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_chats_owner"), ["owner"], unique=False)
-        batch_op.create_index(batch_op.f("ix_chats_updated_at"), ["updated_at"], unique=False)
-
-    op.create_table(
+    create(
         "chat_messages",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("chat_id", sa.Integer(), nullable=False),
-        sa.Column("role", sa.String(), nullable=False),
-        sa.Column("content", sa.String(), nullable=False),
-        sa.Column("images", sa.JSON(), nullable=False),
-        sa.Column("reasoning", sa.String(), nullable=True),
-        sa.Column("tool_calls", sa.JSON(), nullable=True),
-        sa.Column("status", sa.String(), nullable=False),
-        sa.Column("error", sa.String(), nullable=True),
-        sa.Column("model", sa.String(), nullable=True),
-        sa.Column("params", sa.JSON(), nullable=False),
-        sa.Column("finish_reason", sa.String(), nullable=True),
-        sa.Column("prompt_tokens", sa.Integer(), nullable=True),
-        sa.Column("completion_tokens", sa.Integer(), nullable=True),
-        sa.Column("ttft_ms", sa.Float(), nullable=True),
-        sa.Column("decode_ms", sa.Float(), nullable=True),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("updated_at", sa.Float(), nullable=False),
+        *required(id=Int, chat_id=Int, role=Str, content=Str, images=Json),
+        *optional(reasoning=Str, tool_calls=Json),
+        *required(status=Str),
+        *optional(error=Str, model=Str),
+        *required(params=Json),
+        *optional(finish_reason=Str, prompt_tokens=Int, completion_tokens=Int, ttft_ms=Float, decode_ms=Float),
+        *required(created_at=Float, updated_at=Float),
         sa.ForeignKeyConstraint(["chat_id"], ["chats.id"]),
-        sa.PrimaryKeyConstraint("id"),
+        indexes=["chat_id"],
         sqlite_autoincrement=True,
     )
-    with op.batch_alter_table("chat_messages", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_chat_messages_chat_id"), ["chat_id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("chat_messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_chat_messages_chat_id"))
-    op.drop_table("chat_messages")
-    with op.batch_alter_table("chats", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_chats_updated_at"))
-        batch_op.drop_index(batch_op.f("ix_chats_owner"))
-    op.drop_table("chats")
+    drop("chat_messages", ["chat_id"])
+    drop("chats", CHAT_INDEXES)

@@ -1,19 +1,9 @@
-"""profiles: kv_bits and kv_group_size (KV-cache quantization per profile)
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-03
-"""
-
-from __future__ import annotations
+"""0005 (after 0004, 2026-12-03): profiles: kv_bits and kv_group_size (KV-cache quantization per profile)"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0005", "0004"
 
 
 def upgrade() -> None:

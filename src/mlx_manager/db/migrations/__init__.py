@@ -1,0 +1,1 @@
+"""Alembic's migrations (versions/) and the helper they share (tables.py)."""
