@@ -208,3 +208,18 @@ def test_the_speech_model_lives_in_the_pool(audio_client: openai.OpenAI, audio_s
     reply = audio_client.audio.transcriptions.create(model=WHISPER, file=("a.wav", wav_bytes(tone(0.5))))
     assert isinstance(reply.text, str)
     assert WHISPER in {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
+
+
+@pytest.mark.parametrize("kind", ["flac", "mp3", "ogg", "opus"])
+def test_compressed_uploads_are_transcribed(audio_client: openai.OpenAI, kind: str) -> None:
+    """FLAC, MP3, Ogg Vorbis and Ogg Opus (libsndfile-written) are transcribed whole; cut short they are a 400."""
+    from tests.engine.test_audio_containers import encoded
+
+    data = encoded(kind, 3.0)
+    reply = audio_client.audio.transcriptions.create(
+        model=WHISPER, file=(f"clip.{kind}", data), response_format="verbose_json"
+    )
+    assert reply.duration == pytest.approx(3.0, abs=0.08)
+    with pytest.raises(openai.BadRequestError) as info:
+        audio_client.audio.transcriptions.create(model=WHISPER, file=(f"clip.{kind}", data[: len(data) // 2]))
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "file"
