@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,11 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
         intermediate_size=256,
     )
     (home / "four.json").write_text(json.dumps(LOOPBACK * 2))
+    # The same weights with their authors' sampling recommendation, which an unset value must follow.
+    warm = home / "models" / "tiny-llama-warm"
+    shutil.copytree(llama, warm)
+    generation = json.loads((warm / "generation_config.json").read_text())
+    (warm / "generation_config.json").write_text(json.dumps(generation | {"temperature": 0.6, "top_k": 3}))
     config = [
         {"id": "tiny-llama-tp2", "path": llama, "hostfile": str(home / "loopback.json"), "strategy": "tensor"},
         {
@@ -52,6 +59,8 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
         },
         {"id": "four-tp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "tensor"},
         {"id": "four-pp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "pipeline"},
+        {"id": "warm-pp2", "path": str(warm), "hostfile": str(home / "loopback.json"), "strategy": "pipeline"},
+        {"id": "qwen3-tp2", "path": str(tiny_models["tiny-qwen3"]), "hostfile": str(home / "loopback.json")},
         {"id": "tiny-llama-far", "path": llama, "hostfile": str(home / "far.json"), "strategy": "tensor"},
     ]
     (home / "distributed.json").write_text(json.dumps(config))
@@ -93,6 +102,109 @@ def test_greedy_output_matches_the_single_process_model(
     assert f'mlx_manager_completion_tokens_total{{model="{model}"}}' in metrics
 
 
+def test_unset_sampling_values_come_from_the_models_generation_config(
+    client: openai.OpenAI, server: ServerProcess
+) -> None:
+    card = httpx.get(f"{server.base_url}/v1/models/warm-pp2", timeout=30).json()["sampling_defaults"]
+    assert card["temperature"] == {"value": 0.6, "source": "model"} and card["top_k"]["value"] == 3
+    messages: Any = [{"role": "user", "content": "Once upon a time"}]
+    replies, api_defaults = [], []
+    for seed in (1, 2, 3):
+        ask = {"messages": messages, "max_tokens": 24, "seed": seed}
+        local = client.chat.completions.create(model="tiny-llama-warm", **ask).choices[0].message.content
+        sharded = client.chat.completions.create(model="warm-pp2", **ask).choices[0].message.content
+        assert sharded == local  # the same defaults and the engine's own seeded sampler, on rank 0
+        replies.append(sharded)
+        plain = (
+            client.chat.completions.create(model="warm-pp2", temperature=1.0, extra_body={"top_k": 0}, **ask)
+            .choices[0]
+            .message.content
+        )
+        api_defaults.append(plain)
+    assert replies != api_defaults  # temperature 1 without a filter, the old fallback, samples other text
+
+
+TOOLS: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "integer", "maximum": 99}, "b": {"type": "integer", "maximum": 99}},
+                "required": ["a", "b"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 12}, "sunny": {"type": "boolean"}},
+    "required": ["city", "sunny"],
+    "additionalProperties": False,
+}
+
+
+def _tool_calls(client: openai.OpenAI, model: str, stream: bool) -> tuple[list[tuple[str, str]], str, str]:
+    """The calls (name, arguments), the reasoning and the finish reason of a forced call, as one reply."""
+    ask: Any = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Add 2 and 3."}],
+        "max_tokens": 80,
+        "temperature": 0,
+        "tools": TOOLS,
+        "tool_choice": "required",
+        "extra_body": {"max_reasoning_tokens": 6},  # a random model seldom closes its <think> block itself
+    }
+    if not stream:
+        choice = client.chat.completions.create(**ask).choices[0]
+        calls = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
+        return calls, getattr(choice.message, "reasoning_content", "") or "", choice.finish_reason
+    acc: dict[int, list[str]] = {}
+    reasoning, finish = "", ""
+    for chunk in client.chat.completions.create(**ask, stream=True):
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        assert not delta.content  # the call's markup never reaches content
+        reasoning += getattr(delta, "reasoning_content", None) or ""
+        for tc in delta.tool_calls or []:
+            entry = acc.setdefault(tc.index, ["", ""])
+            entry[0] += (tc.function.name if tc.function else None) or ""
+            entry[1] += (tc.function.arguments if tc.function else None) or ""
+        finish = chunk.choices[0].finish_reason or finish
+    return [(n, a) for n, a in (v for _, v in sorted(acc.items()))], reasoning, finish
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_forced_tool_call_is_parsed_and_follows_its_schema(client: openai.OpenAI, stream: bool) -> None:
+    calls, reasoning, finish = _tool_calls(client, "qwen3-tp2", stream)
+    assert finish == "tool_calls" and calls  # the call went to tool_calls, its markup nowhere in content
+    for name, arguments in calls:
+        args = json.loads(arguments)
+        assert name == "add" and set(args) == {"a", "b"} and all(isinstance(v, int) for v in args.values())
+    assert (calls, reasoning, finish) == _tool_calls(client, "tiny-qwen3", stream)  # the local model's reply
+
+
+def test_a_json_schema_reply_follows_the_schema(client: openai.OpenAI) -> None:
+    ask: Any = {
+        "messages": [{"role": "user", "content": "Weather in Paris as JSON."}],
+        "max_tokens": 80,
+        "temperature": 0,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": SCHEMA, "strict": True}},
+        "extra_body": {"max_reasoning_tokens": 6},
+    }
+    out = client.chat.completions.create(model="qwen3-tp2", **ask).choices[0]
+    reply = json.loads(out.message.content or "")
+    assert out.finish_reason == "stop" and set(reply) == {"city", "sunny"} and isinstance(reply["sunny"], bool)
+    assert out.message.content == client.chat.completions.create(model="tiny-qwen3", **ask).choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as err:  # what the grammar cannot enforce: a 400 naming it
+        bad: Any = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "string", "format": "x"}}}
+        client.chat.completions.create(model="qwen3-tp2", messages=ask["messages"], response_format=bad)
+    assert err.value.param == "response_format"
+
+
 @pytest.mark.parametrize("model", ["four-tp4", "four-pp4"])
 def test_four_ranks_give_the_single_process_output(client: openai.OpenAI, server: ServerProcess, model: str) -> None:
     assert chat(client, model, "Once upon a time") == chat(client, "tiny-llama-4x4", "Once upon a time")
@@ -107,6 +219,29 @@ def test_each_pipeline_rank_holds_part_of_the_weights(
     weights = [r["weight_bytes"] for r in status(server, "tiny-llama-pp2")["ranks"]]
     full = sum(p.stat().st_size for p in tiny_models["tiny-llama"].glob("*.safetensors"))
     assert all(w < full * 0.9 for w in weights), (weights, full)
+
+
+def test_a_started_distributed_model_is_in_the_admin_lists_and_loads_like_a_local_one(
+    client: openai.OpenAI, server: ServerProcess
+) -> None:
+    def admin(path: str, method: str = "GET") -> Any:
+        reply = httpx.request(method, f"{server.base_url}/admin/models{path}", timeout=120)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    def loaded(model: str) -> bool:
+        return bool(next(m for m in admin("/local") if m["id"] == model)["loaded"])
+
+    chat(client, "tiny-llama-pp2", "hi", 2)
+    row = next(r for r in admin("")["data"] if r["id"] == "tiny-llama-pp2")
+    ranks = row["distributed"]["ranks"]
+    assert row["state"] == "loaded" and row["distributed"]["strategy"] == "pipeline" and loaded("tiny-llama-pp2")
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["weight_bytes"] > 0 for r in ranks)
+    assert row["memory_bytes"] == sum(r["active_bytes"] for r in ranks) > 0 and row["tokens_generated"] >= 2
+    assert admin("/tiny-llama-pp2/unload", "POST")["status"] == "unloaded" and not loaded("tiny-llama-pp2")
+    assert "tiny-llama-pp2" not in {r["id"] for r in admin("")["data"]}
+    assert admin("/tiny-llama-pp2/load", "POST")["state"] == "loaded" and loaded("tiny-llama-pp2")
+    assert chat(client, "tiny-llama-pp2", "hi", 4) == chat(client, "tiny-llama", "hi", 4)
 
 
 def test_distributed_models_are_listed_like_local_ones(client: openai.OpenAI) -> None:
@@ -150,6 +285,49 @@ def test_a_cancelled_stream_stops_every_rank(client: openai.OpenAI, server: Serv
     started = time.monotonic()
     chat(client, "tiny-llama-pp2", "hi", 4)  # runs at once: no rank is still busy with the cancelled one
     assert time.monotonic() - started < 10
+
+
+def test_concurrent_requests_take_turns_by_priority_and_match_sequential_ones(
+    client: openai.OpenAI, server: ServerProcess
+) -> None:
+    prompts = ["Once upon a time", "The cat sat", "Tell me about the sea"]
+    sequential = [chat(client, "tiny-llama-tp2", p) for p in prompts]
+    finished: list[int] = []
+
+    def ask(i: int, priority: int) -> str:
+        reply = client.chat.completions.create(
+            model="tiny-llama-tp2",
+            messages=[{"role": "user", "content": prompts[i]}],
+            max_tokens=24,
+            temperature=0,
+            extra_body={"priority": priority},
+        )
+        finished.append(i)
+        return reply.choices[0].message.content or ""
+
+    def until(what: str, n: int) -> None:
+        deadline = time.monotonic() + 60
+        while status(server, "tiny-llama-tp2")[what] != n:
+            assert time.monotonic() < deadline, (what, n, status(server, "tiny-llama-tp2"))
+            time.sleep(0.05)
+
+    # A long stream holds the ranks until the three are queued, so their order is the queue's.
+    hold = client.chat.completions.create(
+        model="tiny-llama-tp2",
+        messages=[{"role": "user", "content": "Once"}],
+        max_tokens=1500,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    next(iter(hold))
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(ask, i, priority) for i, priority in enumerate([9, 3, 0])]
+        until("waiting", 3)
+        hold.close()
+        replies = [f.result(timeout=120) for f in futures]
+    assert replies == sequential and finished == [2, 1, 0]  # lower priority first, each as if alone
+    card = client.models.retrieve("tiny-llama-tp2").model_extra or {}
+    assert card["distributed"]["concurrent_requests"] == 1 and card["distributed"]["ranks"] == 2
 
 
 def test_a_prompt_past_the_context_is_a_400_and_the_ranks_keep_serving(client: openai.OpenAI) -> None:

@@ -193,6 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
     specs = read_config(settings.distributed_config) if settings.distributed_config else []
     app.state.distributed = distributed = DistributedModels(engine, specs)
     engine.listed.update(distributed.infos())  # /v1/models (and the other lists) show them like local models
+    engine.listed_loaded = distributed.is_loaded
     # Rules come from the database; a model no rule names runs on the local engine.
     router = Router(
         distributed,

@@ -32,6 +32,8 @@ def sampling_defaults(
 
 
 def is_loaded(engine: Engine, model_id: str) -> bool:
+    if model_id in engine.listed:  # another backend's model (distributed ranks): loaded when they run
+        return engine.listed_loaded(model_id)
     entry = engine.pool.get(model_id)
     if entry is None and "@" in model_id:  # an adapter (BASE@NAME): live on its loaded base
         base = engine.pool.get(model_id.split("@", 1)[0])

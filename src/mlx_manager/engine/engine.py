@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -105,6 +106,7 @@ class Engine:
         self.adapters = Adapters()
         # Models another backend in this server runs (distributed ranks), listed and resolved beside the found ones.
         self.listed: dict[str, ModelInfo] = {}
+        self.listed_loaded: Callable[[str], bool] = lambda _id: False  # whether that backend runs one now
         # The memory ceiling (engine/memory): MLX's limit at the pool's budget, load shed before swapping.
         self.memory = MemoryGuard(lambda: self.pool.config.memory_budget_bytes, lambda: self.pool.config.reserve_bytes)
 

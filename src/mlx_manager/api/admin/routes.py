@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 import psutil
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
+from mlx_manager.api.admin import distributed
 from mlx_manager.api.admin.schemas import (
     AdapterIn,
     AdapterOut,
@@ -84,10 +85,10 @@ def _adapter_out(live: LiveAdapter) -> AdapterOut:
 
 
 @status_router.get("/models")
-async def loaded_models(engine: EngineDep) -> LoadedModels:
+async def loaded_models(engine: EngineDep, request: Request) -> LoadedModels:
     cfg = engine.pool.config
     return LoadedModels(
-        data=[_out(e) for e in engine.pool.entries()],
+        data=[_out(e) for e in engine.pool.entries()] + distributed.loaded_rows(request.app.state.distributed),
         memory_budget_bytes=cfg.memory_budget_bytes,
         max_models=cfg.max_models,
         loads=engine.pool.loads,
@@ -157,6 +158,7 @@ def _disk_out(disk: DiskCache) -> DiskCacheOut:
 async def load_model(
     model_id: str,
     engine: EngineDep,
+    request: Request,
     pin: bool = False,
     kv_bits: int | None = Query(
         None,
@@ -167,6 +169,8 @@ async def load_model(
 ) -> LoadedModelOut:
     """Load a model (or find it loaded). With kv_bits / kv_group_size it runs that KV setting until unloaded; a
     model already loaded with another one is a 409."""
+    if model_id in request.app.state.distributed.specs:  # its ranks start instead
+        return await distributed.load(request.app.state.distributed, model_id)
     kv: KVSetting | None = None
     if kv_bits is not None or kv_group_size is not None:
         default = engine.pool.config.kv
@@ -193,8 +197,10 @@ async def add_adapter(model_id: str, body: AdapterIn, engine: EngineDep) -> Adap
 
 
 @router.post("/models/{model_id:path}/unload")
-async def unload_model(model_id: str, engine: EngineDep) -> dict[str, str]:
+async def unload_model(model_id: str, engine: EngineDep, request: Request) -> dict[str, str]:
     """Unload a model (and every adapter on it), or take one adapter (BASE@NAME) off its base."""
+    if model_id in request.app.state.distributed.specs:  # its ranks stop
+        return await distributed.unload(request.app.state.distributed, model_id)
     info = engine.pool.get(model_id)
     base = model_id.rsplit("@", 1)[0] if info is None and "@" in model_id else None
     entry = engine.pool.get(base) if base else None

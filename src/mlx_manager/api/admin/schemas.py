@@ -24,6 +24,22 @@ class AdapterOut(BaseModel):
     active_requests: int
 
 
+class RankOut(BaseModel):
+    rank: int
+    host: str
+    weight_bytes: int  # its share of the weights
+    active_bytes: int  # MLX memory in use once loaded
+
+
+class DistributedOut(BaseModel):
+    """How a distributed model is split, where each rank runs and what it holds; `error` while unavailable."""
+
+    strategy: str
+    backend: str
+    ranks: list[RankOut]
+    error: str | None = None
+
+
 class LoadedModelOut(BaseModel):
     id: str
     path: str
@@ -56,6 +72,8 @@ class LoadedModelOut(BaseModel):
     draft_acceptance_rate: float = 0.0
     # LoRA adapters live on this model; memory_bytes above includes theirs.
     adapters: list[AdapterOut] = Field(default_factory=list)
+    # A distributed model (engine/distributed): its ranks instead of a pool entry; None for local models.
+    distributed: DistributedOut | None = None
 
 
 class LoadedModels(BaseModel):

@@ -20,6 +20,7 @@ from mlx_manager.api.openai.schemas import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
+    DistributedCard,
     ModelCard,
     ModelList,
 )
@@ -69,13 +70,13 @@ async def list_models(engine: EngineDep, profiles: ProfilesDep, request: Request
     if "anthropic-version" in request.headers:  # the Anthropic SDK's models.list() asks here too
         return await anthropic_models(engine, profiles)
     models = {m.id: m for m in await engine.list_models()}
-    cards = [_card(engine, info) for _, info in sorted(models.items())]
+    cards = [_card(engine, info, request) for _, info in sorted(models.items())]
     cards += [_profile_card(engine, p, models.get(p.model)) for p in profiles]
     return ModelList(data=cards)
 
 
 @router.get("/models/{model_id:path}")
-async def get_model(model_id: str, engine: EngineDep, profiles: ProfilesDep) -> ModelCard:
+async def get_model(model_id: str, engine: EngineDep, profiles: ProfilesDep, request: Request) -> ModelCard:
     profile = next((p for p in profiles if p.name == model_id), None)
     if profile is not None:
         models = {m.id: m for m in await engine.list_models()}
@@ -84,10 +85,11 @@ async def get_model(model_id: str, engine: EngineDep, profiles: ProfilesDep) -> 
         info = await engine.resolve(model_id)
     except ModelNotFoundError as exc:
         raise APIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found") from exc
-    return _card(engine, info)
+    return _card(engine, info, request)
 
 
-def _card(engine: Engine, info: ModelInfo) -> ModelCard:
+def _card(engine: Engine, info: ModelInfo, request: Request) -> ModelCard:
+    spec = request.app.state.distributed.card(info.id)
     return ModelCard(
         id=info.id,
         created=info.created,
@@ -96,6 +98,7 @@ def _card(engine: Engine, info: ModelInfo) -> ModelCard:
         loaded=is_loaded(engine, info.id),
         sampling_defaults=sampling_defaults(engine, info) if info.task == "generate" else {},
         vision=info.vision,
+        distributed=DistributedCard(**spec) if spec is not None else None,
     )
 
 

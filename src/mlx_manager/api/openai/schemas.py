@@ -255,6 +255,19 @@ class Completion(BaseModel):
     system_fingerprint: str | None = None
 
 
+class DistributedCard(BaseModel):
+    """A model sharded over several processes or machines (engine/distributed): how, and what it serves at once."""
+
+    strategy: str  # tensor or pipeline
+    backend: str  # ring or jaccl
+    ranks: int
+    hosts: list[str]
+    # Requests it runs at once; the others wait their turn (lower priority first, then arrival, within the queue
+    # time limit).
+    concurrent_requests: int = 1
+    limits: list[str] = Field(default_factory=list)
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -267,6 +280,7 @@ class ModelCard(BaseModel):
     loaded: bool = False
     sampling_defaults: dict[str, SamplingDefault] = Field(default_factory=dict)
     vision: bool = Field(default=False, description="Takes images in chat messages (extension).")
+    distributed: DistributedCard | None = Field(default=None, description="Sharded over ranks (extension).")
 
 
 class ModelList(BaseModel):

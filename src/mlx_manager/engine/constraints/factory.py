@@ -112,6 +112,14 @@ class ConstraintFactory:
             grammar_eos_ids=self.eos_token_ids,
         )
 
+    def processor_from_source(self, source: str, key: str = "") -> GrammarProcessor:
+        """A processor for a grammar compiled (and checked) elsewhere from its `Grammar.source`: a distributed
+        model's rank 0 follows the grammar the server compiled for the request."""
+        matcher = llguidance.LLMatcher(self.ll_tokenizer, source, log_level=0)
+        if matcher.is_error():
+            raise ConstraintError(f"The grammar cannot be enforced: {matcher.get_error()}", param=None)
+        return self.processor(Grammar(key=key, source=source, template=matcher))
+
     def cache_info(self) -> tuple[int, int]:
         with self._lock:
             return len(self._cache), self._cache_size

@@ -85,6 +85,8 @@ class RankGroup:
         self._active: dict[str, _Request] = {}
         self._stopping = False
         self._progress = time.monotonic()  # the last message from rank 0 (requests run one at a time, in order)
+        self.started_at = time.time()
+        self.load_seconds = 0.0
         self.logs = Path(tempfile.mkdtemp(prefix=f"mlx-dist-{spec.id[-16:].replace('/', '-')}-"))
 
     @property
@@ -105,6 +107,7 @@ class RankGroup:
             hostfile = self.logs / "hosts.json"
             hostfile.write_text(json.dumps([[f"127.0.0.1:{_free_port()}"] for _ in range(size)]))
             env["MLX_HOSTFILE"] = str(hostfile)
+            env["MLX_MANAGER_WAKE"] = f"127.0.0.1:{_free_port()}"  # rank 0 wakes the others (worker.Wake)
         module = "mlx_manager.engine.distributed.worker"
         for rank in range(size):
             out = (self.logs / f"rank{rank}.log").open("wb")
@@ -116,6 +119,7 @@ class RankGroup:
         except BaseException:
             self.stop()
             raise
+        self.load_seconds = time.time() - self.started_at
         threading.Thread(target=self._read, daemon=True, name=f"dist-read-{self.spec.id[-16:]}").start()
         threading.Thread(target=self._watch, daemon=True, name=f"dist-watch-{self.spec.id[-16:]}").start()
 

@@ -21,8 +21,11 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import KVCache, make_prompt_cache
-from mlx_lm.sample_utils import make_sampler
-from mlx_lm.utils import load_model
+from mlx_lm.utils import load_model, load_tokenizer
+
+from mlx_manager.engine.reasoning_budget import ReasoningBudget
+from mlx_manager.engine.sampling import LogitsProcessor, Sampler, make_logits_processors, make_sampler
+from mlx_manager.engine.types import SamplingParams
 
 Group = mx.distributed.Group
 
@@ -125,21 +128,57 @@ class Control:
             self.conn.sendall((json.dumps(msg) + "\n").encode())
 
 
-def _generate(shard: Shard, req: dict[str, Any], rank: int, control: Control | None) -> None:
+def _sampling(req: dict[str, Any], path: str) -> tuple[Sampler, list[LogitsProcessor]]:
+    """Rank 0's sampler and logits processors for a request: the local engine's own (engine/sampling.py), then
+    the reasoning budget and the grammar the server prepared, so a distributed model samples as a local one."""
+    values = dict(req["sampling"])
+    values["logit_bias"] = {int(k): float(v) for k, v in values.get("logit_bias", [])}
+    params = SamplingParams(**values)
+    processors = make_logits_processors(params)
+    if req.get("budget"):
+        processors.append(ReasoningBudget(*req["budget"]))
+    if req.get("grammar"):
+        processors.append(_grammar_processor(path, req["grammar"]))
+    return make_sampler(params), processors
+
+
+_factories: dict[tuple[int, tuple[int, ...]], Any] = {}
+
+
+def _grammar_processor(path: str, grammar: dict[str, Any]) -> LogitsProcessor:
+    """The server compiled (and validated) the grammar; rank 0 only wraps its tokenizer once and follows it."""
+    from mlx_manager.engine.constraints import ConstraintFactory  # llguidance: only where a grammar is asked for
+
+    key = (int(grammar["vocab_size"]), tuple(int(t) for t in grammar["eos"]))
+    factory = _factories.get(key)
+    if factory is None:
+        eos = json.loads((Path(path) / "config.json").read_text()).get("eos_token_id")
+        tokenizer = load_tokenizer(Path(path), eos_token_ids=eos)
+        factory = _factories[key] = ConstraintFactory(tokenizer, key[0], key[1])
+    processor: LogitsProcessor = factory.processor_from_source(grammar["source"], grammar.get("key", ""))
+    return processor
+
+
+def _generate(shard: Shard, req: dict[str, Any], rank: int, control: Control | None, path: str) -> None:
     group = shard.group
     # A pipeline rank's model lacks the other ranks' layers, so it cannot make its cache itself.
     cache = make_prompt_cache(shard.model) if shard.strategy == "tensor" else [KVCache() for _ in shard.model.layers]
-    temp = float(req.get("temperature") or 0.0)
-    sampler = make_sampler(temp, req.get("top_p") or 0.0, top_k=req.get("top_k") or 0) if temp > 0 else None
-    if req.get("seed") is not None:
-        mx.random.seed(int(req["seed"]))
+    sampler, processors = _sampling(req, path) if rank == 0 else (None, [])
     eos, max_tokens = set(req.get("eos", [])), int(req["max_tokens"])
+    context = list(req["tokens"])  # what the processors see: the prompt, then each token sampled
     logits = shard.forward(mx.array(req["tokens"])[None], cache)
     for step in range(max_tokens):
         mx.eval(logits)  # every rank runs the forward's collectives before the next broadcast, in the same order
         token, go, reason = 0, 0, ""
         if rank == 0:
-            token = int(cast(int, (sampler(logits) if sampler else mx.argmax(logits, axis=-1)).item()))
+            assert sampler is not None
+            if processors:
+                tokens = mx.array(context)
+                for processor in processors:
+                    logits = processor(tokens, logits)
+            logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+            token = int(cast(int, sampler(logprobs).item()))
+            context.append(token)
             cancelled = control is not None and req["id"] in control.cancelled
             last = step + 1 >= max_tokens
             reason = "cancelled" if cancelled else "stop" if token in eos else "length" if last else ""
@@ -163,6 +202,45 @@ def _heartbeat(path: Path) -> None:
         time.sleep(0.5)
 
 
+class Wake:
+    """Between requests the other ranks block on a socket from rank 0 instead of inside a collective, where the
+    ring backend polls (about a third of a core per idle rank); rank 0 sends a byte before each request."""
+
+    def __init__(self, address: str, rank: int, size: int) -> None:
+        host, port = address.rsplit(":", 1)
+        self.rank = rank
+        self.peers: list[socket.socket] = []
+        self.server = socket.create_server((host, int(port))) if rank == 0 else None
+        self.address = (host, int(port))
+        self.size = size
+        self.conn: socket.socket | None = None
+
+    def connect(self) -> None:
+        """After loading: rank 0 takes one connection per other rank, the others connect."""
+        if self.server is not None:
+            self.peers = [self.server.accept()[0] for _ in range(self.size - 1)]
+            return
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.conn = socket.create_connection(self.address, timeout=5)
+                self.conn.settimeout(None)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def wait(self) -> bool:
+        """Rank 0: wake the others; the others: block until woken (False: rank 0 is gone)."""
+        if self.rank == 0:
+            for peer in self.peers:
+                peer.sendall(b"!")
+            return True
+        assert self.conn is not None
+        return bool(self.conn.recv(1))
+
+
 def main(argv: list[str]) -> int:
     beat = os.environ.get("MLX_MANAGER_HEARTBEAT")
     if beat:
@@ -173,22 +251,28 @@ def main(argv: list[str]) -> int:
     group = mx.distributed.init() if alone else mx.distributed.init(strict=True, backend=backend)
     rank, size = group.rank(), group.size()
     control = Control(port) if rank == 0 else None  # listen before loading: the supervisor connects early
+    address = os.environ.get("MLX_MANAGER_WAKE")
+    wake = Wake(address, rank, size) if address and size > 1 else None
     shard = Shard(path, strategy, group)
     per_rank = [0] * (2 * size)
     per_rank[2 * rank], per_rank[2 * rank + 1] = shard.weight_bytes, mx.get_active_memory()
     totals = mx.distributed.all_sum(mx.array(per_rank, dtype=mx.int64), group=group)
     sizes = [int(x) for x in cast(list[int], totals.tolist())]
+    if wake is not None:
+        wake.connect()
     if control is not None:
         control.accept()
         ranks = [{"rank": r, "weight_bytes": sizes[2 * r], "active_bytes": sizes[2 * r + 1]} for r in range(size)]
         control.send({"ready": True, "ranks": ranks, "bounds": list(shard.bounds)})
     while True:
         req = control.requests.get() if control is not None else None
+        if wake is not None and not wake.wait():
+            return 0
         req = _broadcast_json(req, group, rank)
         if req is None:
             return 0
         started = time.perf_counter()
-        _generate(shard, req, rank, control)
+        _generate(shard, req, rank, control, path)
         if control is not None:
             control.cancelled.discard(req["id"])
             print(f"request {req['id']} took {time.perf_counter() - started:.3f}s", file=sys.stderr, flush=True)
