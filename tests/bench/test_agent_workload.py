@@ -115,8 +115,28 @@ def test_real_replies_mode_sends_the_models_reply_back_and_the_server_reuses_it(
     assert not run.error, run.error
     first, second = (r.result for r in run.records)
     assert first.output_tokens == 12 and first.text
-    body = openai_body(with_replies(sessions[0], [first.text]), 1, "m", 12, volatile=False)
+    body = openai_body(with_replies(sessions[0], [first]), 1, "m", 12, volatile=False)
     assert body["messages"][2] == {**body["messages"][2], "role": "assistant", "content": first.text}
     # The second request carries the first reply re-templated: its KV, kept with the prompt's, is reused as far
     # as the re-tokenized text gives the same tokens (a random model's reply is not always tokenized canonically).
     assert first.prompt_tokens < second.cached_tokens <= first.prompt_tokens + first.output_tokens
+
+
+def test_a_replys_own_tool_calls_go_back_with_scripted_results_in_both_formats() -> None:
+    from mlx_manager.bench.agent_wire import TurnResult
+
+    session = make_sessions(SMALL)[0]
+    model_args = '{"command":  "ls -la"}'  # the model's own spacing, sent back as it came
+    reply = TurnResult(ok=True, text="Listing.", calls=[{"id": "c1", "name": "Bash", "arguments": model_args}])
+    chat = openai_body(with_replies(session, [reply]), 1, "m", 16, volatile=False)
+    assistant, tool = chat["messages"][2], chat["messages"][3]
+    assert assistant["content"] == "Listing."
+    assert assistant["tool_calls"] == [
+        {"id": "c1", "type": "function", "function": {"name": "Bash", "arguments": model_args}}
+    ]
+    assert tool == {"role": "tool", "tool_call_id": "c1", "content": session.turns[1].results[0]}
+    messages = anthropic_body(with_replies(session, [reply]), 1, "m", 16, volatile=False)["messages"]
+    assert messages[1]["content"][1] == {"type": "tool_use", "id": "c1", "name": "Bash", "input": {"command": "ls -la"}}
+    # Without calls of its own, the reply's text goes with the scripted calls.
+    plain = with_replies(session, [TurnResult(ok=True, text="Done.")])
+    assert plain.turns[1].assistant == "Done." and plain.turns[1].calls == session.turns[1].calls

@@ -31,7 +31,7 @@ class Tool:
 class ToolCall:
     id: str
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | str  # text: the model's own JSON, sent back as it came
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from mlx_manager.bench.agent import AgentSession
+from mlx_manager.bench.agent import AgentSession, ToolCall
 from mlx_manager.bench.agent_wire import TurnResult, request_body, send_turn
 
 
@@ -87,7 +87,7 @@ async def run_agents(
     """Turn 1 of every agent, then turn 2 of every agent, and so on; before turn `restart_before` (1-based) call
     `restart`, which returns the server's new base URL. Stops at the first failed request."""
     run = AgentRun(label, options.fmt)
-    replies: dict[str, list[str]] = {s.name: [] for s in sessions}
+    replies: dict[str, list[TurnResult]] = {s.name: [] for s in sessions}
     turns = min(len(s.turns) for s in sessions)
     limits = httpx.Limits(max_connections=len(sessions) + 2)
     async with httpx.AsyncClient(timeout=options.timeout, limits=limits) as client:
@@ -117,7 +117,7 @@ async def _one_round(
     turn: int,
     options: AgentOptions,
     restarted: bool,
-    replies: dict[str, list[str]],
+    replies: dict[str, list[TurnResult]],
 ) -> list[TurnRecord]:
     async def one(session: AgentSession) -> TurnRecord:
         if options.real_replies:
@@ -125,7 +125,7 @@ async def _one_round(
         max_tokens = options.max_tokens_for(session, turn)
         body = request_body(options.fmt, session, turn, options.model, max_tokens, options.volatile)
         result = await send_turn(client, base_url, options.fmt, body, options.api_key)
-        replies[session.name].append(result.text)
+        replies[session.name].append(result)
         return TurnRecord(session.name, turn + 1, restarted, result)
 
     if options.parallel:
@@ -133,10 +133,18 @@ async def _one_round(
     return [await one(s) for s in sessions]
 
 
-def with_replies(session: AgentSession, replies: list[str]) -> AgentSession:
-    """The session with the model's reply to request i as the assistant text of turn i + 1 (tool calls and
-    results stay scripted: a model this small does not call tools, so the client's side of the loop is played)."""
+def with_replies(session: AgentSession, replies: list[TurnResult]) -> AgentSession:
+    """The session with the model's reply to request i as the assistant turn i + 1: its text, and its tool calls
+    when the server parsed any (each answered with one of the scripted results), else the scripted calls."""
     turns = list(session.turns)
     for i, reply in enumerate(replies[: len(turns) - 1]):
-        turns[i + 1] = dataclasses.replace(turns[i + 1], assistant=reply)
+        step = turns[i + 1]
+        calls, results = step.calls, step.results
+        if reply.calls:
+            calls = tuple(
+                ToolCall(c["id"] or f"call_{session.name}_{i}_{n}", c["name"], c["arguments"])
+                for n, c in enumerate(reply.calls)
+            )
+            results = tuple(step.results[n % len(step.results)] for n in range(len(calls)))
+        turns[i + 1] = dataclasses.replace(step, assistant=reply.text, calls=calls, results=results)
     return dataclasses.replace(session, turns=tuple(turns))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,6 +29,8 @@ class TurnResult:
     ttft_at_end: bool = False
     error: str = ""
     text: str = ""  # the reply's text, which a real client sends back in its next request
+    # The reply's tool calls as the server parsed them: id, name and arguments (JSON text as streamed).
+    calls: list[dict[str, str]] = field(default_factory=list)
 
 
 def system_text(session: AgentSession, turn: int, volatile: bool) -> str:
@@ -41,7 +43,7 @@ def openai_body(session: AgentSession, turn: int, model: str, max_tokens: int, v
     for step in session.turns[: turn + 1]:
         if step.assistant or step.calls:
             calls = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json_text(c.arguments)}}
                 for c in step.calls
             ]
             messages.append({"role": "assistant", "content": step.assistant or None, "tool_calls": calls})
@@ -73,7 +75,9 @@ def anthropic_body(session: AgentSession, turn: int, model: str, max_tokens: int
     for step in session.turns[: turn + 1]:
         if step.assistant or step.calls:
             blocks: list[dict[str, Any]] = [{"type": "text", "text": step.assistant}] if step.assistant else []
-            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in step.calls]
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": _json_object(c.arguments)} for c in step.calls
+            ]
             messages.append({"role": "assistant", "content": blocks})
         user: list[dict[str, Any]] = [
             {"type": "tool_result", "tool_use_id": c.id, "content": result}
@@ -93,6 +97,21 @@ def anthropic_body(session: AgentSession, turn: int, model: str, max_tokens: int
         "temperature": 0,
         "stream": True,
     }
+
+
+def _json_text(arguments: dict[str, Any] | str) -> str:
+    """A call's arguments as OpenAI sends them: the model's own JSON text when it made the call."""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _json_object(arguments: dict[str, Any] | str) -> dict[str, Any]:
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def request_body(
@@ -139,6 +158,14 @@ def _read_openai(event: dict[str, Any], result: TurnResult) -> bool:
     for choice in event.get("choices") or []:
         delta = choice.get("delta") or {}
         result.text += delta.get("content") or ""
+        for part in delta.get("tool_calls") or []:
+            index = int(part.get("index") or 0)
+            while len(result.calls) <= index:
+                result.calls.append({"id": "", "name": "", "arguments": ""})
+            call, function = result.calls[index], part.get("function") or {}
+            call["id"] = part.get("id") or call["id"]
+            call["name"] = function.get("name") or call["name"]
+            call["arguments"] += function.get("arguments") or ""
         if any(delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")):
             return True
     return False
@@ -158,5 +185,11 @@ def _read_anthropic(name: str, event: dict[str, Any], result: TurnResult) -> boo
     if name == "content_block_delta":
         delta = event.get("delta") or {}
         result.text += delta.get("text") or ""
+        if delta.get("partial_json") and result.calls:
+            result.calls[-1]["arguments"] += delta["partial_json"]
         return bool(delta.get("text") or delta.get("partial_json") or delta.get("thinking"))
-    return name == "content_block_start" and (event.get("content_block") or {}).get("type") == "tool_use"
+    block = event.get("content_block") or {}
+    if name == "content_block_start" and block.get("type") == "tool_use":
+        result.calls.append({"id": block.get("id") or "", "name": block.get("name") or "", "arguments": ""})
+        return True
+    return False
