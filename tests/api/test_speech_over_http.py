@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +31,8 @@ from tests.conftest import asset_cache
 
 TTS = "tiny-soprano"
 WHISPER = "tiny-whisper"
-MAX_CHARS = 400
+MAX_CHARS = 2000
+AUDIO_TIMEOUT = 30  # seconds: a request here takes 2-15 s on a loaded 2-core machine
 TOKEN_SAMPLES = 2048
 SHORT = "Hi."
 # Two sentences of 30 characters or more: Soprano speaks them apart (shorter ones are merged).
@@ -38,8 +41,6 @@ TWO = "The quick brown fox jumps over the lazy dog. A second sentence follows th
 
 def seconds_of(text: str) -> float:
     """What the tiny model says for sentences Soprano does not merge or rewrite: each runs to its token cap."""
-    import re
-
     sentences = re.split(r"(?<=[.!?])\s+", text)
     return sum(token_cap(f"[STOP][TEXT]{s}[START]") for s in sentences) * TOKEN_SAMPLES / SAMPLE_RATE
 
@@ -49,7 +50,7 @@ def tts_server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     soprano = write_tiny_soprano(asset_cache() / "tts-models" / TTS)
     whisper = write_tiny_whisper(asset_cache() / "audio-models" / WHISPER)
     args = ["--model-dir", str(soprano.parent), "--model-dir", str(whisper.parent), "--model-dir", str(tiny_models_dir)]
-    env = {"MLX_MANAGER_MAX_SPEECH_CHARS": str(MAX_CHARS)}
+    env = {"MLX_MANAGER_MAX_SPEECH_CHARS": str(MAX_CHARS), "MLX_MANAGER_AUDIO_TIMEOUT_SECONDS": str(AUDIO_TIMEOUT)}
     with run_server(tmp_path_factory.mktemp("tts-home"), args, env) as srv:
         yield srv
 
@@ -227,3 +228,38 @@ def test_the_tts_model_lives_in_the_pool(client: openai.OpenAI, tts_server: Serv
     assert TTS not in {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
     client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="wav")
     assert TTS in {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
+
+
+def test_waiting_speech_runs_lowest_priority_first(tts_server: ServerProcess) -> None:
+    """While a two-sentence request speaks, a priority 5 request arrives before a priority 0 one: the priority 0
+    one gets the model's next turn (turns are taken a sentence at a time)."""
+    finished: list[str] = []
+
+    def send(name: str, text: str, priority: int) -> None:
+        body = {"model": TTS, "input": text, "voice": "alloy", "response_format": "wav", "priority": priority}
+        reply = httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body, timeout=300)
+        assert reply.status_code == 200, reply.text
+        finished.append(name)
+
+    busy = threading.Thread(target=send, args=("busy", TWO, 0))
+    busy.start()
+    time.sleep(1.0)
+    late = threading.Thread(target=send, args=("background", SHORT, 5))
+    late.start()
+    time.sleep(0.3)
+    urgent = threading.Thread(target=send, args=("urgent", SHORT, 0))
+    urgent.start()
+    for t in (busy, late, urgent):
+        t.join(300)
+    assert finished.index("urgent") < finished.index("background"), finished
+
+
+def test_speech_past_the_time_limit_is_stopped_with_a_504(tts_server: ServerProcess) -> None:
+    text = " ".join(["This sentence is long enough to be spoken on its own."] * 30)  # minutes of work here
+    start = time.monotonic()
+    body = {"model": TTS, "input": text, "voice": "alloy", "response_format": "wav"}
+    reply = httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body, timeout=300)
+    assert reply.status_code == 504 and "audio_timeout_seconds" in reply.json()["error"]["message"]
+    assert time.monotonic() - start < AUDIO_TIMEOUT + 15
+    metrics = httpx.get(f"{tts_server.base_url}/metrics", timeout=30).text
+    assert re.search(r'mlx_manager_time_limits_total{endpoint="audio",kind="generation"} [1-9]', metrics)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -13,13 +15,18 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import Field
 
 from mlx_manager.api.access import record
-from mlx_manager.api.errors import APIError
+from mlx_manager.api.errors import APIError, error_body
+from mlx_manager.api.int64 import Int64
 from mlx_manager.api.replies import until_done
+from mlx_manager.api.request.limits import OnLimit
+from mlx_manager.api.request.start import PRIORITY_FLOOR
+from mlx_manager.api.request.streaming import sse, stream_failure
 from mlx_manager.api.schema_base import NullsAsAbsent, Strict
 from mlx_manager.engine.audio.encode import ENCODED, MEDIA_TYPES, StreamEncoder, encode
 from mlx_manager.engine.audio.speak import SpeakOptions, Speech
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
+log = logging.getLogger(__name__)
 
 
 class VoiceID(Strict):
@@ -34,6 +41,7 @@ class SpeechRequest(NullsAsAbsent):
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     stream_format: Literal["sse", "audio"] | None = None
+    priority: Int64 = Field(default=0, description="Scheduling priority (vLLM extension): lower runs sooner.")
 
     def voice_name(self) -> str:
         return self.voice if isinstance(self.voice, str) else self.voice.id
@@ -55,14 +63,39 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
             param="response_format",
         )
     settings = request.app.state.settings
-    options = SpeakOptions(voice=body.voice_name(), speed=body.speed, max_chars=settings.max_speech_chars)
+    priority = max(body.priority, PRIORITY_FLOOR.get())
+    options = SpeakOptions(body.voice_name(), body.speed, settings.max_speech_chars, priority)
     spoken = await request.app.state.engine.speak(body.model, body.input, options)
+    starter = request.app.state.openai_serving.starter
+    # Waiting for the model's first turn is still a plain 503; the time limit runs from there.
+    await spoken.start(starter.time_limits().queue, settings.audio_timeout_seconds)
+    limit = _Limit(settings.audio_timeout_seconds, starter.on_limit)
     media = MEDIA_TYPES[body.response_format]
     if body.stream_format == "sse":
-        return StreamingResponse(_events(spoken, body.response_format), media_type="text/event-stream")
+        return sse(_events(spoken, body.response_format, limit))
     if body.stream_format == "audio":
-        return StreamingResponse(_pieces(spoken, body.response_format), media_type=media)
-    return Response(await _whole(spoken, body.response_format, request), media_type=media)
+        return StreamingResponse(_pieces(spoken, body.response_format, limit), media_type=media)
+    audio = await _whole(spoken, body.response_format, request)
+    if spoken.expired:
+        raise limit.error()
+    return Response(audio, media_type=media)
+
+
+@dataclass
+class _Limit:
+    seconds: float
+    on_limit: OnLimit | None
+
+    def error(self) -> APIError:
+        """Counted on /metrics as the transcriptions' limit is."""
+        if self.on_limit is not None:
+            self.on_limit("audio", "generation")
+        return APIError(
+            504,
+            f"The speech ran past the audio time limit ({self.seconds:.0f}s, audio_timeout_seconds).",
+            type="server_error",
+            code="timeout",
+        )
 
 
 async def _whole(spoken: Speech, response_format: str, request: Request) -> bytes:
@@ -82,8 +115,9 @@ async def _whole(spoken: Speech, response_format: str, request: Request) -> byte
     return encode(samples, spoken.sample_rate, response_format)
 
 
-async def _pieces(spoken: Speech, response_format: str) -> AsyncIterator[bytes]:
-    """The encoded stream, a piece per sentence; a client that leaves cancels this, which stops the model."""
+async def _pieces(spoken: Speech, response_format: str, limit: _Limit) -> AsyncIterator[bytes]:
+    """The encoded stream as it is made; a client that leaves cancels this, which stops the model. A raw stream
+    cut by the time limit or a failure just ends (the file so far is valid); the log says why."""
     encoder = StreamEncoder(response_format, spoken.sample_rate)
     try:
         async for chunk in spoken.chunks():
@@ -92,17 +126,29 @@ async def _pieces(spoken: Speech, response_format: str) -> AsyncIterator[bytes]:
                 yield piece
         if tail := encoder.finish():
             yield tail
+        if spoken.expired:
+            log.warning("Speech stopped at the time limit: %s", limit.error().message)
     finally:
         spoken.close()
 
 
-def _event(kind: str, data: dict[str, object]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+def _event(kind: str, data: dict[str, object]) -> dict[str, str]:
+    return {"event": kind, "data": json.dumps({"type": kind, **data})}
 
 
-async def _events(spoken: Speech, response_format: str) -> AsyncIterator[bytes]:
-    async for piece in _pieces(spoken, response_format):
-        yield _event("speech.audio.delta", {"audio": base64.b64encode(piece).decode()})
+async def _events(spoken: Speech, response_format: str, limit: _Limit) -> AsyncIterator[dict[str, str]]:
+    try:
+        async for piece in _pieces(spoken, response_format, limit):
+            yield _event("speech.audio.delta", {"audio": base64.b64encode(piece).decode()})
+    except Exception as exc:  # after the 200: an error event, as the other streams end
+        err = stream_failure(exc)
+        message, kind = (err.message, err.type) if err is not None else ("Speech failed.", "server_error")
+        yield {"event": "error", "data": json.dumps(error_body(message, kind, None, err.code if err else None))}
+        return
+    if spoken.expired:
+        expired = limit.error()
+        yield {"event": "error", "data": json.dumps(error_body(expired.message, expired.type, None, expired.code))}
+        return
     usage = {"input_tokens": spoken.input_tokens, "output_tokens": spoken.output_tokens,
              "total_tokens": spoken.input_tokens + spoken.output_tokens}  # fmt: skip
     yield _event("speech.audio.done", {"usage": usage})

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlx_manager.engine.audio.encode import resample
+from mlx_manager.engine.audio.service import TurnQueue
 from mlx_manager.engine.audio.tts import Spoken, TextToSpeechModel
-from mlx_manager.engine.errors import InvalidRequestError
+from mlx_manager.engine.errors import InvalidRequestError, QueueTimeoutError
 from mlx_manager.engine.pool import ModelRunner
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's range
@@ -23,6 +24,7 @@ class SpeakOptions:
     voice: str
     speed: float = 1.0
     max_chars: int | None = None  # the server's max_speech_chars
+    priority: int = 0  # lower goes first among requests waiting for the model
 
 
 def change_speed(samples: np.ndarray, speed: float) -> np.ndarray:
@@ -53,7 +55,9 @@ def check(model: TextToSpeechModel, text: str, options: SpeakOptions) -> list[st
 
 
 class Speech:
-    """Audio chunks (float32 mono at `sample_rate`), one per sentence; `release` frees the model when done."""
+    """Audio pieces (float32 mono at `sample_rate`) as the model makes them. Each sentence waits for the model's turn
+    (the queue transcriptions use: lower priority first, then arrival), so concurrent requests take turns by
+    sentence; `release` frees the pool's hold on the model when it is done."""
 
     def __init__(
         self,
@@ -66,22 +70,57 @@ class Speech:
         self.sample_rate = model.sample_rate
         self.input_tokens = 0
         self.output_tokens = 0
+        self.expired = False  # stopped at the time limit
         self._runner, self._model, self._sentences, self._options = runner, model, sentences, options
         self._release: Callable[[], None] | None = release
         self._stop = threading.Event()
+        self._turns = turns(model)
+        self._holding = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def start(self, queue_seconds: float = 0, time_limit: float = 0) -> None:
+        """Waits at most `queue_seconds` (0: no limit) for the model's first turn, else a 503; from then on, past
+        `time_limit` seconds (0: none) the speech stops at the next token, `expired` set."""
+        try:
+            await asyncio.wait_for(self._turns.acquire(self._options.priority), queue_seconds or None)
+        except TimeoutError:
+            self.close()
+            raise QueueTimeoutError(
+                f"The speech request waited {queue_seconds:.0f}s for '{self._model.info.id}' (queue_timeout_seconds)."
+                " The server is busy; retry shortly.",
+                retry_after=max(1, min(30, int(queue_seconds // 10))),
+            ) from None
+        except BaseException:
+            self.close()
+            raise
+        self._holding = True
+        if time_limit > 0:
+            self._timer = asyncio.get_running_loop().call_later(time_limit, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._stop.set()
 
     def cancel(self) -> None:
         """The client left: the sentence being spoken ends at its next token, no other starts."""
         self._stop.set()
 
+    def _let_go(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._turns.release()
+
     def close(self) -> None:
         self._stop.set()
+        self._let_go()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._release is not None:
             release, self._release = self._release, None
             release()
 
     async def chunks(self) -> AsyncIterator[np.ndarray]:
-        """Each piece of audio as the model's thread makes it, sentence after sentence."""
+        """Each piece of audio as the model's thread makes it, sentence after sentence (`start` first)."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[np.ndarray] = asyncio.Queue()
 
@@ -91,6 +130,9 @@ class Speech:
         task: asyncio.Future[Spoken] | None = None
         try:
             for sentence in self._sentences:
+                if not self._holding:
+                    await self._turns.acquire(self._options.priority)
+                    self._holding = True
                 if self._stop.is_set():
                     return
                 task = asyncio.ensure_future(self._runner.run(self._model.speak, sentence, self._stop, emit))
@@ -108,7 +150,16 @@ class Speech:
                 spoken = task.result()
                 self.input_tokens += spoken.input_tokens
                 self.output_tokens += spoken.output_tokens
+                self._let_go()  # the next sentence queues again: others' sentences may go first
         finally:
             if task is not None and not task.done():
                 task.cancel()
             self.close()
+
+
+def turns(model: TextToSpeechModel) -> TurnQueue:
+    """Made on the event loop at first use (the model is built on its own thread)."""
+    if model.turns is None:
+        model.turns = TurnQueue()
+    assert isinstance(model.turns, TurnQueue)
+    return model.turns

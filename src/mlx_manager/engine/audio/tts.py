@@ -80,6 +80,7 @@ class TextToSpeechModel:
     memory_bytes: int
     sample_rate: int
     voices: tuple[str, ...]
+    turns: Any = None  # speak.TurnQueue, made on the event loop: whose sentence runs next
 
     def sentences(self, text: str) -> list[str]:
         """Soprano's own split into sentences (short ones merged), each as the prompt the model is given."""
