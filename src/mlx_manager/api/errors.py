@@ -4,6 +4,7 @@ problem details on the manager's /api routes); validation failures are 400, neve
 from __future__ import annotations
 
 import logging
+from dataclasses import KW_ONLY, dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -31,26 +32,19 @@ from mlx_manager.manager.errors import ManagerError
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as exceptions are
 class APIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = headers
-        self.extra = extra  # extension members of an RFC 7807 problem (the /api routes only)
+    status: int
+    message: str
+    _: KW_ONLY
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    headers: dict[str, str] | None = None
+    extra: dict[str, Any] | None = None  # extension members of an RFC 7807 problem (the /api routes only)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
 
 
 def error_body(

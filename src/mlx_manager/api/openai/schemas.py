@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -185,14 +186,23 @@ class ChatChoice(BaseModel):
     logprobs: ChoiceLogprobs | None = None
 
 
-class ChatCompletion(BaseModel):
+class CompletionEnvelope(BaseModel):
+    """What a chat or text completion, or a chunk of one, carries around its choices: each names its own
+    `object` and choice type (the field order stays as OpenAI writes it)."""
+
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
+    object: str
     created: int
     model: str
+    choices: Sequence[BaseModel]
+    usage: UsageOut | None = None
+    system_fingerprint: str | None = None
+
+
+class ChatCompletion(CompletionEnvelope):
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[ChatChoice]
     usage: UsageOut
-    system_fingerprint: str | None = None
 
 
 class DeltaFunction(BaseModel):
@@ -221,14 +231,9 @@ class ChunkChoice(BaseModel):
     logprobs: ChoiceLogprobs | None = None
 
 
-class ChatCompletionChunk(BaseModel):
-    id: str
+class ChatCompletionChunk(CompletionEnvelope):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
     choices: list[ChunkChoice]
-    usage: UsageOut | None = None
-    system_fingerprint: str | None = None
 
 
 class CompletionLogprobs(BaseModel):
@@ -245,14 +250,9 @@ class CompletionChoice(BaseModel):
     logprobs: CompletionLogprobs | None = None
 
 
-class Completion(BaseModel):
-    id: str
+class Completion(CompletionEnvelope):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
-    usage: UsageOut | None = None
-    system_fingerprint: str | None = None
 
 
 class DistributedCard(BaseModel):
