@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import mlx.core as mx
+
+from mlx_manager.engine.sampling import NewTokens
 
 
 class ReasoningBudget:
@@ -16,15 +16,11 @@ class ReasoningBudget:
         self.budget = budget
         self.inside = started
         self.used = 0
-        self._seen: int | None = None
+        self.new_tokens = NewTokens()
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
-        if self._seen is None:
-            self._seen = tokens.size
-        elif tokens.size > self._seen:
-            for token in cast(list[int], tokens[self._seen :].tolist()):
-                self._advance(token)
-            self._seen = tokens.size
+        for token in self.new_tokens(tokens):
+            self._advance(token)
         if not self.inside or self.used < self.budget:
             return logits
         only_end = mx.arange(logits.shape[-1]) == self.end_id

@@ -73,6 +73,24 @@ def make_sampler(params: SamplingParams, seed_offset: int = 0) -> Sampler:
     return SeededSampler(params, seed_offset)
 
 
+class NewTokens:
+    """What a logits processor has not seen yet: its first call brings only the prompt (nothing generated), each
+    later call one generated token more."""
+
+    def __init__(self) -> None:
+        self._seen: int | None = None
+
+    def __call__(self, tokens: mx.array) -> list[int]:
+        if self._seen is None:
+            self._seen = tokens.size
+            return []
+        if tokens.size <= self._seen:
+            return []
+        new = cast(list[int], tokens[self._seen :].tolist())
+        self._seen = tokens.size
+        return new
+
+
 class OpenAIPenalties:
     """presence/frequency penalties over the tokens generated so far, as OpenAI defines them."""
 
@@ -80,16 +98,11 @@ class OpenAIPenalties:
         self.presence = presence
         self.frequency = frequency
         self.counts: dict[int, int] = {}
-        self.seen: int | None = None
+        self.new_tokens = NewTokens()
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
-        # The first call sees only the prompt; later calls add one generated token each.
-        if self.seen is None:
-            self.seen = tokens.size
-        elif tokens.size > self.seen:
-            for tok in cast(list[int], tokens[self.seen :].tolist()):
-                self.counts[tok] = self.counts.get(tok, 0) + 1
-            self.seen = tokens.size
+        for tok in self.new_tokens(tokens):
+            self.counts[tok] = self.counts.get(tok, 0) + 1
         if not self.counts:
             return logits
         ids = mx.array(list(self.counts))

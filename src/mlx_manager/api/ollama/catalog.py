@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from mlx_manager.api.errors import APIError
+from mlx_manager.api.manager.deps import write_then
 from mlx_manager.api.manager.schemas import ProfileCreate
 from mlx_manager.api.ollama.schemas import Details, Progress, RunningModel, Show, TagModel
 from mlx_manager.api.ollama.serving import OllamaServing
@@ -271,17 +272,6 @@ def _profile_row(session: Session, name: str) -> Profile | None:
     return session.exec(select(Profile).where(Profile.name == name)).first()
 
 
-async def _write(manager: Manager, change: Any) -> Any:
-    def run() -> Any:
-        with Session(manager.db, expire_on_commit=False) as session:
-            return change(session)
-
-    try:
-        return await asyncio.to_thread(run)
-    finally:
-        await asyncio.to_thread(manager.profiles.reload)
-
-
 async def delete(serving: OllamaServing, manager: Manager, downloads: DownloadManager, requested: str) -> None:
     """An alias (profile) is forgotten; a model downloaded into the Hugging Face cache is unloaded and deleted. A
     model in a model folder is the user's own files: a 400 saying so."""
@@ -293,7 +283,7 @@ async def delete(serving: OllamaServing, manager: Manager, downloads: DownloadMa
             if row is not None and row.id is not None:
                 profile_rows.delete(session, row.id)
 
-        await _write(manager, forget)
+        await write_then(manager, forget, manager.profiles.reload)
         return
     if info.source != "hf-cache":
         raise APIError(
@@ -325,4 +315,4 @@ async def copy(serving: OllamaServing, manager: Manager, source: str, destinatio
         else:
             profile_rows.update(session, row.id or 0, checked)
 
-    await _write(manager, change)
+    await write_then(manager, change, manager.profiles.reload)
