@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,14 +25,66 @@ from mlx_manager.testing.server import ServerProcess, run_server
 from mlx_manager.testing.tiny_models import write_shaped_model
 
 LOOPBACK = [{"ssh": "localhost", "ips": ["127.0.0.1"]}] * 2
+# Rank 1 on "another host", started over ssh (the shim below), its ring on loopback.
+OVER_SSH = [{"ssh": "localhost", "ips": ["127.0.0.1"]}, {"ssh": "node-b", "ips": ["127.0.0.1"]}]
+# A stand-in for ssh: checks the options we pass, logs the call, fails like ssh for gpu-node-2, and runs the
+# command for any other host with no environment but PATH and HOME, as sshd would.
+SSH_SHIM = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+with open(os.path.join(os.path.dirname(__file__), "ssh.log"), "a") as log:
+    log.write(json.dumps(args) + "\\n")
+options = []
+while args and args[0] == "-o":
+    options.append(args[1])
+    args = args[2:]
+if "BatchMode=yes" not in options or len(args) != 2:
+    sys.exit(f"ssh shim: unexpected arguments {{sys.argv[1:]}}")
+host, command = args
+if host == "gpu-node-2":
+    sys.stderr.write("ssh: connect to host gpu-node-2 port 22: No route to host\\n")
+    sys.exit(255)
+os.execve("/bin/sh", ["sh", "-c", command], {{"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")}})
+"""
 FAR = [{"ssh": "localhost", "ips": ["127.0.0.1"]}, {"ssh": "gpu-node-2", "ips": ["10.255.255.1"]}]
 
 
+def _free_ports(n: int) -> int:
+    """The first of `n` consecutive ports nothing listens on now."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = int(s.getsockname()[1])
+        if first + n < 65536 and all(_port_free(first + i) for i in range(1, n)):
+            return first
+    raise RuntimeError("no free ports")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @pytest.fixture(scope="module")
-def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def shim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ssh-shim")
+
+
+@pytest.fixture(scope="module")
+def server(
+    tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, shim_dir: Path
+) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("distributed")
     (home / "loopback.json").write_text(json.dumps(LOOPBACK))
     (home / "far.json").write_text(json.dumps(FAR))
+    (home / "ssh.json").write_text(json.dumps(OVER_SSH))
+    shim = shim_dir / "ssh"
+    shim.write_text(SSH_SHIM.format(python=sys.executable))
+    shim.chmod(0o755)
     llama = str(tiny_models["tiny-llama"])
     # 4 layers and 4 KV heads: a shape 4 ranks can split by layer and by head.
     four = write_shaped_model(
@@ -61,10 +116,22 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
         {"id": "four-pp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "pipeline"},
         {"id": "warm-pp2", "path": str(warm), "hostfile": str(home / "loopback.json"), "strategy": "pipeline"},
         {"id": "qwen3-tp2", "path": str(tiny_models["tiny-qwen3"]), "hostfile": str(home / "loopback.json")},
+        {
+            "id": "tiny-llama-ssh",
+            "path": llama,
+            "hostfile": str(home / "ssh.json"),
+            "strategy": "pipeline",
+            "python": sys.executable,
+            "env": {"LD_PRELOAD": os.environ.get("LD_PRELOAD", "")},
+            "ring_port": _free_ports(2),
+        },
         {"id": "tiny-llama-far", "path": llama, "hostfile": str(home / "far.json"), "strategy": "tensor"},
     ]
     (home / "distributed.json").write_text(json.dumps(config))
-    env = {"MLX_MANAGER_DISTRIBUTED_CONFIG": str(home / "distributed.json")}
+    env = {
+        "MLX_MANAGER_DISTRIBUTED_CONFIG": str(home / "distributed.json"),
+        "PATH": f"{shim.parent}:{os.environ['PATH']}",
+    }
     args = ["--model-dir", str(Path(llama).parent), "--model-dir", str(home / "models")]
     with run_server(home, args, env) as srv:
         yield srv
@@ -337,10 +404,28 @@ def test_a_prompt_past_the_context_is_a_400_and_the_ranks_keep_serving(client: o
     assert chat(client, "tiny-llama-tp2", "hi", 4) == chat(client, "tiny-llama", "hi", 4)
 
 
-def test_a_host_that_cannot_be_reached_is_named(client: openai.OpenAI) -> None:
+def test_a_host_that_cannot_be_reached_is_named_with_the_ssh_error(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as err:
         chat(client, "tiny-llama-far", "hi", 2)
-    assert "gpu-node-2" in err.value.message and "rank 1" in err.value.message
+    assert err.value.status_code == 503
+    assert "rank 1 on host 'gpu-node-2': ssh failed (exit 255)" in err.value.message
+    assert "No route to host" in err.value.message
+
+
+def test_a_rank_on_another_host_starts_over_ssh_and_gives_the_single_process_output(
+    client: openai.OpenAI, server: ServerProcess, shim_dir: Path
+) -> None:
+    assert chat(client, "tiny-llama-ssh", "Once upon a time") == chat(client, "tiny-llama", "Once upon a time")
+    calls = [json.loads(line) for line in (shim_dir / "ssh.log").read_text().splitlines()]
+    (call,) = [c for c in calls if "node-b" in c]
+    assert call[:5] == ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "node-b"]
+    command = shlex.split(call[5])
+    assert (
+        command[0] == "env" and "MLX_RANK=1" in command and f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')}" in command
+    )
+    assert sys.executable in command and "mlx_manager.engine.distributed.worker" in command
+    ranks = status(server, "tiny-llama-ssh")["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["weight_bytes"] > 0 for r in ranks)
 
 
 def test_a_killed_worker_fails_with_503_naming_it_and_restarts(client: openai.OpenAI, server: ServerProcess) -> None:

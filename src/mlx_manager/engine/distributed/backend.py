@@ -64,6 +64,9 @@ def read_config(path: str | Path) -> list[DistributedSpec]:
                 strategy=strategy,
                 backend=backend,
                 step_timeout_seconds=float(item.get("step_timeout_seconds", 30.0)),
+                python=item.get("python"),
+                env=tuple((str(k), str(v)) for k, v in item.get("env", {}).items()),
+                ring_port=int(item.get("ring_port", 32323)),
             )
         )
     return specs

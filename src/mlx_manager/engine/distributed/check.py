@@ -58,7 +58,8 @@ def check_host(rank: int, host: Host, backend: str, rdma: object, timeout: float
     why = _port_open(host.ssh, 22, timeout)
     if why is not None:
         return bad(f"cannot reach SSH ({why})")
-    cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(timeout)}", host.ssh, "python3", "-c"]
+    python = host.python or "python3"
+    cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(timeout)}", host.ssh, python, "-c"]
     try:
         out = subprocess.run([*cmd, json.dumps(VERSIONS_SCRIPT)], capture_output=True, text=True, timeout=timeout * 4)
     except (OSError, subprocess.TimeoutExpired) as exc:

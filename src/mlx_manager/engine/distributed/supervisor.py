@@ -1,5 +1,6 @@
-"""The server's side of a distributed model: it starts every rank (worker.py) as a local process, talks to rank 0
-over a loopback socket, and watches them all: a rank that exits or a step that stalls fails the request in flight
+"""The server's side of a distributed model: it starts every rank (worker.py), on this machine as a process or
+on another host over `ssh` as mlx.launch does, talks to rank 0 (always here) over a loopback socket, and watches
+them all: a rank that exits or a step that stalls fails the request in flight
 with a 503 naming the rank, and the model stays unavailable until it is restarted."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import logging
 import os
 import select
+import shlex
 import socket
 import subprocess
 import sys
@@ -30,14 +32,17 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 @dataclass(frozen=True)
 class Host:
-    """One line of an mlx.launch hostfile: where to start a rank (ssh) and the IPs the ranks connect on."""
+    """One line of an mlx.launch hostfile: where to start a rank (ssh), the IPs the ranks connect on, and
+    (our extension) the Python to run it with there."""
 
     ssh: str
     ips: tuple[str, ...] = ()
+    python: str | None = None
 
     @property
     def local(self) -> bool:
-        return self.ssh in LOCAL_HOSTS and all(ip in LOCAL_HOSTS for ip in self.ips)
+        """This machine: started as a process; any other host is started over ssh."""
+        return self.ssh in LOCAL_HOSTS or self.ssh in (socket.gethostname(), socket.getfqdn())
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,12 @@ class DistributedSpec:
     backend: Literal["ring", "jaccl"] = "ring"
     # A step (the prompt's prefill included) that takes longer means a rank hangs.
     step_timeout_seconds: float = 30.0
+    # For ranks on other hosts: the Python there (a host's own "python" wins; default: this server's path),
+    # environment variables for every rank, and the ring's first port (rank r listens on ring_port + r).
+    python: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    ring_port: int = 32323
+    ssh_timeout_seconds: int = 10
 
 
 def read_hostfile(path: str | Path) -> tuple[Host, ...]:
@@ -56,7 +67,10 @@ def read_hostfile(path: str | Path) -> tuple[Host, ...]:
     entries = json.loads(Path(path).read_text())
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: a hostfile is a JSON list with one {{'ssh': ..., 'ips': [...]}} per rank")
-    return tuple(Host(str(e["ssh"]), tuple(str(ip) for ip in e.get("ips", []))) for e in entries)
+    return tuple(
+        Host(str(e["ssh"]), tuple(str(ip) for ip in e.get("ips", [])), e.get("python") and str(e["python"]))
+        for e in entries
+    )
 
 
 def _free_port() -> int:
@@ -94,26 +108,41 @@ class RankGroup:
         return self._conn is not None and self.error is None
 
     def start(self) -> None:
-        for i, host in enumerate(self.spec.hosts):
-            if not host.local:  # ranks over SSH (as mlx.launch does) are not built; say which host and why
-                raise ModelLoadError(
-                    f"'{self.spec.id}': rank {i} is on host '{host.ssh}' ({', '.join(host.ips) or 'no IPs'}); this"
-                    " server starts ranks on this machine only (127.0.0.1 / localhost)."
-                )
-        size, port = len(self.spec.hosts), _free_port()
-        env = {**os.environ, "MLX_DISTRIBUTED_BACKEND": self.spec.backend}
+        hosts, spec = self.spec.hosts, self.spec
+        if not hosts[0].local:
+            raise ModelLoadError(
+                f"'{spec.id}': rank 0 runs in this server, so the hostfile's first host must be this machine"
+                f" (localhost or {socket.gethostname()}), not '{hosts[0].ssh}'."
+            )
+        remote = any(not h.local for h in hosts)
+        size, port = len(hosts), _free_port()
+        env = {**os.environ, **dict(spec.env), "MLX_DISTRIBUTED_BACKEND": spec.backend}
         env.pop("MLX_HOSTFILE", None)
         if size > 1:
-            hostfile = self.logs / "hosts.json"
-            hostfile.write_text(json.dumps([[f"127.0.0.1:{_free_port()}"] for _ in range(size)]))
-            env["MLX_HOSTFILE"] = str(hostfile)
-            env["MLX_MANAGER_WAKE"] = f"127.0.0.1:{_free_port()}"  # rank 0 wakes the others (worker.Wake)
-        module = "mlx_manager.engine.distributed.worker"
-        for rank in range(size):
-            out = (self.logs / f"rank{rank}.log").open("wb")
-            cmd = [sys.executable, "-m", module, self.spec.path, self.spec.strategy, str(port)]
-            rank_env = {**env, "MLX_RANK": str(rank), "MLX_MANAGER_HEARTBEAT": str(self.logs / f"rank{rank}.alive")}
-            self.procs.append(subprocess.Popen(cmd, env=rank_env, stdout=out, stderr=out))
+            ring = [
+                [f"{self._ring_ip(r, h, remote)}:{spec.ring_port + r if remote else _free_port()}"]
+                for r, h in enumerate(hosts)
+            ]
+            (self.logs / "hosts.json").write_text(json.dumps(ring))
+            env["MLX_HOSTFILE"] = str(self.logs / "hosts.json")
+            # rank 0 wakes the others for each request (worker.Wake), on the address they reach it at
+            env["MLX_MANAGER_WAKE"] = f"{ring[0][0].rsplit(':', 1)[0]}:{_free_port()}"
+        module = ["-m", "mlx_manager.engine.distributed.worker", spec.path, spec.strategy, str(port)]
+        for rank, host in enumerate(hosts):
+            log_file = (self.logs / f"rank{rank}.log").open("wb")
+            if host.local:
+                rank_env = {**env, "MLX_RANK": str(rank), "MLX_MANAGER_HEARTBEAT": str(self.logs / f"rank{rank}.alive")}
+                self.procs.append(
+                    subprocess.Popen([sys.executable, *module], env=rank_env, stdout=log_file, stderr=log_file)
+                )
+                continue
+            # Over ssh the heartbeat comes back on stdout, into the same .alive file (its mtime is what counts).
+            beat = (self.logs / f"rank{rank}.alive").open("wb")
+            try:
+                self.procs.append(subprocess.Popen(self._ssh(rank, host, env, module), stdout=beat, stderr=log_file))
+            except OSError as exc:
+                self.stop()
+                raise ModelLoadError(f"'{spec.id}': rank {rank} on host '{host.ssh}': cannot run ssh ({exc})") from exc
         try:
             self._connect(port)
         except BaseException:
@@ -122,6 +151,30 @@ class RankGroup:
         self.load_seconds = time.time() - self.started_at
         threading.Thread(target=self._read, daemon=True, name=f"dist-read-{self.spec.id[-16:]}").start()
         threading.Thread(target=self._watch, daemon=True, name=f"dist-watch-{self.spec.id[-16:]}").start()
+
+    def _ring_ip(self, rank: int, host: Host, remote: bool) -> str:
+        if not remote:
+            return "127.0.0.1"
+        if not host.ips:
+            raise ModelLoadError(f"'{self.spec.id}': rank {rank} on host '{host.ssh}' has no 'ips' for the ring")
+        return host.ips[0]
+
+    def _ssh(self, rank: int, host: Host, env: dict[str, str], module: list[str]) -> list[str]:
+        """`ssh HOST 'env K=V ... PYTHON -m worker ...'`: the variables a rank needs travel in the command, since
+        ssh passes no environment; the ring's hostfile travels as text (MLX_MANAGER_HOSTS)."""
+        passed: dict[str, str] = {k: env[k] for k in ("MLX_DISTRIBUTED_BACKEND", "MLX_MANAGER_WAKE") if k in env}
+        hostfile = (self.logs / "hosts.json").read_text()
+        variables: dict[str, str] = {
+            **dict(self.spec.env),
+            **passed,
+            "MLX_RANK": str(rank),
+            "MLX_MANAGER_HOSTS": hostfile,
+            "MLX_MANAGER_HEARTBEAT": "-",
+        }
+        python = host.python or self.spec.python or sys.executable
+        command = shlex.join(["env", *(f"{k}={v}" for k, v in variables.items()), python, *module])
+        timeout = f"ConnectTimeout={self.spec.ssh_timeout_seconds}"
+        return ["ssh", "-o", "BatchMode=yes", "-o", timeout, host.ssh, command]
 
     def _connect(self, port: int) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -157,7 +210,13 @@ class RankGroup:
             code = proc.poll()
             if code is not None:
                 tail = (self.logs / f"rank{rank}.log").read_text(errors="replace").strip().splitlines()[-1:]
-                return f"rank {rank} exited with code {code}" + (f" ({tail[0][:300]})" if tail else "")
+                why = f" ({tail[0][:300]})" if tail else ""
+                host = self.spec.hosts[rank]
+                if host.local:
+                    return f"rank {rank} exited with code {code}{why}"
+                if code == 255:  # ssh's own failure: the host cannot be reached or refused us
+                    return f"rank {rank} on host '{host.ssh}': ssh failed (exit 255){why}"
+                return f"rank {rank} on host '{host.ssh}' exited with code {code}{why}"
         return None
 
     def _read(self) -> None:

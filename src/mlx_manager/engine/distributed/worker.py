@@ -12,6 +12,7 @@ import os
 import queue
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -194,11 +195,21 @@ def _generate(shard: Shard, req: dict[str, Any], rank: int, control: Control | N
         logits = shard.forward(mx.array([[token]]), cache)
 
 
-def _heartbeat(path: Path) -> None:
-    """Touch `path` twice a second, so the supervisor can tell a stopped rank from one waiting on the others."""
-    path.touch()
+def _heartbeat(where: str) -> None:
+    """Touch the file `where` twice a second, so the supervisor can tell a stopped rank from one waiting on the
+    others; "-" (a rank over ssh): write a byte to stdout instead, and exit once ssh is gone."""
+    path = Path(where)
+    if where != "-":
+        path.touch()
     while True:
-        os.utime(path)
+        if where != "-":
+            os.utime(path)
+        else:
+            try:
+                sys.stdout.buffer.write(b".")
+                sys.stdout.buffer.flush()
+            except OSError:
+                os._exit(1)
         time.sleep(0.5)
 
 
@@ -244,7 +255,12 @@ class Wake:
 def main(argv: list[str]) -> int:
     beat = os.environ.get("MLX_MANAGER_HEARTBEAT")
     if beat:
-        threading.Thread(target=_heartbeat, args=(Path(beat),), daemon=True).start()
+        threading.Thread(target=_heartbeat, args=(beat,), daemon=True).start()
+    hosts = os.environ.get("MLX_MANAGER_HOSTS")  # a rank over ssh gets the ring's hostfile as text
+    if hosts:
+        hostfile = Path(tempfile.mkdtemp(prefix="mlx-manager-rank-")) / "hosts.json"
+        hostfile.write_text(hosts)
+        os.environ["MLX_HOSTFILE"] = str(hostfile)
     path, strategy, port = argv[0], argv[1], int(argv[2])
     backend = os.environ.get("MLX_DISTRIBUTED_BACKEND", "ring")
     alone = not os.environ.get("MLX_HOSTFILE")  # one rank: no group to join
