@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -74,9 +75,10 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
     )
 
 
-def _shared_fields(source: object, reply: type[BaseModel]) -> dict[str, Any]:
+def _shared_fields(source: object, reply: type[BaseModel] | type[LocalModelOut]) -> dict[str, Any]:
     """The attributes of an engine dataclass that the reply model has too (same name, same meaning)."""
-    return {k: v for k, v in vars(source).items() if k in reply.model_fields}
+    names = reply.model_fields if issubclass(reply, BaseModel) else {f.name for f in dataclasses.fields(reply)}
+    return {k: v for k, v in vars(source).items() if k in names}
 
 
 def _adapter_out(live: LiveAdapter) -> AdapterOut:
@@ -127,16 +129,10 @@ async def prefix_cache(model_id: str, engine: EngineDep) -> PrefixCacheOut:
         bytes=cache.bytes,
         max_bytes=cache.max_bytes,
         block_size=cache.block_size,
-        lookups=stats.lookups,
-        hits=stats.hits,
-        tokens_requested=stats.tokens_requested,
-        tokens_reused=stats.tokens_reused,
-        evictions=stats.evictions,
-        recent=list(stats.recent),
+        **_shared_fields(stats, PrefixCacheOut),  # lookups, hits, tokens, evictions, recent: copied by validation
         reuse=tiers.support.reuse,
         reuse_reason=tiers.support.reason,
         layers=tiers.support.layers,
-        hits_by_tier=dict(stats.hits_by_tier),
         tokens_reused_by_tier=dict(stats.tokens_by_tier),
         prompt_tokens_computed=entry.scheduler.stats.prompt_tokens_computed,
         disk=_disk_out(tiers.disk) if tiers.disk is not None else None,

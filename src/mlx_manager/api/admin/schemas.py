@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from pydantic.dataclasses import dataclass
 
 from mlx_manager.api.model_cards import SamplingDefault
+from mlx_manager.engine.types import ModelFacts
 
 
 class AdapterIn(BaseModel):
@@ -83,14 +85,10 @@ class LoadedModels(BaseModel):
     loads: int
 
 
-class LocalModelOut(BaseModel):
-    id: str
-    path: str
-    family: str
-    model_type: str
-    size_bytes: int
-    context_length: int | None
-    quantization_bits: int | None
+@dataclass(frozen=True)
+class LocalModelOut(ModelFacts):
+    """A model on disk: the engine's facts about it (declared there), then what the admin API adds."""
+
     source: str
     task: str = "generate"  # generate, embed, score (reranker) or transcribe (speech to text)
     vision: bool = False  # accepts images (a vision-language model)
