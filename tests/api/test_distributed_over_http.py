@@ -387,12 +387,20 @@ def test_concurrent_requests_take_turns_by_priority_and_match_sequential_ones(
         extra_body={"ignore_eos": True},
     )
     next(iter(hold))
+    cancelled = status(server, "tiny-llama-tp2")["cancelled"]
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(ask, i, priority) for i, priority in enumerate([9, 3, 0])]
         until("waiting", 3)
+        # One more, ahead of two of them, whose client gives up while it waits: it never reaches the ranks.
+        with pytest.raises(httpx.TimeoutException):
+            body = {"model": "tiny-llama-tp2", "prompt": "Gone", "max_tokens": 8}
+            httpx.post(f"{server.base_url}/v1/completions", json=body, timeout=1.0)
+        until("waiting", 4)
+        time.sleep(1.5)  # the server polls for a client that left twice a second
         hold.close()
         replies = [f.result(timeout=120) for f in futures]
     assert replies == sequential and finished == [2, 1, 0]  # lower priority first, each as if alone
+    assert status(server, "tiny-llama-tp2")["cancelled"] == cancelled + 1  # the hold only
     card = client.models.retrieve("tiny-llama-tp2").model_extra or {}
     assert card["distributed"]["concurrent_requests"] == 1 and card["distributed"]["ranks"] == 2
 

@@ -273,6 +273,7 @@ class DistributedModels:
             turn = heapq.heappop(waiting)
             stream = turn.stream
             if stream.gen.cancelled():  # left, or timed out, while it waited
+                stream.seq.start(stream.lm.tokenizer)
                 stream.finish("aborted" if stream.gen.aborted else "cancelled")
                 continue
             group = self.groups.get(model_id)

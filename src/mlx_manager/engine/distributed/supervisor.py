@@ -298,6 +298,10 @@ class RankGroup:
 
     def stop(self) -> None:
         self._stopping = True
+        with self._lock:  # a request still running (a restart or unload meanwhile) ends with a 503, never hangs
+            ended, self._active = list(self._active.values()), {}
+        for req in ended:
+            req.on_error(ModelUnavailableError(f"'{self.spec.id}' was stopped while this request ran; retry."))
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 self._conn.close()
