@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from mlx_manager.api.manager.deps import SessionDep
 from mlx_manager.api.manager.fields import Count, RowId
-from mlx_manager.api.manager.schemas import AuditEntryPublic, AuditPage, problems
+from mlx_manager.api.manager.schemas import AuditEntryPublic, AuditPage, download, problems
 from mlx_manager.api.security import Admin
 from mlx_manager.manager import audit
 
@@ -57,15 +57,9 @@ def list_audit(
 @router.get(
     "/export",
     response_model=None,
-    responses={
-        200: {
-            "description": "Matching entries, oldest first.",
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "array", "items": AuditEntryPublic.model_json_schema()}},
-            },
-        }
-    },
+    responses=download(
+        "Matching entries, oldest first.", "text/csv", {"type": "array", "items": AuditEntryPublic.model_json_schema()}
+    ),
 )
 def export_audit(_: Admin, session: SessionDep, where: Filter, format: Literal["csv", "json"] = "csv") -> Response:
     """Every matching entry as a CSV (times in ISO 8601, UTC) or JSON (Unix seconds) download."""

@@ -23,7 +23,7 @@ from mlx_manager.api.manager.chat_schemas import (
 )
 from mlx_manager.api.manager.deps import ManagerDep, SessionDep, current_user
 from mlx_manager.api.manager.fields import Count, RowId
-from mlx_manager.api.manager.schemas import problems
+from mlx_manager.api.manager.schemas import download, problems
 from mlx_manager.db.models import Chat, ChatMessage
 from mlx_manager.manager import chat_export, chats
 from mlx_manager.manager.auth import presented_credential
@@ -148,15 +148,7 @@ def _filename(title: str, ext: str) -> str:
 @router.get(
     "/{chat_id}/export",
     response_model=None,
-    responses={
-        200: {
-            "description": "The chat as a download.",
-            "content": {
-                "text/markdown": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"$ref": "#/components/schemas/ChatDetail"}},
-            },
-        }
-    },
+    responses=download("The chat as a download.", "text/markdown", {"$ref": "#/components/schemas/ChatDetail"}),
 )
 def export_chat(
     chat_id: RowId, owner: OwnerDep, session: SessionDep, format: Literal["markdown", "json"] = "markdown"

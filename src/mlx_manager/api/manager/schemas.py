@@ -44,6 +44,12 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "description": "A problem (RFC 7807)."} for status in statuses}
 
 
+def download(description: str, text_media: str, json_schema: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of an export route: one download, as text (`text_media`) or as JSON (`?format=json`)."""
+    content = {text_media: {"schema": {"type": "string"}}, "application/json": {"schema": json_schema}}
+    return {200: {"description": description, "content": content}}
+
+
 # --- users ----------------------------------------------------------------------------------------
 
 Username = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
