@@ -219,6 +219,21 @@ def test_a_client_that_leaves_stops_the_speech(client: openai.OpenAI, tts_server
     assert loaded[TTS]["active_requests"] == 0
 
 
+def test_a_client_that_leaves_a_whole_file_request_stops_the_speech(
+    client: openai.OpenAI, tts_server: ServerProcess
+) -> None:
+    """No stream: the server notices the closed connection while it speaks and stops at the next token."""
+    start = time.monotonic()
+    client.audio.speech.create(model=TTS, input=TWO.split(". ")[0] + ".", voice="alloy", response_format="wav")
+    one_sentence = time.monotonic() - start
+    body = {"model": TTS, "input": " ".join([TWO] * 4), "voice": "alloy", "response_format": "wav"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body, timeout=httpx.Timeout(60, read=2))
+    start = time.monotonic()
+    client.audio.speech.create(model=TTS, input=SHORT, voice="alloy", response_format="wav")
+    assert time.monotonic() - start < 3 * one_sentence
+
+
 def test_the_tts_model_lives_in_the_pool(client: openai.OpenAI, tts_server: ServerProcess) -> None:
     base = tts_server.base_url
     assert httpx.post(f"{base}/admin/models/{TTS}/load?pin=true", timeout=120).status_code == 200

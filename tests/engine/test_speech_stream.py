@@ -8,7 +8,14 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_manager.engine.audio.tts import DecodeStream, TextToSpeechModel, load_tts_model, token_cap
+from mlx_manager.engine.audio.tts import (
+    MAX_SENTENCE_CHARS,
+    MAX_TOKENS_PER_SENTENCE,
+    DecodeStream,
+    TextToSpeechModel,
+    load_tts_model,
+    token_cap,
+)
 from mlx_manager.engine.discovery import inspect_model
 from mlx_manager.testing.tiny_tts import write_tiny_soprano
 from tests.conftest import asset_cache
@@ -55,3 +62,14 @@ def test_speak_hands_out_pieces_while_it_runs_and_stops_when_told(tts: TextToSpe
 
     short = tts.speak(prompt, stop, emit)
     assert short.output_tokens < spoken.output_tokens // 2
+
+
+def test_a_sentence_too_long_for_the_token_cap_is_cut_at_clauses_then_words(tts: TextToSpeechModel) -> None:
+    text = "First part, " + " ".join(f"word{i}" for i in range(300))  # about 2000 characters, no full stop
+    prompts = tts.sentences(text)
+    inner = [p.removeprefix("[STOP][TEXT]").removesuffix("[START]") for p in prompts]
+    assert len(prompts) > 5 and all(len(t) <= MAX_SENTENCE_CHARS for t in inner)
+    from mlx_audio.tts.models.soprano import clean_text
+
+    assert " ".join(inner).split() == clean_text(text).split()  # Soprano's cleaning: lower case, numbers said
+    assert all(token_cap(p) < MAX_TOKENS_PER_SENTENCE for p in prompts)  # none is cut short by the cap

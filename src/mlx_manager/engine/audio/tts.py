@@ -7,6 +7,7 @@ mlx-audio is imported only here, when a TTS model loads.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,31 @@ OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "on
                  "marin", "cedar")  # fmt: skip
 # A sentence's audio tokens (64 ms each at Soprano's 32 kHz): a model that never says stop ends here.
 MAX_TOKENS_PER_SENTENCE = 512
+
+
+# Longest text given to the model at once: its audio fits the token cap even when spoken slowly.
+MAX_SENTENCE_CHARS = 200
+
+
+def split_long(text: str, limit: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """Text in pieces of at most `limit` characters: whole clauses (cut after , ; :) packed together where they fit,
+    a longer clause packed by words, a word longer than the limit cut where it must be."""
+    pieces: list[str] = []
+
+    def add(unit: str) -> None:
+        if pieces and len(pieces[-1]) + 1 + len(unit) <= limit:
+            pieces[-1] += " " + unit
+        else:
+            pieces.append(unit)
+
+    for clause in re.split(r"(?<=[,;:])\s+", text.strip()):
+        if len(clause) <= limit:
+            add(clause)
+            continue
+        for word in clause.split():
+            for start in range(0, len(word), limit):
+                add(word[start : start + limit])
+    return [p for p in pieces if p]
 
 
 def token_cap(sentence: str) -> int:
@@ -83,8 +109,17 @@ class TextToSpeechModel:
     turns: Any = None  # speak.TurnQueue, made on the event loop: whose sentence runs next
 
     def sentences(self, text: str) -> list[str]:
-        """Soprano's own split into sentences (short ones merged), each as the prompt the model is given."""
-        return [prompt for prompt, _, _ in self.model._preprocess_text([text])]
+        """Soprano's own split into sentences (short ones merged), each as the prompt the model is given; a
+        sentence too long for the token cap is cut at clauses, then words."""
+        prompts = [prompt for prompt, _, _ in self.model._preprocess_text([text])]
+        head, tail = "[STOP][TEXT]", "[START]"
+        out: list[str] = []
+        for prompt in prompts:
+            if not (prompt.startswith(head) and prompt.endswith(tail)) or len(prompt) <= MAX_SENTENCE_CHARS:
+                out.append(prompt)
+                continue
+            out += [f"{head}{part}{tail}" for part in split_long(prompt[len(head) : -len(tail)])]
+        return out
 
     def speak(self, prompt: str, stop: threading.Event, emit: Emit) -> Spoken:
         """Runs on the model's thread: audio handed to `emit` a piece at a time as it is made; `stop` set (the
