@@ -6,6 +6,7 @@ with a 503 naming the rank, and the model stays unavailable until it is restarte
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -42,7 +43,13 @@ class Host:
     @property
     def local(self) -> bool:
         """This machine: started as a process; any other host is started over ssh."""
-        return self.ssh in LOCAL_HOSTS or self.ssh in (socket.gethostname(), socket.getfqdn())
+        return self.ssh in LOCAL_HOSTS or self.ssh in _this_machine()
+
+
+@functools.cache
+def _this_machine() -> tuple[str, str]:
+    """This machine's names (getfqdn may ask DNS: once per process)."""
+    return socket.gethostname(), socket.getfqdn()
 
 
 @dataclass(frozen=True)
