@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 # Why a model cannot serve a request of another task; said before anything is loaded.
 _WRONG_TASK: dict[ModelTask, str] = {
-    "generate": "is a text-generation model; it cannot produce embeddings or rerank documents",
+    "generate": "is a text-generation model; it cannot produce embeddings, rerank documents, transcribe or speak",
     "embed": "is an embedding model; it cannot generate text (use it for embeddings or reranking)",
     "score": "is a reranker (cross-encoder); it can only score documents against a query (rerank)",
     "transcribe": "is a speech-to-text model; use it with /v1/audio/transcriptions or /v1/audio/translations",
