@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -252,6 +253,27 @@ def test_a_forced_tool_call_is_parsed_and_follows_its_schema(client: openai.Open
         args = json.loads(arguments)
         assert name == "add" and set(args) == {"a", "b"} and all(isinstance(v, int) for v in args.values())
     assert (calls, reasoning, finish) == _tool_calls(client, "tiny-qwen3", stream)  # the local model's reply
+
+
+def test_an_anthropic_tool_use_equals_the_local_models(server: ServerProcess) -> None:
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0, timeout=120)
+    tool = {"name": "add", "input_schema": TOOLS[0]["function"]["parameters"]}
+
+    def use(model: str) -> list[tuple[str, Any]]:
+        reply = claude.messages.create(
+            model=model,
+            max_tokens=80,
+            messages=[{"role": "user", "content": "Add 2 and 3."}],
+            tools=[tool],  # type: ignore[list-item]
+            tool_choice={"type": "any"},
+            extra_body={"temperature": 0},  # this SDK version has no temperature argument
+        )
+        assert reply.stop_reason == "tool_use"
+        return [(b.name, b.input) for b in reply.content if b.type == "tool_use"]
+
+    calls = use("qwen3-tp2")
+    assert calls and all(name == "add" and set(args) == {"a", "b"} for name, args in calls)  # type: ignore[arg-type]
+    assert calls == use("tiny-qwen3")
 
 
 def test_a_json_schema_reply_follows_the_schema(client: openai.OpenAI) -> None:
