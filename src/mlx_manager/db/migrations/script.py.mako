@@ -1,4 +1,7 @@
-"""${up_revision} (after ${down_revision | comma,n}, ${create_date}): ${message}"""
+"""${message}
+
+${up_revision} after ${down_revision | comma,n}, ${create_date}
+"""
 
 import sqlalchemy as sa
 from alembic import op

@@ -1,4 +1,7 @@
-"""0001 (2026-11-22): Stored Responses API results (previous_response_id)."""
+"""Stored Responses API results (previous_response_id).
+
+0001, 2026-11-22
+"""
 
 import sqlalchemy as sa
 from alembic import op

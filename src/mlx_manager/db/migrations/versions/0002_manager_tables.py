@@ -1,5 +1,7 @@
-"""0002 (after 0001, 2026-11-22): users, api keys, audit log, downloads, profiles, settings, credentials, backends,
-routing rules."""
+"""users, api keys, audit log, downloads, profiles, settings, credentials, backends, routing rules
+
+0002 after 0001, 2026-11-22
+"""
 
 import sqlalchemy as sa
 

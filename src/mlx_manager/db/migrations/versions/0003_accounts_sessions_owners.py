@@ -1,5 +1,7 @@
-"""0003 (after 0002, 2026-11-23): accounts round two: user uids, case-insensitive usernames, ids never reused,
-sessions, response owners."""
+"""accounts round two: user uids, case-insensitive usernames, ids never reused, sessions, response owners
+
+0003 after 0002, 2026-11-23
+"""
 
 import logging
 import secrets

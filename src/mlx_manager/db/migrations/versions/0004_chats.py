@@ -1,4 +1,7 @@
-"""0004 (after 0003, 2026-11-24): web UI chats: chats and their messages, per owner."""
+"""web UI chats: chats and their messages, per owner
+
+0004 after 0003, 2026-11-24
+"""
 
 import sqlalchemy as sa
 

@@ -1,4 +1,7 @@
-"""0005 (after 0004, 2026-12-03): profiles: kv_bits and kv_group_size (KV-cache quantization per profile)"""
+"""profiles: kv_bits and kv_group_size (KV-cache quantization per profile)
+
+0005 after 0004, 2026-12-03
+"""
 
 import sqlalchemy as sa
 from alembic import op

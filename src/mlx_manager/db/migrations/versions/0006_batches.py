@@ -1,4 +1,7 @@
-"""0006 (after 0005, 2026-12-03): batch_files and batches: the OpenAI Files and Batch APIs"""
+"""batch_files and batches: the OpenAI Files and Batch APIs
+
+0006 after 0005, 2026-12-03
+"""
 
 import sqlalchemy as sa
 import sqlmodel
