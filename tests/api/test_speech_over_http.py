@@ -160,6 +160,9 @@ def test_an_unknown_voice_is_a_400_listing_the_voices(client: openai.OpenAI) -> 
     error = info.value.body
     assert isinstance(error, dict) and error["param"] == "voice"
     assert "alloy" in error["message"] and "default" in error["message"]
+    # A voice object ({"id": ...}, as the SDK sends a custom voice) names one too.
+    pcm = client.audio.speech.create(model=TTS, input=SHORT, voice={"id": "default"}, response_format="pcm")
+    assert len(pcm.content) == round(seconds_of(SHORT) * 24_000) * 2
 
 
 @pytest.mark.parametrize(
