@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from mlx_manager.api.errors import APIError
+from mlx_manager.config import default
 from mlx_manager.engine.errors import QueueTimeoutError
 from mlx_manager.engine.generation import Generation
 
@@ -25,11 +26,11 @@ OnLimit = Callable[[str, str], None]
 class TimeLimits:
     """Seconds; 0 = no limit. `chat` covers every chat API (chat completions, Messages, Responses)."""
 
-    chat: float = 900.0
-    completions: float = 600.0
-    embeddings: float = 120.0
-    queue: float = 300.0
-    audio: float = 900.0  # a transcription, stopped between windows (audio_timeout_seconds)
+    chat: float = default("chat_timeout_seconds")
+    completions: float = default("completions_timeout_seconds")
+    embeddings: float = default("embeddings_timeout_seconds")
+    queue: float = default("queue_timeout_seconds")
+    audio: float = default("audio_timeout_seconds")  # a transcription, stopped between windows
 
     def of(self, endpoint: Endpoint) -> float:
         seconds: float = getattr(self, endpoint)
