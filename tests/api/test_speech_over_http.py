@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import miniaudio
@@ -30,6 +31,7 @@ from mlx_manager.testing.tiny_tts import SAMPLE_RATE, write_tiny_soprano
 from tests.conftest import asset_cache
 
 TTS = "tiny-soprano"
+Format = Literal["mp3", "opus", "flac", "wav", "pcm"]
 WHISPER = "tiny-whisper"
 MAX_CHARS = 2000
 AUDIO_TIMEOUT = 30  # seconds: a request here takes 2-15 s on a loaded 2-core machine
@@ -84,7 +86,7 @@ def test_wav_is_the_models_rate_and_as_long_as_the_tokens_said(client: openai.Op
 
 @pytest.mark.parametrize(("response_format", "tolerance"), [("flac", 1e-3), ("mp3", 0.1), ("opus", 0.05)])
 def test_each_format_decodes_back_to_the_same_length(
-    client: openai.OpenAI, response_format: str, tolerance: float
+    client: openai.OpenAI, response_format: Format, tolerance: float
 ) -> None:
     audio = client.audio.speech.create(model=TTS, input=SHORT, voice="nova", response_format=response_format)
     samples, rate = decode(audio.content)
@@ -113,7 +115,7 @@ def test_speed_two_halves_the_duration(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize("response_format", ["wav", "mp3", "flac", "opus", "pcm"])
-def test_stream_format_audio_sends_the_audio_as_it_is_made(client: openai.OpenAI, response_format: str) -> None:
+def test_stream_format_audio_sends_the_audio_as_it_is_made(client: openai.OpenAI, response_format: Format) -> None:
     pieces: list[tuple[float, bytes]] = []
     with client.audio.speech.with_streaming_response.create(
         model=TTS, input=TWO, voice="alloy", response_format=response_format, stream_format="audio"
