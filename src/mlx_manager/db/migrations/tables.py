@@ -30,16 +30,17 @@ def create(
     unique: Sequence[str] = (),
     **kwargs: Any,
 ) -> None:
-    """The table (its primary key after the other constraints), then an index on each of `indexes` in order."""
+    """The table (its primary key after the other constraints), then an index on each column of `unique` and of
+    `indexes`, in that order."""
     op.create_table(table, *parts, sa.PrimaryKeyConstraint(key), **kwargs)
-    if indexes:
+    if unique or indexes:
         with op.batch_alter_table(table, schema=None) as batch_op:
-            for column in indexes:
+            for column in (*unique, *indexes):
                 batch_op.create_index(batch_op.f(f"ix_{table}_{column}"), [column], unique=column in unique)
 
 
 def drop(table: str, indexes: Sequence[str] = ()) -> None:
-    """Undo `create`: its indexes in the reverse order, then the table."""
+    """Undo `create`: its indexes (all of them, unique first, as created) in the reverse order, then the table."""
     if indexes:
         with op.batch_alter_table(table, schema=None) as batch_op:
             for column in reversed(indexes):

@@ -11,9 +11,8 @@ revision, down_revision = "0002", "0001"
 
 Int, Float, Str, Bool, Json = sa.Integer, sa.Float, sa.String, sa.Boolean, sa.JSON
 
-# Each table's indexed columns, in creation order; all but those named in `unique=` allow repeats.
 AUDIT_INDEXES = ("model", "time", "user_id")
-API_KEY_INDEXES = ("key_hash", "user_id")
+API_KEY_INDEXES = ("key_hash", "user_id")  # unique, then not
 
 
 def upgrade() -> None:
@@ -28,7 +27,6 @@ def upgrade() -> None:
     create(
         "credentials",
         *required(id=Int, name=Str, provider=Str, secret_encrypted=Str, created_at=Float),
-        indexes=["name"],
         unique=["name"],
     )
     create(
@@ -44,7 +42,6 @@ def upgrade() -> None:
         *optional(temperature=Float, top_p=Float, max_tokens=Int, system_prompt=Str, thinking=Bool),
         *optional(context_length=Int),
         *required(created_at=Float, updated_at=Float),
-        indexes=["name"],
         unique=["name"],
     )
     create(
@@ -59,7 +56,6 @@ def upgrade() -> None:
         "users",
         *required(id=Int, username=Str, password_hash=Str, is_admin=Bool, is_approved=Bool, created_at=Float),
         *optional(last_login_at=Float),
-        indexes=["username"],
         unique=["username"],
     )
     create(
@@ -67,8 +63,8 @@ def upgrade() -> None:
         *required(id=Int, user_id=Int, name=Str, prefix=Str, key_hash=Str, created_at=Float),
         *optional(last_used_at=Float, revoked_at=Float),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
-        indexes=API_KEY_INDEXES,
         unique=["key_hash"],
+        indexes=["user_id"],
     )
     create(
         "backends",
@@ -76,7 +72,6 @@ def upgrade() -> None:
         *optional(base_url=Str, credential_id=Int),
         *required(timeout_seconds=Float, enabled=Bool),
         sa.ForeignKeyConstraint(["credential_id"], ["credentials.id"]),
-        indexes=["name"],
         unique=["name"],
     )
 
