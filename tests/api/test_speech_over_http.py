@@ -274,12 +274,25 @@ def test_waiting_speech_runs_lowest_priority_first(tts_server: ServerProcess) ->
     assert finished.index("urgent") < finished.index("background"), finished
 
 
-def test_speech_past_the_time_limit_is_stopped_with_a_504(tts_server: ServerProcess) -> None:
-    text = " ".join(["This sentence is long enough to be spoken on its own."] * 30)  # minutes of work here
-    start = time.monotonic()
+def test_speech_past_the_time_limit_is_stopped_with_a_504_or_an_error_event(tts_server: ServerProcess) -> None:
+    """Two requests with minutes of work at once: the whole-file one is a 504, the SSE one ends with an error event
+    after the audio made in time; both name audio_timeout_seconds."""
+    text = " ".join(["This sentence is long enough to be spoken on its own."] * 30)
     body = {"model": TTS, "input": text, "voice": "alloy", "response_format": "wav"}
-    reply = httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body, timeout=300)
-    assert reply.status_code == 504 and "audio_timeout_seconds" in reply.json()["error"]["message"]
-    assert time.monotonic() - start < AUDIO_TIMEOUT + 15
+    replies: list[httpx.Response] = []
+    whole = threading.Thread(
+        target=lambda: replies.append(httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body, timeout=300))
+    )
+    start = time.monotonic()
+    whole.start()
+    with httpx.stream(
+        "POST", f"{tts_server.base_url}/v1/audio/speech", json={**body, "stream_format": "sse"}, timeout=300
+    ) as stream:
+        events = [data for _, data in iter_json(stream)]
+    whole.join(300)
+    assert time.monotonic() - start < AUDIO_TIMEOUT + 20
+    assert replies[0].status_code == 504 and "audio_timeout_seconds" in replies[0].json()["error"]["message"]
+    assert {e.get("type") for e in events[:-1]} == {"speech.audio.delta"}
+    assert "audio_timeout_seconds" in events[-1]["error"]["message"]
     metrics = httpx.get(f"{tts_server.base_url}/metrics", timeout=30).text
-    assert re.search(r'mlx_manager_time_limits_total{endpoint="audio",kind="generation"} [1-9]', metrics)
+    assert re.search(r'mlx_manager_time_limits_total{endpoint="audio",kind="generation"} [2-9]', metrics)
