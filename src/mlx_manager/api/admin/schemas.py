@@ -90,7 +90,7 @@ class LocalModelOut(ModelFacts):
     """A model on disk: the engine's facts about it (declared there), then what the admin API adds."""
 
     source: str
-    task: str = "generate"  # generate, embed, score (reranker) or transcribe (speech to text)
+    task: str = "generate"  # generate, embed, score (reranker), transcribe (speech to text) or speak (text to speech)
     vision: bool = False  # accepts images (a vision-language model)
     loaded: bool = False
     # What a request that leaves a sampling value out gets on this model, and from where.
