@@ -20,6 +20,7 @@ export interface ModelCard {
 	id: string;
 	owned_by: string;
 	vision?: boolean;
+	task?: string; // generate, embed, score, transcribe (speech to text) or speak (text to speech)
 	loaded?: boolean;
 	context_length?: number | null;
 	sampling_defaults?: Record<string, { value: number; source: string }>;
@@ -71,6 +72,11 @@ class ChatSession {
 
 	card(name: string): ModelCard | undefined {
 		return this.models.find((m) => m.id === name);
+	}
+
+	/** The first model that does this task (transcribe: the microphone; speak: a reply's Play), if any. */
+	audioModel(task: 'transcribe' | 'speak'): string | undefined {
+		return this.models.find((m) => m.task === task)?.id;
 	}
 
 	/** Whether the model takes images; a name no model has (a routing rule's) may: its backend decides. */

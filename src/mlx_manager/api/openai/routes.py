@@ -98,6 +98,7 @@ def _card(engine: Engine, info: ModelInfo, request: Request) -> ModelCard:
         loaded=is_loaded(engine, info.id),
         sampling_defaults=sampling_defaults(engine, info) if info.task == "generate" else {},
         vision=info.vision,
+        task=info.task,
         distributed=DistributedCard(**spec) if spec is not None else None,
     )
 

@@ -280,6 +280,9 @@ class ModelCard(BaseModel):
     loaded: bool = False
     sampling_defaults: dict[str, SamplingDefault] = Field(default_factory=dict)
     vision: bool = Field(default=False, description="Takes images in chat messages (extension).")
+    task: str = Field(
+        default="generate", description="What it does (extension): generate, embed, score, transcribe or speak."
+    )
     distributed: DistributedCard | None = Field(default=None, description="Sharded over ranks (extension).")
 
 
