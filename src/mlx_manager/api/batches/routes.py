@@ -7,7 +7,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
@@ -24,6 +24,7 @@ router = APIRouter(prefix="/v1", tags=["batches"])
 Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 assert set(ENDPOINTS) == set(Endpoint.__args__)  # type: ignore[attr-defined]
 Row = TypeVar("Row")
+Item = TypeVar("Item")
 
 
 class FileObject(BaseModel):
@@ -36,12 +37,17 @@ class FileObject(BaseModel):
     status: Literal["processed"] = "processed"
 
 
-class FileList(BaseModel):
+# OpenAI's list of files or batches, a page at a time (`after` the last id).
+class Page(BaseModel, Generic[Item]):
     object: Literal["list"] = "list"
-    data: list[FileObject]
+    data: list[Item]
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
+
+
+class FileList(Page[FileObject]):
+    pass
 
 
 class FileDeleted(BaseModel):
@@ -86,12 +92,8 @@ class BatchObject(BaseModel):
     metadata: dict[str, Any] | None
 
 
-class BatchList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[BatchObject]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
+class BatchList(Page[BatchObject]):
+    pass
 
 
 def _store(request: Request) -> BatchStore:
@@ -116,15 +118,23 @@ def _batch(row: Batch) -> BatchObject:
     return BatchObject(**fields, request_counts=counts, metadata=row.batch_metadata, expired_at=expired_at)
 
 
-def _found(row: Row | None, kind: str, ident: str, param: str) -> Row:
-    """The caller's row, or the 404 that names it (someone else's row does not exist for this caller)."""
+async def _owned(
+    request: Request, fetch: Callable[[str, str | None], Row | None], kind: str, ident: str, param: str = ""
+) -> Row:
+    """The caller's row `ident`, read off the event loop, or the 404 that names it (someone else's row does not
+    exist for this caller)."""
+    row = await asyncio.to_thread(fetch, ident, _owner(request))
     if row is None:
-        raise APIError(404, f"No {kind} with id '{ident[:200]}' found.", param=param, code="not_found")
+        raise APIError(404, f"No {kind} with id '{ident[:200]}' found.", param=param or f"{kind}_id", code="not_found")
     return row
 
 
-def _page(rows: list[Row], limit: int, convert: Callable[[Row], Any]) -> dict[str, Any]:
-    """A list's fields from the store's rows, which hold one more than `limit` when there are more."""
+async def _page(
+    request: Request, fetch: Callable[..., list[Row]], convert: Callable[[Row], Any], limit: int, after: str | None
+) -> dict[str, Any]:
+    """A list's fields: the caller's rows after `after`, read off the event loop; the store gives one more than
+    `limit` when there are more."""
+    rows = await asyncio.to_thread(fetch, _owner(request), limit, after)
     data = [convert(r) for r in rows[:limit]]
     first, last = (data[0].id, data[-1].id) if data else (None, None)
     return {"data": data, "first_id": first, "last_id": last, "has_more": len(rows) > limit}
@@ -158,27 +168,27 @@ async def list_files(
     limit: int = Query(default=100, ge=1, le=10_000),
     after: str | None = None,
 ) -> FileList:
-    rows = await asyncio.to_thread(_store(request).list_files, _owner(request), purpose, limit, after)
-    return FileList(**_page(rows, limit, _file))
+    store = _store(request)
+    files = lambda owner, limit, after: store.list_files(owner, purpose, limit, after)  # noqa: E731
+    return FileList(**await _page(request, files, _file, limit, after))
 
 
 @router.get("/files/{file_id}")
 async def get_file(file_id: str, request: Request) -> FileObject:
-    row = await asyncio.to_thread(_store(request).get_file, file_id, _owner(request))
-    return _file(_found(row, "file", file_id, "file_id"))
+    return _file(await _owned(request, _store(request).get_file, "file", file_id))
 
 
 @router.delete("/files/{file_id}")
 async def delete_file(file_id: str, request: Request) -> FileDeleted:
-    if not await asyncio.to_thread(_store(request).delete_file, file_id, _owner(request)):
-        _found(None, "file", file_id, "file_id")
+    store = _store(request)
+    await _owned(request, lambda ident, owner: store.delete_file(ident, owner) or None, "file", file_id)
     return FileDeleted(id=file_id)
 
 
 @router.get("/files/{file_id}/content", response_class=FileResponse)
 async def file_content(file_id: str, request: Request) -> FileResponse:
     store = _store(request)
-    row = _found(await asyncio.to_thread(store.get_file, file_id, _owner(request)), "file", file_id, "file_id")
+    row = await _owned(request, store.get_file, "file", file_id)
     return FileResponse(store.path(row.id), media_type="application/jsonl", filename=row.filename)
 
 
@@ -188,8 +198,7 @@ async def file_content(file_id: str, request: Request) -> FileResponse:
 @router.post("/batches")
 async def create_batch(body: BatchCreate, request: Request) -> BatchObject:
     store, owner = _store(request), _owner(request)
-    source = await asyncio.to_thread(store.get_file, body.input_file_id, owner)
-    source = _found(source, "file", body.input_file_id, "input_file_id")
+    source = await _owned(request, store.get_file, "file", body.input_file_id, "input_file_id")
     if source.purpose != "batch":
         raise APIError(400, "The input file's purpose must be 'batch'.", param="input_file_id")
     now = int(time.time())
@@ -214,20 +223,17 @@ async def create_batch(body: BatchCreate, request: Request) -> BatchObject:
 async def list_batches(
     request: Request, limit: int = Query(default=20, ge=1, le=100), after: str | None = None
 ) -> BatchList:
-    rows = await asyncio.to_thread(_store(request).list_batches, _owner(request), limit, after)
-    return BatchList(**_page(rows, limit, _batch))
+    return BatchList(**await _page(request, _store(request).list_batches, _batch, limit, after))
 
 
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: str, request: Request) -> BatchObject:
-    row = await asyncio.to_thread(_store(request).get_batch, batch_id, _owner(request))
-    return _batch(_found(row, "batch", batch_id, "batch_id"))
+    return _batch(await _owned(request, _store(request).get_batch, "batch", batch_id))
 
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, request: Request) -> BatchObject:
-    row = await asyncio.to_thread(_store(request).cancel, batch_id, _owner(request))
-    row = _found(row, "batch", batch_id, "batch_id")
+    row = await _owned(request, _store(request).cancel, "batch", batch_id)
     runner: BatchRunner = request.app.state.batch_runner
     runner.wake()
     return _batch(row)
