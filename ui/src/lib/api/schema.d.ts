@@ -132,6 +132,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audio/speech": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Speech
+         * @description Text to speech. Without `stream_format` the reply is the whole file; `audio` streams it sentence by sentence
+         *     as it is made; `sse` sends `speech.audio.delta` events (base64) and a final `speech.audio.done` with usage.
+         */
+        post: operations["speech_v1_audio_speech_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/messages": {
         parameters: {
             query?: never;
@@ -2569,6 +2590,41 @@ export interface components {
             /** Skipped */
             skipped: number;
         };
+        /**
+         * DistributedCard
+         * @description A model sharded over several processes or machines (engine/distributed): how, and what it serves at once.
+         */
+        DistributedCard: {
+            /** Strategy */
+            strategy: string;
+            /** Backend */
+            backend: string;
+            /** Ranks */
+            ranks: number;
+            /** Hosts */
+            hosts: string[];
+            /**
+             * Concurrent Requests
+             * @default 1
+             */
+            concurrent_requests?: number;
+            /** Limits */
+            limits?: string[];
+        };
+        /**
+         * DistributedOut
+         * @description How a distributed model is split, where each rank runs and what it holds; `error` while unavailable.
+         */
+        DistributedOut: {
+            /** Strategy */
+            strategy: string;
+            /** Backend */
+            backend: string;
+            /** Ranks */
+            ranks: components["schemas"]["RankOut"][];
+            /** Error */
+            error?: string | null;
+        };
         /** DocumentBlockParam */
         DocumentBlockParam: {
             /**
@@ -3267,6 +3323,7 @@ export interface components {
             draft_acceptance_rate?: number;
             /** Adapters */
             adapters?: components["schemas"]["AdapterOut"][];
+            distributed?: components["schemas"]["DistributedOut"] | null;
         };
         /** LoadedModels */
         LoadedModels: {
@@ -3286,7 +3343,10 @@ export interface components {
             /** Freed Bytes */
             freed_bytes: number;
         };
-        /** LocalModelOut */
+        /**
+         * LocalModelOut
+         * @description A model on disk: the engine's facts about it (declared there), then what the admin API adds.
+         */
         LocalModelOut: {
             /** Id */
             id: string;
@@ -3658,6 +3718,14 @@ export interface components {
              * @default false
              */
             vision?: boolean;
+            /**
+             * Task
+             * @description What it does (extension): generate, embed, score, transcribe or speak.
+             * @default generate
+             */
+            task?: string;
+            /** @description Sharded over ranks (extension). */
+            distributed?: components["schemas"]["DistributedCard"] | null;
         };
         /** ModelInfo */
         ModelInfo: {
@@ -4154,6 +4222,17 @@ export interface components {
              * @default true
              */
             stream?: boolean;
+        };
+        /** RankOut */
+        RankOut: {
+            /** Rank */
+            rank: number;
+            /** Host */
+            host: string;
+            /** Weight Bytes */
+            weight_bytes: number;
+            /** Active Bytes */
+            active_bytes: number;
         };
         /** Reasoning */
         Reasoning: {
@@ -4748,6 +4827,36 @@ export interface components {
              */
             verbose?: boolean;
         };
+        /** SpeechRequest */
+        SpeechRequest: {
+            /** Model */
+            model: string;
+            /** Input */
+            input: string;
+            /** Voice */
+            voice: string | components["schemas"]["VoiceID"];
+            /** Instructions */
+            instructions?: string | null;
+            /**
+             * Response Format
+             * @default mp3
+             * @enum {string}
+             */
+            response_format?: "mp3" | "opus" | "aac" | "flac" | "wav" | "pcm";
+            /**
+             * Speed
+             * @default 1
+             */
+            speed?: number;
+            /** Stream Format */
+            stream_format?: ("sse" | "audio") | null;
+            /**
+             * Priority
+             * @description Scheduling priority (vLLM extension): lower runs sooner.
+             * @default 0
+             */
+            priority?: number;
+        };
         /** StreamOptions */
         StreamOptions: {
             /**
@@ -5101,6 +5210,11 @@ export interface components {
             /** Version */
             version: string;
         };
+        /** VoiceID */
+        VoiceID: {
+            /** Id */
+            id: string;
+        };
         /** FunctionCall */
         mlx_manager__api__ollama__schemas__FunctionCall: {
             /** Name */
@@ -5311,6 +5425,10 @@ export interface operations {
                     response_format?: "json" | "text" | "srt" | "vtt" | "verbose_json";
                     temperature?: number;
                     "timestamp_granularities[]"?: ("segment" | "word")[];
+                    /** @description transcriptions only: SSE events by window */
+                    stream?: boolean;
+                    /** @description extension: lower runs sooner (as vLLM) */
+                    priority?: number;
                 };
             };
         };
@@ -5345,6 +5463,10 @@ export interface operations {
                     response_format?: "json" | "text" | "srt" | "vtt" | "verbose_json";
                     temperature?: number;
                     "timestamp_granularities[]"?: ("segment" | "word")[];
+                    /** @description transcriptions only: SSE events by window */
+                    stream?: boolean;
+                    /** @description extension: lower runs sooner (as vLLM) */
+                    priority?: number;
                 };
             };
         };
@@ -5356,6 +5478,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+        };
+    };
+    speech_v1_audio_speech_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SpeechRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "audio/mpeg": unknown;
+                    "audio/ogg": unknown;
+                    "audio/flac": unknown;
+                    "audio/wav": unknown;
+                    "audio/pcm": unknown;
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
