@@ -13,6 +13,8 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import Field
+from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
 from mlx_manager.api.access import record
 from mlx_manager.api.errors import APIError, error_body
@@ -72,13 +74,40 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     limit = _Limit(settings.audio_timeout_seconds, starter.on_limit)
     media = MEDIA_TYPES[body.response_format]
     if body.stream_format == "sse":
-        return sse(_events(spoken, body.response_format, limit))
+        events = sse(_events(spoken, body.response_format, limit), _EventStream)
+        assert isinstance(events, _EventStream)
+        events.spoken = spoken
+        return events
     if body.stream_format == "audio":
-        return StreamingResponse(_pieces(spoken, body.response_format, limit), media_type=media)
+        return _AudioStream(spoken, _pieces(spoken, body.response_format, limit), media_type=media)
     audio = await _whole(spoken, body.response_format, request)
     if spoken.expired:
         raise limit.error()
     return Response(audio, media_type=media)
+
+
+class _ClosesSpeech:
+    """However the response ends (done, failed, or the client gone before its first byte, when the body never
+    starts), the speech lets go of the model's turn and the pool's hold."""
+
+    spoken: Speech | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            if self.spoken is not None:
+                self.spoken.close()
+
+
+class _AudioStream(_ClosesSpeech, StreamingResponse):
+    def __init__(self, spoken: Speech, content: AsyncIterator[bytes], media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self.spoken = spoken
+
+
+class _EventStream(_ClosesSpeech, EventSourceResponse):
+    pass
 
 
 @dataclass

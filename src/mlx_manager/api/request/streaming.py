@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 MODEL_FAILED = "The model failed while generating; see the server log."
 
 
-def sse(events: AsyncIterator[Any]) -> EventSourceResponse:
+def sse(
+    events: AsyncIterator[Any], response_class: type[EventSourceResponse] = EventSourceResponse
+) -> EventSourceResponse:
     """No caching, and no buffering by a proxy (nginx) in front: each event goes out as it is made."""
-    return EventSourceResponse(events, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return response_class(events, sep="\n", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def stream_failure(exc: Exception) -> APIError | None:
