@@ -55,8 +55,8 @@ class SpeechRequest(NullsAsAbsent):
     responses={200: {"content": {MEDIA_TYPES[f]: {} for f in ENCODED} | {"text/event-stream": {}}}},
 )
 async def speech(body: SpeechRequest, request: Request) -> Response:
-    """Text to speech. Without `stream_format` the reply is the whole file; `audio` streams it sentence by sentence
-    as it is made; `sse` sends `speech.audio.delta` events (base64) and a final `speech.audio.done` with usage."""
+    """Text to speech. Without `stream_format` the reply is the whole file; `audio` streams it as it is made (about
+    a second of speech a piece); `sse` sends `speech.audio.delta` events (base64), then `speech.audio.done` (usage)."""
     record(request, body.model)
     if body.response_format not in ENCODED:
         raise APIError(
@@ -79,7 +79,7 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         events.spoken = spoken
         return events
     if body.stream_format == "audio":
-        return _AudioStream(spoken, _pieces(spoken, body.response_format, limit), media_type=media)
+        return _AudioStream(spoken, _raw(spoken, body.response_format, limit), media_type=media)
     audio = await _whole(spoken, body.response_format, request)
     if spoken.expired:
         raise limit.error()
@@ -144,9 +144,8 @@ async def _whole(spoken: Speech, response_format: str, request: Request) -> byte
     return encode(samples, spoken.sample_rate, response_format)
 
 
-async def _pieces(spoken: Speech, response_format: str, limit: _Limit) -> AsyncIterator[bytes]:
-    """The encoded stream as it is made; a client that leaves cancels this, which stops the model. A raw stream
-    cut by the time limit or a failure just ends (the file so far is valid); the log says why."""
+async def _pieces(spoken: Speech, response_format: str) -> AsyncIterator[bytes]:
+    """The encoded stream as it is made; a client that leaves cancels this, which stops the model."""
     encoder = StreamEncoder(response_format, spoken.sample_rate)
     try:
         async for chunk in spoken.chunks():
@@ -155,10 +154,16 @@ async def _pieces(spoken: Speech, response_format: str, limit: _Limit) -> AsyncI
                 yield piece
         if tail := encoder.finish():
             yield tail
-        if spoken.expired:
-            log.warning("Speech stopped at the time limit: %s", limit.error().message)
     finally:
         spoken.close()
+
+
+async def _raw(spoken: Speech, response_format: str, limit: _Limit) -> AsyncIterator[bytes]:
+    """A raw stream cut by the time limit just ends (the file so far is valid); the log says why."""
+    async for piece in _pieces(spoken, response_format):
+        yield piece
+    if spoken.expired:
+        log.warning("Speech stopped at the time limit: %s", limit.error().message)
 
 
 def _event(kind: str, data: dict[str, object]) -> dict[str, str]:
@@ -167,7 +172,7 @@ def _event(kind: str, data: dict[str, object]) -> dict[str, str]:
 
 async def _events(spoken: Speech, response_format: str, limit: _Limit) -> AsyncIterator[dict[str, str]]:
     try:
-        async for piece in _pieces(spoken, response_format, limit):
+        async for piece in _pieces(spoken, response_format):
             yield _event("speech.audio.delta", {"audio": base64.b64encode(piece).decode()})
     except Exception as exc:  # after the 200: an error event, as the other streams end
         err = stream_failure(exc)
