@@ -17,6 +17,8 @@ if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
   # The web UI is built with Node; its end-to-end tests drive the system Chromium (Playwright never downloads one).
   command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
   [ "$dev" = 1 ] && ! command -v chromium >/dev/null 2>&1 && missing="$missing chromium"
+  # The speech round-trip test has espeak-ng say a sentence for a real Whisper to transcribe.
+  [ "$dev" = 1 ] && ! command -v espeak-ng >/dev/null 2>&1 && missing="$missing espeak-ng"
   if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" = "0" ] || sudo="sudo"
