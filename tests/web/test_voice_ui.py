@@ -17,6 +17,7 @@ from mlx_manager.testing.tiny_audio import tone, wav_bytes, write_tiny_whisper
 from mlx_manager.testing.tiny_tts import write_tiny_soprano
 from tests.conftest import asset_cache
 from tests.web.conftest import PASSWORD, chromium_path
+from tests.web.test_a11y_ui import AXE, _serious
 
 MODEL = "tiny-llama"
 WHISPER = "tiny-whisper"
@@ -64,6 +65,7 @@ def srv(ui_built: Path, tiny_models_dir: Path, tmp_path_factory: pytest.TempPath
 @pytest.fixture
 def page(voice_browser: Any, srv: ServerProcess) -> Iterator[Any]:
     context = voice_browser.new_context(base_url=srv.base_url, viewport={"width": 1280, "height": 800})
+    context.add_init_script(path=AXE)  # axe-core, for the accessibility check with both buttons shown
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -124,6 +126,9 @@ def test_play_speaks_a_reply_and_the_audio_element_plays_it(page: Any) -> None:
         " return a && a.src.startsWith('blob:') && a.readyState >= 2 && a.duration > 0 && (!a.paused || a.ended) }"
     )
     assert page.evaluate("() => document.querySelector('[data-testid=reply-audio]').error") is None
+    # The microphone, Play and the audio player pass the checks every page does (tests/web/test_a11y_ui.py).
+    page.get_by_role("button", name="Microphone").wait_for()
+    assert _serious(page) == []
 
 
 def test_without_a_speech_model_there_is_no_microphone(
