@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import Request
 from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
 from mlx_manager.api.errors import APIError, error_body
 from mlx_manager.api.request.limits import OnLimit
@@ -125,7 +126,26 @@ async def stream(request: Request, work: Work, limit: float, on_limit: OnLimit |
         raise _expired_error(limit) from None
     if task.done():
         task.result()  # raises what stopped it before it started
-    return sse(_events(task, job, texts, deadline, limit, on_limit))
+    response = sse(_events(task, job, texts, deadline, limit, on_limit), TranscriptStream)
+    assert isinstance(response, TranscriptStream)
+    response.job, response.task = job, task
+    return response
+
+
+class TranscriptStream(EventSourceResponse):
+    """However the response ends (done, failed, or the client gone before its first byte, when the event generator
+    never starts), a transcription still running is stopped and lets go of the model's turn."""
+
+    job: Job | None = None
+    task: asyncio.Future[Transcript] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.job is not None and self.task is not None and not self.task.done():
+                self.job.stop("cancelled")
+                self.task.cancel()
 
 
 async def _events(
