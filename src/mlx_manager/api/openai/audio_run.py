@@ -29,10 +29,6 @@ class ClientGone(Exception):
     """The client closed the connection; the transcription was stopped."""
 
 
-class Expired(Exception):
-    """The transcription ran past audio_timeout_seconds and was stopped."""
-
-
 def _expired_error(limit: float) -> APIError:
     return APIError(
         504,
@@ -49,10 +45,16 @@ async def _stop(task: asyncio.Future[Transcript], job: Job, reason: str) -> None
 
 
 async def _watch(
-    request: Request, task: asyncio.Future[Transcript], job: Job, deadline: float | None, until: asyncio.Future[None]
+    request: Request,
+    task: asyncio.Future[Transcript],
+    job: Job,
+    limit: float,
+    on_limit: OnLimit | None,
+    until: asyncio.Future[None],
 ) -> None:
-    """Returns when the task is done or `until` is; stops the task when the client leaves (ClientGone) or at the
-    deadline (Expired)."""
+    """Returns when the task is done or `until` is; stops the task when the client leaves (ClientGone) or past
+    `limit` seconds (0: none) from now (a 504, counted through on_limit)."""
+    deadline = _deadline(limit)
     while not task.done() and not until.done():
         waits: set[asyncio.Future[Any]] = {task, until}
         await asyncio.wait(waits, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
@@ -63,7 +65,9 @@ async def _watch(
             raise ClientGone
         if deadline is not None and time.monotonic() > deadline:
             await _stop(task, job, "expired")
-            raise Expired
+            if on_limit is not None:
+                on_limit("audio", "generation")
+            raise _expired_error(limit)
 
 
 def _deadline(limit: float) -> float | None:
@@ -75,13 +79,9 @@ async def whole(request: Request, work: Work, limit: float, on_limit: OnLimit | 
     job = Job()
     task = asyncio.ensure_future(work(job))
     try:
-        await _watch(request, task, job, _deadline(limit), asyncio.get_running_loop().create_future())
+        await _watch(request, task, job, limit, on_limit, asyncio.get_running_loop().create_future())
     except ClientGone:
         return None
-    except Expired:
-        if on_limit is not None:
-            on_limit("audio", "generation")
-        raise _expired_error(limit) from None
     return task.result()
 
 
@@ -117,13 +117,9 @@ async def stream(request: Request, work: Work, limit: float, on_limit: OnLimit |
     task = asyncio.ensure_future(work(job))
     deadline = _deadline(limit)
     try:
-        await _watch(request, task, job, deadline, started)
+        await _watch(request, task, job, limit, on_limit, started)
     except ClientGone:
         return None
-    except Expired:
-        if on_limit is not None:
-            on_limit("audio", "generation")
-        raise _expired_error(limit) from None
     if task.done():
         task.result()  # raises what stopped it before it started
     response = sse(_events(task, job, texts, deadline, limit, on_limit), TranscriptStream)

@@ -9,6 +9,7 @@ import itertools
 
 from mlx_manager.engine.audio.decode import decode_audio
 from mlx_manager.engine.audio.model import SpeechModel
+from mlx_manager.engine.audio.tts import TextToSpeechModel
 from mlx_manager.engine.audio.types import Job, TranscribeOptions, Transcript
 from mlx_manager.engine.errors import QueueTimeoutError
 from mlx_manager.engine.pool import ModelRunner
@@ -63,7 +64,7 @@ async def transcribe(
     the work on the model's thread before its next decoding pass (job reason "cancelled" unless already set)."""
     audio = await asyncio.to_thread(decode_audio, data, max_seconds)
     job = job or Job()
-    turns = _turns(model)
+    turns = turns_of(model)
     try:
         await asyncio.wait_for(turns.acquire(priority), queue_seconds or None)
     except TimeoutError:
@@ -88,8 +89,9 @@ async def transcribe(
         turns.release()
 
 
-def _turns(model: SpeechModel) -> TurnQueue:
-    """Made on the event loop at first use (the model is built on its own thread)."""
+def turns_of(model: SpeechModel | TextToSpeechModel) -> TurnQueue:
+    """The model's turn queue (speech to text and text to speech alike), made on the event loop at first use: the
+    model is built on its own thread."""
     if model.turns is None:
         model.turns = TurnQueue()
     assert isinstance(model.turns, TurnQueue)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlx_manager.engine.audio.encode import resample
-from mlx_manager.engine.audio.service import TurnQueue
+from mlx_manager.engine.audio.service import turns_of
 from mlx_manager.engine.audio.tts import Spoken, TextToSpeechModel
 from mlx_manager.engine.errors import InvalidRequestError, QueueTimeoutError
 from mlx_manager.engine.pool import ModelRunner
@@ -74,7 +74,7 @@ class Speech:
         self._runner, self._model, self._sentences, self._options = runner, model, sentences, options
         self._release: Callable[[], None] | None = release
         self._stop = threading.Event()
-        self._turns = turns(model)
+        self._turns = turns_of(model)
         self._holding = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -155,11 +155,3 @@ class Speech:
             if task is not None and not task.done():
                 task.cancel()
             self.close()
-
-
-def turns(model: TextToSpeechModel) -> TurnQueue:
-    """Made on the event loop at first use (the model is built on its own thread)."""
-    if model.turns is None:
-        model.turns = TurnQueue()
-    assert isinstance(model.turns, TurnQueue)
-    return model.turns
