@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
-import pytest
 
-from mlx_manager.testing.server import ServerProcess, run_server
+from mlx_manager.testing.server import ServerProcess
 
 SYSTEM = {"role": "system", "content": "You are a careful assistant. " * 20}
 
@@ -46,17 +43,9 @@ def test_cache_diagnostics_show_where_a_volatile_head_diverged(server: ServerPro
     assert recent["diverged_at"] is not None and 0 < recent["diverged_at"] < 10
 
 
-@pytest.fixture(scope="module")
-def tiny_queue(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    args = ["--model-dir", str(tiny_models_dir)]
-    env = {"MLX_MANAGER_MAX_NUM_SEQS": "1", "MLX_MANAGER_MAX_WAITING": "1"}
-    with run_server(tmp_path_factory.mktemp("queue"), args, env=env) as srv:
-        yield srv
-
-
-def test_overload_gets_429_with_retry_after_while_others_complete(tiny_queue: ServerProcess) -> None:
+def test_overload_gets_429_with_retry_after_while_others_complete(one_slot_server: ServerProcess) -> None:
     async def main() -> list[int]:
-        async with httpx.AsyncClient(base_url=tiny_queue.base_url, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=one_slot_server.base_url, timeout=60) as http:
             body = {"model": "tiny-llama", "prompt": "x", "max_tokens": 300, "temperature": 0}
             responses = await asyncio.gather(*(http.post("/v1/completions", json=body) for _ in range(6)))
         for r in responses:
@@ -68,7 +57,8 @@ def test_overload_gets_429_with_retry_after_while_others_complete(tiny_queue: Se
     statuses = asyncio.run(main())
     assert statuses.count(200) >= 1 and 429 in statuses and set(statuses) == {200, 429}
     # Nothing was lost: once the burst is over the model takes work again.
-    again = httpx.post(f"{tiny_queue.base_url}/v1/completions", json={"model": "tiny-llama", "prompt": "y"}, timeout=60)
+    body = {"model": "tiny-llama", "prompt": "y"}
+    again = httpx.post(f"{one_slot_server.base_url}/v1/completions", json=body, timeout=60)
     assert again.status_code == 200
 
 

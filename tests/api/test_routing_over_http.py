@@ -31,14 +31,16 @@ FRONT = {
 
 
 @pytest.fixture(scope="module")
-def peers(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ...]]:
-    args = ["--model-dir", str(tiny_models_dir)]
-    with (
-        run_server(tmp_path_factory.mktemp("b"), args) as b,
-        run_server(tmp_path_factory.mktemp("c"), args) as c,
-        run_server(tmp_path_factory.mktemp("front"), args, env=FRONT) as front,
-    ):
-        yield front, b, c
+def peers(
+    tiny_models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    server: ServerProcess,
+    embedding_server: ServerProcess,
+) -> Iterator[tuple[ServerProcess, ...]]:
+    """The front, and as its two peers the session's shared servers (both serve the tiny chat models; only the
+    front's own state is asserted on), which saves two server starts."""
+    with run_server(tmp_path_factory.mktemp("front"), ["--model-dir", str(tiny_models_dir)], env=FRONT) as front:
+        yield front, server, embedding_server
 
 
 @pytest.fixture(scope="module")

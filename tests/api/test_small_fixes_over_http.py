@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,8 @@ from tests.api.accounts import Api, login, register
 HI = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def small(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One running and one queued sequence per model."""
-    env = {"MLX_MANAGER_MAX_NUM_SEQS": "1", "MLX_MANAGER_MAX_WAITING": "1"}
-    with run_server(tmp_path_factory.mktemp("small"), ["--model-dir", str(tiny_models_dir)], env=env) as srv:
-        yield srv
-
-
-def test_n_above_what_the_model_can_ever_hold_is_a_400_and_up_to_it_runs(small: ServerProcess) -> None:
-    url = f"{small.base_url}/v1/chat/completions"
+def test_n_above_what_the_model_can_ever_hold_is_a_400_and_up_to_it_runs(one_slot_server: ServerProcess) -> None:
+    url = f"{one_slot_server.base_url}/v1/chat/completions"
     body = {"model": "tiny-llama", "messages": HI, "max_tokens": 2}
     too_many = httpx.post(url, json={**body, "n": 3}, timeout=60)
     assert too_many.status_code == 400, too_many.text
