@@ -99,26 +99,24 @@ def server(
         intermediate_size=256,
     )
     (home / "four.json").write_text(json.dumps(LOOPBACK * 2))
-    # The same weights with their authors' sampling recommendation, which an unset value must follow.
-    warm = home / "models" / "tiny-llama-warm"
-    shutil.copytree(llama, warm)
+    # tiny-qwen3 with its authors' sampling recommendation, which an unset value must follow; its tests for
+    # tools and schemas set temperature 0, so one 2-rank model serves both (each start costs seconds).
+    warm = home / "models" / "qwen3-warm"
+    shutil.copytree(tiny_models["tiny-qwen3"], warm)
     generation = json.loads((warm / "generation_config.json").read_text())
     (warm / "generation_config.json").write_text(json.dumps(generation | {"temperature": 0.6, "top_k": 3}))
     config = [
-        {"id": "tiny-llama-tp2", "path": llama, "hostfile": str(home / "loopback.json"), "strategy": "tensor"},
+        # step_timeout_seconds: the hung-worker test waits this long (a heartbeat is stale after 3s).
         {
-            "id": "tiny-llama-pp2",
+            "id": "tiny-llama-tp2",
             "path": llama,
             "hostfile": str(home / "loopback.json"),
-            "strategy": "pipeline",
-            "step_timeout_seconds": 8,
+            "strategy": "tensor",
+            "step_timeout_seconds": 6,
         },
-        {"id": "four-tp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "tensor"},
-        {"id": "four-pp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "pipeline"},
-        {"id": "warm-pp2", "path": str(warm), "hostfile": str(home / "loopback.json"), "strategy": "pipeline"},
-        {"id": "qwen3-tp2", "path": str(tiny_models["tiny-qwen3"]), "hostfile": str(home / "loopback.json")},
+        # The pipeline model starts rank 1 on "another host" over the ssh shim, so it proves that path too.
         {
-            "id": "tiny-llama-ssh",
+            "id": "tiny-llama-pp2",
             "path": llama,
             "hostfile": str(home / "ssh.json"),
             "strategy": "pipeline",
@@ -126,6 +124,9 @@ def server(
             "env": {"LD_PRELOAD": os.environ.get("LD_PRELOAD", "")},
             "ring_port": _free_ports(2),
         },
+        {"id": "four-tp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "tensor"},
+        {"id": "four-pp4", "path": str(four), "hostfile": str(home / "four.json"), "strategy": "pipeline"},
+        {"id": "qwen3-tp2", "path": str(warm), "hostfile": str(home / "loopback.json")},
         {"id": "tiny-llama-far", "path": llama, "hostfile": str(home / "far.json"), "strategy": "tensor"},
     ]
     (home / "distributed.json").write_text(json.dumps(config))
@@ -143,7 +144,7 @@ def client(server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", timeout=120, max_retries=0)
 
 
-def chat(client: openai.OpenAI, model: str, text: str, max_tokens: int = 24) -> str:
+def chat(client: openai.OpenAI, model: str, text: str, max_tokens: int = 16) -> str:
     reply = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": text}], max_tokens=max_tokens, temperature=0
     )
@@ -173,18 +174,18 @@ def test_greedy_output_matches_the_single_process_model(
 def test_unset_sampling_values_come_from_the_models_generation_config(
     client: openai.OpenAI, server: ServerProcess
 ) -> None:
-    card = httpx.get(f"{server.base_url}/v1/models/warm-pp2", timeout=30).json()["sampling_defaults"]
+    card = httpx.get(f"{server.base_url}/v1/models/qwen3-tp2", timeout=30).json()["sampling_defaults"]
     assert card["temperature"] == {"value": 0.6, "source": "model"} and card["top_k"]["value"] == 3
     messages: Any = [{"role": "user", "content": "Once upon a time"}]
     replies, api_defaults = [], []
     for seed in (1, 2, 3):
-        ask = {"messages": messages, "max_tokens": 24, "seed": seed}
-        local = client.chat.completions.create(model="tiny-llama-warm", **ask).choices[0].message.content
-        sharded = client.chat.completions.create(model="warm-pp2", **ask).choices[0].message.content
+        ask = {"messages": messages, "max_tokens": 16, "seed": seed}
+        local = client.chat.completions.create(model="qwen3-warm", **ask).choices[0].message.content
+        sharded = client.chat.completions.create(model="qwen3-tp2", **ask).choices[0].message.content
         assert sharded == local  # the same defaults and the engine's own seeded sampler, on rank 0
         replies.append(sharded)
         plain = (
-            client.chat.completions.create(model="warm-pp2", temperature=1.0, extra_body={"top_k": 0}, **ask)
+            client.chat.completions.create(model="qwen3-tp2", temperature=1.0, extra_body={"top_k": 0}, **ask)
             .choices[0]
             .message.content
         )
@@ -252,7 +253,7 @@ def test_a_forced_tool_call_is_parsed_and_follows_its_schema(client: openai.Open
     for name, arguments in calls:
         args = json.loads(arguments)
         assert name == "add" and set(args) == {"a", "b"} and all(isinstance(v, int) for v in args.values())
-    assert (calls, reasoning, finish) == _tool_calls(client, "tiny-qwen3", stream)  # the local model's reply
+    assert (calls, reasoning, finish) == _tool_calls(client, "qwen3-warm", stream)  # the local model's reply
 
 
 def test_an_anthropic_tool_use_equals_the_local_models(server: ServerProcess) -> None:
@@ -273,7 +274,7 @@ def test_an_anthropic_tool_use_equals_the_local_models(server: ServerProcess) ->
 
     calls = use("qwen3-tp2")
     assert calls and all(name == "add" and set(args) == {"a", "b"} for name, args in calls)  # type: ignore[arg-type]
-    assert calls == use("tiny-qwen3")
+    assert calls == use("qwen3-warm")
 
 
 def test_a_json_schema_reply_follows_the_schema(client: openai.OpenAI) -> None:
@@ -287,7 +288,7 @@ def test_a_json_schema_reply_follows_the_schema(client: openai.OpenAI) -> None:
     out = client.chat.completions.create(model="qwen3-tp2", **ask).choices[0]
     reply = json.loads(out.message.content or "")
     assert out.finish_reason == "stop" and set(reply) == {"city", "sunny"} and isinstance(reply["sunny"], bool)
-    assert out.message.content == client.chat.completions.create(model="tiny-qwen3", **ask).choices[0].message.content
+    assert out.message.content == client.chat.completions.create(model="qwen3-warm", **ask).choices[0].message.content
     with pytest.raises(openai.BadRequestError) as err:  # what the grammar cannot enforce: a 400 naming it
         bad: Any = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "string", "format": "x"}}}
         client.chat.completions.create(model="qwen3-tp2", messages=ask["messages"], response_format=bad)
@@ -296,9 +297,12 @@ def test_a_json_schema_reply_follows_the_schema(client: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize("model", ["four-tp4", "four-pp4"])
 def test_four_ranks_give_the_single_process_output(client: openai.OpenAI, server: ServerProcess, model: str) -> None:
-    assert chat(client, model, "Once upon a time") == chat(client, "tiny-llama-4x4", "Once upon a time")
-    weights = [r["weight_bytes"] for r in status(server, model)["ranks"]]
-    assert len(weights) == 4 and max(weights) < 0.5 * sum(weights)
+    try:  # 8 tokens: each step is a few collectives over four ranks polling on two cores
+        assert chat(client, model, "Once upon a time", 8) == chat(client, "tiny-llama-4x4", "Once upon a time", 8)
+        weights = [r["weight_bytes"] for r in status(server, model)["ranks"]]
+        assert len(weights) == 4 and max(weights) < 0.5 * sum(weights)
+    finally:  # four idle ranks would only slow the tests after this one
+        httpx.post(f"{server.base_url}/admin/models/{model}/unload", timeout=60)
 
 
 def test_each_pipeline_rank_holds_part_of_the_weights(
@@ -344,7 +348,7 @@ def test_streaming_joins_to_the_whole_reply(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="tiny-llama-tp2",
         messages=messages,
-        max_tokens=24,
+        max_tokens=16,
         temperature=0,
         stream=True,  # type: ignore[arg-type]
     )
@@ -387,7 +391,7 @@ def test_concurrent_requests_take_turns_by_priority_and_match_sequential_ones(
         reply = client.chat.completions.create(
             model="tiny-llama-tp2",
             messages=[{"role": "user", "content": prompts[i]}],
-            max_tokens=24,
+            max_tokens=16,
             temperature=0,
             extra_body={"priority": priority},
         )
@@ -445,50 +449,50 @@ def test_a_host_that_cannot_be_reached_is_named_with_the_ssh_error(client: opena
 def test_a_rank_on_another_host_starts_over_ssh_and_gives_the_single_process_output(
     client: openai.OpenAI, server: ServerProcess, shim_dir: Path
 ) -> None:
-    assert chat(client, "tiny-llama-ssh", "Once upon a time") == chat(client, "tiny-llama", "Once upon a time")
+    assert chat(client, "tiny-llama-pp2", "Once upon a time") == chat(client, "tiny-llama", "Once upon a time")
     calls = [json.loads(line) for line in (shim_dir / "ssh.log").read_text().splitlines()]
-    (call,) = [c for c in calls if "node-b" in c]
+    call = next(c for c in calls if "node-b" in c)  # the first start (an admin restart may have added more)
     assert call[:5] == ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "node-b"]
     command = shlex.split(call[5])
     assert (
         command[0] == "env" and "MLX_RANK=1" in command and f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')}" in command
     )
     assert sys.executable in command and "mlx_manager.engine.distributed.worker" in command
-    ranks = status(server, "tiny-llama-ssh")["ranks"]
+    ranks = status(server, "tiny-llama-pp2")["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["weight_bytes"] > 0 for r in ranks)
 
 
 def test_a_killed_worker_fails_with_503_naming_it_and_restarts(client: openai.OpenAI, server: ServerProcess) -> None:
-    chat(client, "tiny-llama-tp2", "hi", 2)
-    pids = status(server, "tiny-llama-tp2")["pids"]
+    chat(client, "tiny-llama-pp2", "hi", 2)
+    pids = status(server, "tiny-llama-pp2")["pids"]
     os.kill(pids[1], signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while status(server, "tiny-llama-tp2")["state"] != "unavailable":
+    while status(server, "tiny-llama-pp2")["state"] != "unavailable":
         assert time.monotonic() < deadline
         time.sleep(0.2)
     with pytest.raises(openai.APIStatusError) as err:
-        chat(client, "tiny-llama-tp2", "hi", 2)
+        chat(client, "tiny-llama-pp2", "hi", 2)
     assert err.value.status_code == 503 and "rank 1" in err.value.message
     assert chat(client, "tiny-llama", "hi", 2) is not None  # other models still serve
-    restarted = httpx.post(f"{server.base_url}/admin/distributed/tiny-llama-tp2/restart", timeout=120)
+    restarted = httpx.post(f"{server.base_url}/admin/distributed/tiny-llama-pp2/restart", timeout=120)
     assert restarted.status_code == 200 and restarted.json()["state"] == "ready"
-    assert chat(client, "tiny-llama-tp2", "Once upon a time") == chat(client, "tiny-llama", "Once upon a time")
+    assert chat(client, "tiny-llama-pp2", "Once upon a time") == chat(client, "tiny-llama", "Once upon a time")
 
 
 def test_a_hung_worker_fails_with_503_naming_it_and_restarts(client: openai.OpenAI, server: ServerProcess) -> None:
-    chat(client, "tiny-llama-pp2", "hi", 2)
-    pids = status(server, "tiny-llama-pp2")["pids"]
+    chat(client, "tiny-llama-tp2", "hi", 2)
+    pids = status(server, "tiny-llama-tp2")["pids"]
     os.kill(pids[1], signal.SIGSTOP)  # alive but frozen: no step can finish
     try:
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as err:
-            chat(client, "tiny-llama-pp2", "Once upon a time", 200)
+            chat(client, "tiny-llama-tp2", "Once upon a time", 200)
         assert time.monotonic() - started < 60
         assert err.value.status_code == 503 and "rank 1 stopped responding" in err.value.message
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pids[1], signal.SIGCONT)
-    assert status(server, "tiny-llama-pp2")["state"] == "unavailable"
-    restarted = httpx.post(f"{server.base_url}/admin/distributed/tiny-llama-pp2/restart", timeout=120)
+    assert status(server, "tiny-llama-tp2")["state"] == "unavailable"
+    restarted = httpx.post(f"{server.base_url}/admin/distributed/tiny-llama-tp2/restart", timeout=120)
     assert restarted.status_code == 200 and restarted.json()["state"] == "ready"
-    assert chat(client, "tiny-llama-pp2", "hi", 4) == chat(client, "tiny-llama", "hi", 4)
+    assert chat(client, "tiny-llama-tp2", "hi", 4) == chat(client, "tiny-llama", "hi", 4)
