@@ -210,9 +210,9 @@ def test_the_speech_model_lives_in_the_pool(audio_client: openai.OpenAI, audio_s
     assert WHISPER in {m["id"] for m in httpx.get(f"{base}/admin/models", timeout=30).json()["data"]}
 
 
-@pytest.mark.parametrize("kind", ["flac", "mp3", "ogg", "opus"])
+@pytest.mark.parametrize("kind", ["flac", "mp3", "ogg", "opus", "m4a-aac", "webm"])
 def test_compressed_uploads_are_transcribed(audio_client: openai.OpenAI, kind: str) -> None:
-    """FLAC, MP3, Ogg Vorbis and Ogg Opus (libsndfile-written) are transcribed whole; cut short they are a 400."""
+    """FLAC, MP3, Ogg Vorbis, Ogg Opus, M4A (AAC) and WebM (Opus) are transcribed whole; cut short they are a 400."""
     from tests.engine.test_audio_containers import encoded
 
     data = encoded(kind, 3.0)

@@ -101,7 +101,7 @@ def test_the_microphone_puts_the_transcription_in_the_message_box(page: Any, srv
     box = page.get_by_label("Message", exact=True)
     page.wait_for_function("t => document.querySelector('#prompt').value === t", arg=text)
     assert box.input_value() == text
-    # The server decoded the browser's WAV (a WebM/Opus recording would be a 400) and ran the tiny Whisper on it.
+    # The server decoded the browser's WAV and ran the tiny Whisper on it.
     assert f"POST /v1/audio/transcriptions 200 {WHISPER}" in srv.log_path.read_text(errors="replace")
 
 

@@ -1,9 +1,8 @@
 """Uploaded audio to 16 kHz mono float32 samples. No MLX here.
 
 miniaudio decodes WAV, FLAC, MP3 and Ogg Vorbis; soundfile (libsndfile, already here for speech out) decodes Ogg
-Opus. MP4/M4A (AAC, ALAC) and WebM/Matroska are refused with a 400 that names what is decoded: neither library
-reads them, and a decoder that does (PyAV) bundles FFmpeg (its 18.1 wheel: 36 MB) for it.
-A file cut short is a 400 where its container says how long it is (WAV, FLAC, MP3 with a Xing/Info header, Ogg)."""
+Opus; PyAV (FFmpeg's libraries in its wheel) decodes what phones and browsers record: MP4/M4A (AAC, ALAC) and
+WebM/Matroska (Opus, Vorbis). A file cut short is a 400 where its container says how long it is."""
 
 from __future__ import annotations
 
@@ -16,9 +15,10 @@ import numpy as np
 from mlx_manager.engine.errors import InvalidRequestError
 
 SAMPLE_RATE = 16_000
-FORMATS = "WAV, FLAC, MP3, Ogg Vorbis or Ogg Opus"
+FORMATS = "WAV, FLAC, MP3, Ogg Vorbis, Ogg Opus, MP4/M4A or WebM"
 # Leading bytes of containers nothing here decodes, and what to call them in the 400.
-_REFUSED = ((b"\x1a\x45\xdf\xa3", "WebM/Matroska"), (b"#!AMR", "AMR"), (b"caff", "CAF"))
+_REFUSED = ((b"#!AMR", "AMR"), (b"caff", "CAF"))
+_MATROSKA = b"\x1a\x45\xdf\xa3"
 
 
 def _bad(message: str) -> InvalidRequestError:
@@ -31,8 +31,6 @@ def _truncated(what: str, declared: str, arrived: str) -> InvalidRequestError:
 
 def _refuse_unsupported(data: bytes) -> None:
     name = next((n for m, n in _REFUSED if data.startswith(m)), None)
-    if data[4:8] == b"ftyp":
-        name = "MP4/M4A (AAC or ALAC)"
     if name is not None:
         raise _bad(f"{name} audio is not supported; send {FORMATS} (WAV is what a browser can always make).")
 
@@ -109,9 +107,40 @@ def _opus(data: bytes) -> np.ndarray:
     return np.frombuffer(bytes(out), dtype=np.float32)
 
 
+def _ffmpeg(data: bytes, container: str) -> np.ndarray:
+    """MP4/M4A and WebM/Matroska through PyAV, resampled to 16 kHz mono; a container that declares more than
+    decodes was cut short."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as source:
+            if not source.streams.audio:
+                raise _bad(f"The {container} file has no audio stream.")
+            stream = source.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            pieces = [
+                out.to_ndarray().reshape(-1) for frame in source.decode(stream) for out in resampler.resample(frame)
+            ]
+            pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+            declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+            if declared is None and source.duration:  # WebM declares it for the whole segment only
+                declared = source.duration / av.time_base
+    except av.FFmpegError as exc:
+        raise _bad(f"The file could not be decoded as {container}: {exc}") from exc
+    samples = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+    decoded = samples.size / SAMPLE_RATE
+    if declared is not None and decoded < declared - 0.1:
+        raise _truncated(f"{container} header", f"{declared:.2f} s", f"{decoded:.2f} s")
+    return samples
+
+
 def _decode(data: bytes) -> np.ndarray:
     if data.startswith(b"OggS") and b"OpusHead" in data[:200]:
         return _opus(data)
+    if data[4:8] == b"ftyp":
+        return _ffmpeg(data, "MP4/M4A")
+    if data.startswith(_MATROSKA):
+        return _ffmpeg(data, "WebM/Matroska")
     try:
         info = miniaudio.decode(
             data, output_format=miniaudio.SampleFormat.FLOAT32, nchannels=1, sample_rate=SAMPLE_RATE
