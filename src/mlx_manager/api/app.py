@@ -39,8 +39,8 @@ from mlx_manager.api.ollama.routes import router as ollama_router
 from mlx_manager.api.ollama.serving import OllamaServing
 from mlx_manager.api.openai.audio import router as audio_router
 from mlx_manager.api.openai.routes import router as openai_router
-from mlx_manager.api.openai.speech import router as speech_router
 from mlx_manager.api.openai.serving import OpenAIServing
+from mlx_manager.api.openai.speech import router as speech_router
 from mlx_manager.api.request.limits import TimeLimits
 from mlx_manager.api.request.normalize import Limits
 from mlx_manager.api.request.start import Starter
