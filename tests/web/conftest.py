@@ -3,6 +3,7 @@ Playwright (never a downloaded browser). Missing build or browser is a failure s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -35,8 +36,9 @@ def ui_built() -> Path:
     return WEB_DIR
 
 
-@pytest.fixture(scope="session")
-def browser(ui_built: Path) -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """The system Chromium under Playwright, headless, with `extra_args` after the sandbox/GPU switches."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -46,7 +48,7 @@ def browser(ui_built: Path) -> Iterator[Any]:
     try:
         pw = sync_playwright().start()
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-        args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *extra_args]
         browser = pw.chromium.launch(executable_path=chromium_path(), args=args, env=env)
     finally:
         if preload is not None:
@@ -56,6 +58,12 @@ def browser(ui_built: Path) -> Iterator[Any]:
     finally:
         browser.close()
         pw.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(ui_built: Path) -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ Soprano to speak it and an <audio> element plays the WAV that came back. Without
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from mlx_manager.testing.server import ServerProcess, run_server
 from mlx_manager.testing.tiny_audio import tone, wav_bytes, write_tiny_whisper
 from mlx_manager.testing.tiny_tts import write_tiny_soprano
 from tests.conftest import asset_cache
-from tests.web.conftest import PASSWORD, chromium_path
+from tests.web.conftest import PASSWORD, chromium
 from tests.web.test_a11y_ui import AXE, _serious
 
 MODEL = "tiny-llama"
@@ -27,28 +26,13 @@ TTS = "tiny-soprano"
 @pytest.fixture(scope="module")
 def voice_browser(ui_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Chromium whose microphone is a 2 s tone from a file, granted without a prompt."""
-    from playwright.sync_api import sync_playwright
-
     capture = tmp_path_factory.mktemp("mic") / "mic.wav"
     capture.write_bytes(wav_bytes(tone(2.0, rate=48_000), rate=48_000))
-    preload = os.environ.pop("LD_PRELOAD", None)  # Playwright's driver and Chromium crash with OpenBLAS preloaded
-    try:
-        pw = sync_playwright().start()
-        args = [
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={capture}", "--autoplay-policy=no-user-gesture-required",
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=args, env=env)
-    finally:
-        if preload is not None:
-            os.environ["LD_PRELOAD"] = preload
-    try:
-        yield browser
-    finally:
-        browser.close()
-        pw.stop()
+    media = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    with chromium(
+        *media, f"--use-file-for-fake-audio-capture={capture}", "--autoplay-policy=no-user-gesture-required"
+    ) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
