@@ -20,6 +20,7 @@ from mlx_manager.api.admin.routes import router as admin_router
 from mlx_manager.api.admin.routes import status_router as admin_status_router
 from mlx_manager.api.anthropic.routes import router as anthropic_router
 from mlx_manager.api.anthropic.serving import AnthropicServing
+from mlx_manager.api.audio_parts import AudioLimits
 from mlx_manager.api.batches.dispatch import dispatcher
 from mlx_manager.api.batches.routes import router as batches_router
 from mlx_manager.api.batches.runner import BatchRunner
@@ -207,7 +208,8 @@ def create_app(settings: Settings) -> FastAPI:
     metrics.attach_router(router)
     # Every API starts its generations through the router: profiles, images, then here or elsewhere.
     images = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
-    starter = Starter(router, manager.profiles, images, partial(time_limits, manager), metrics.time_limit)
+    audio = AudioLimits(settings.max_audio_bytes, settings.max_audio_seconds)
+    starter = Starter(router, manager.profiles, images, partial(time_limits, manager), metrics.time_limit, audio)
     limits = Limits(settings.max_n, settings.max_stop_sequences)
     app.state.openai_serving = OpenAIServing(starter, limits)
     app.state.anthropic_serving = AnthropicServing(starter, limits)

@@ -66,7 +66,7 @@ def url_part(value: Any, param: str, kind: str) -> dict[str, Any]:
 def content(parts: list[dict[str, Any]], separator: str) -> str | list[dict[str, Any]]:
     """A message's content for the chat template: plain text when there are no images (as text models expect),
     else the parts in order: {"type": "text", "text": ...} and {"type": "image"}."""
-    if any(p["type"] == "image" for p in parts):
+    if any(p["type"] in ("image", "audio") for p in parts):
         return parts
     return separator.join(p["text"] for p in parts)
 
@@ -94,7 +94,7 @@ async def attach_images(backend: Backend, model_id: str, prompt: Prompt, limits:
         return _without_images(model_id, prompt)
     decoded = await asyncio.to_thread(lambda: tuple(decode_with_url(ref, limits) for ref in refs))
     messages = [
-        {**m, "content": [{"type": "image"} if "ref" in p else p for p in m["content"]]}
+        {**m, "content": [{"type": "image"} if isinstance(p.get("ref"), ImageRef) else p for p in m["content"]]}
         if isinstance(m.get("content"), list)
         else m
         for m in prompt.messages

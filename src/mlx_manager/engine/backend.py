@@ -19,6 +19,7 @@ class Capabilities:
     where: str = LOCAL  # "local", or the backends a routing rule names (for messages)
     task: ModelTask | None = "generate"
     images: bool | None = False
+    audio: bool | None = False  # input_audio chat parts (a model that hears)
     embeddings: bool = False  # an embedding or reranking model: /v1/embeddings, /v1/rerank
     count_tokens: bool = True
 

@@ -16,7 +16,7 @@ from mlx_manager.engine.embeddings.detect import ENCODER_TYPES, embedding_spec
 from mlx_manager.engine.families import detect_family
 from mlx_manager.engine.generation_defaults import read_generation_config
 from mlx_manager.engine.types import ModelInfo, ModelTask, SamplingDefaults
-from mlx_manager.engine.vision.detect import is_vision_model
+from mlx_manager.engine.vision.detect import hears, is_vision_model
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def inspect_model(folder: Path, model_id: str, source: str) -> ModelInfo:
         created=int(config_path.stat().st_mtime),
         task=spec.task,
         vision=vision,
+        audio=vision and hears(folder, config),
         kv_bytes_per_token=kv_bytes_per_token(config) if spec.task == "generate" else 0,
         generation_defaults=read_generation_config(folder) if spec.task == "generate" else SamplingDefaults(),
     )

@@ -212,7 +212,9 @@ class Engine:
     async def capabilities(self, model_id: str) -> Capabilities:
         """What the model can be asked (the backend interface, engine/backend.py); a 404 when there is none."""
         info = await self.resolve(model_id)
-        return Capabilities(task=info.task, images=info.vision, embeddings=info.task in ("embed", "score"))
+        return Capabilities(
+            task=info.task, images=info.vision, audio=info.audio, embeddings=info.task in ("embed", "score")
+        )
 
     def sampling_for(self, info: ModelInfo, params: SamplingParams) -> SamplingParams:
         """The request's sampling values, with what it left out from the model, then the server's defaults."""
@@ -418,7 +420,7 @@ class Engine:
         if not isinstance(lm, LoadedModel) or lm.vision is None or not isinstance(prompt, ChatPrompt):
             return None
         assert isinstance(entry.scheduler, VisionScheduler) and rendered is not None
-        return await entry.scheduler.call(prepare_inputs, lm, rendered, prompt.images)
+        return await entry.scheduler.call(prepare_inputs, lm, rendered, prompt.images, prompt.audios)
 
     @staticmethod
     async def _grammar(lm: LoadedModel, constraint: Constraint | None, params: SamplingParams) -> Grammar | None:
@@ -460,13 +462,20 @@ def _accepts(info: ModelInfo, prompt: Prompt) -> ModelInfo:
             " vision model.",
             param="messages",
         )
-    parts = sum(
-        1
-        for m in prompt.messages
-        if isinstance(m.get("content"), list)
-        for p in m["content"]
-        if isinstance(p, dict) and p.get("type") == "image"
-    )
-    if parts != len(prompt.images):
-        raise InvalidRequestError(f"{parts} image parts but {len(prompt.images)} images were given.", param="messages")
+    if prompt.audios and not info.audio:
+        raise InvalidRequestError(
+            f"The model '{info.id}' cannot hear: it takes no audio input. Transcribe the audio first with"
+            " POST /v1/audio/transcriptions and send the text, or use a model that hears.",
+            param="messages",
+        )
+    for kind, given in (("image", len(prompt.images)), ("audio", len(prompt.audios))):
+        parts = sum(
+            1
+            for m in prompt.messages
+            if isinstance(m.get("content"), list)
+            for p in m["content"]
+            if isinstance(p, dict) and p.get("type") == kind
+        )
+        if parts != given:
+            raise InvalidRequestError(f"{parts} {kind} parts but {given} {kind} inputs were given.", param="messages")
     return info

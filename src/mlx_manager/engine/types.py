@@ -10,6 +10,7 @@ from mlx_manager.config import default
 from mlx_manager.sampling_defaults import SamplingDefaults as SamplingDefaults
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL.Image import Image
 
 # "cancelled": the client left; "aborted": the server cut the sequence short (shutdown) and says so.
@@ -68,6 +69,8 @@ class ChatPrompt:
     images: tuple[Image, ...] = ()
     # The same images as data: URLs (the client's bytes), for a remote backend that gets them as sent.
     image_urls: tuple[str, ...] = ()
+    # Decoded audio (16 kHz mono float32), in the order of the {"type": "audio"} parts (models that hear only).
+    audios: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ class ModelInfo(ModelFacts):
     task: ModelTask = "generate"
     # A vision-language model (loaded with mlx-vlm): its chat prompts may carry images.
     vision: bool = False
+    # A vision-language model with an audio tower (e.g. Gemma 4): its chat prompts may carry audio too.
+    audio: bool = False
     # KV cache bytes one token of context costs (0 when config.json does not say), for the memory gate.
     kv_bytes_per_token: int = 0
     # The model authors' sampling recommendation (generation_config.json).

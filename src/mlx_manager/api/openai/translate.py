@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from mlx_manager.api.audio_parts import audio_part
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import content, url_part
 from mlx_manager.api.openai.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
@@ -100,13 +101,8 @@ def _message_dict(msg: ChatMessage, index: int) -> dict[str, Any]:
                 parts.append({"type": "text", "text": part.text or ""})
             elif part.type == "image_url" and msg.role == "user":
                 parts.append(url_part((part.model_extra or {}).get("image_url"), param, "image_url"))
-            elif part.type == "input_audio":  # no chat model served here hears (engine/audio is speech to text)
-                raise APIError(
-                    400,
-                    "Content parts of type 'input_audio' are not supported: no chat model this server runs takes"
-                    " audio. Transcribe it first with POST /v1/audio/transcriptions and send the text.",
-                    param=param,
-                )
+            elif part.type == "input_audio" and msg.role == "user":  # for models that hear (api/audio_parts)
+                parts.append(audio_part((part.model_extra or {}).get("input_audio"), param))
             else:
                 raise APIError(
                     400,

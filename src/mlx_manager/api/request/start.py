@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 
+from mlx_manager.api.audio_parts import AudioLimits, attach_audio
 from mlx_manager.api.errors import APIError
 from mlx_manager.api.images import ImageLimits, attach_images
 from mlx_manager.api.request import limits
@@ -31,18 +32,20 @@ class Starter:
         images: ImageLimits | None = None,
         time_limits: Callable[[], limits.TimeLimits] | None = None,
         on_limit: limits.OnLimit | None = None,
+        audio: AudioLimits | None = None,
     ):
         """`time_limits`: the current limits (live settings), read at each start; `on_limit` counts them."""
         self.backend = backend
         self.profiles = profiles
         self.images = images or ImageLimits()
+        self.audio = audio or AudioLimits()
         self.time_limits = time_limits or limits.TimeLimits
         self.on_limit = on_limit
 
     async def start(self, req: EngineRequest) -> Generation:
         """Request errors are raised here, before any output."""
         target = resolve_target(self.profiles, req.model)
-        prompt = target.prompt(await attach_images(self.backend, target.model, req.prompt, self.images))
+        prompt = target.prompt(await self._attach(target.model, req.prompt))
         params = target.params(req.params, req.explicit)
         priority = max(req.priority, PRIORITY_FLOOR.get())
         gen = await self.backend.generate(target.model, prompt, params, Run(req.n, priority, target.kv()))
@@ -64,8 +67,13 @@ class Starter:
     async def count_tokens(self, model: str, prompt: Prompt) -> int:
         """Prompt tokens where the request would run, profile and images included."""
         target = resolve_target(self.profiles, model)
-        attached = target.prompt(await attach_images(self.backend, target.model, prompt, self.images))
+        attached = target.prompt(await self._attach(target.model, prompt))
         return await self.backend.count_tokens(target.model, attached)
+
+    async def _attach(self, model: str, prompt: Prompt) -> Prompt:
+        """The prompt's audio, then its images, decoded (or the 400 of a model that cannot take them)."""
+        prompt = await attach_audio(self.backend, model, prompt, self.audio)
+        return await attach_images(self.backend, model, prompt, self.images)
 
 
 class Serving:

@@ -40,3 +40,10 @@ def is_vision_model(folder: Path, config: dict[str, Any]) -> bool:
     if not isinstance(config.get("vision_config"), dict) or not _mlx_vlm_supports(config):
         return False
     return any("vision" in name or "visual" in name for name in _weight_names(folder))
+
+
+def hears(folder: Path, config: dict[str, Any]) -> bool:
+    """A vision model whose config has an `audio_config` and whose weights hold its audio tower."""
+    if not isinstance(config.get("audio_config"), dict):
+        return False
+    return any(name.startswith(("audio_tower.", "model.audio_tower.")) for name in _weight_names(folder))

@@ -16,6 +16,7 @@ from mlx_manager.engine.errors import InvalidRequestError
 from mlx_manager.engine.loader import LoadedModel
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL.Image import Image
 
 _TENSORS = ("input_ids", "pixel_values", "attention_mask")
@@ -31,7 +32,10 @@ class VisionInputs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_inputs(lm: LoadedModel, text: str, images: Sequence[Image]) -> VisionInputs:
+def prepare_inputs(
+    lm: LoadedModel, text: str, images: Sequence[Image], audios: Sequence[np.ndarray] = ()
+) -> VisionInputs:
+    """`audios`: 16 kHz mono samples for a model that hears; the processor turns them into its features."""
     from mlx_vlm.utils import prepare_inputs as vlm_prepare_inputs
 
     parts = lm.vision
@@ -40,13 +44,15 @@ def prepare_inputs(lm: LoadedModel, text: str, images: Sequence[Image]) -> Visio
         out = vlm_prepare_inputs(
             parts.processor,
             images=list(images) or None,
+            audio=list(audios) or None,
             prompts=text,
             image_token_index=parts.image_token_id,
             add_special_tokens=parts.add_special_tokens,
         )
     except Exception as exc:  # processors raise anything from ValueError to IndexError on a bad prompt
         raise InvalidRequestError(
-            f"The model's processor could not prepare this prompt with {len(images)} image(s): {exc}",
+            f"The model's processor could not prepare this prompt with {len(images)} image(s) and"
+            f" {len(audios)} audio input(s): {exc}",
             param="messages",
         ) from exc
     input_ids = out["input_ids"]
@@ -55,6 +61,11 @@ def prepare_inputs(lm: LoadedModel, text: str, images: Sequence[Image]) -> Visio
         # Otherwise the model would silently answer without seeing the images.
         raise InvalidRequestError(
             f"The chat template of '{lm.info.id}' did not place the {len(images)} image(s) in the prompt.",
+            param="messages",
+        )
+    if audios and (parts.audio_token_id is None or parts.audio_token_id not in ids):
+        raise InvalidRequestError(
+            f"The chat template of '{lm.info.id}' did not place the {len(audios)} audio input(s) in the prompt.",
             param="messages",
         )
     return VisionInputs(

@@ -23,6 +23,8 @@ class VisionParts:
     image_token_id: int | None
     # mlx-vlm's rule: some templates (Gemma) write BOS themselves, others expect the tokenizer to add it.
     add_special_tokens: bool
+    # The id audio placeholders expand to; None for a model without an audio tower.
+    audio_token_id: int | None = None
 
 
 def load_vision_model(info: ModelInfo) -> LoadedModel:
@@ -43,10 +45,12 @@ def load_vision_model(info: ModelInfo) -> LoadedModel:
         tokenizer.has_chat_template = True
     config = model.config
     image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    audio_token_id = getattr(config, "audio_token_id", None) if info.audio else None
     parts = VisionParts(
         processor=processor,
         model_type=str(config.model_type),
         image_token_id=image_token_id if isinstance(image_token_id, int) else None,
         add_special_tokens=should_add_special_tokens(str(config.model_type), processor),
+        audio_token_id=audio_token_id if isinstance(audio_token_id, int) else None,
     )
     return describe_loaded(info, model, tokenizer, meter.memory(), meter.start, vision=parts)

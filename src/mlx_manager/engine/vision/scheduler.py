@@ -40,6 +40,8 @@ _Call = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, .
 def batchable(lm: LoadedModel) -> bool:
     """Plain attention KV in the language model, which mlx-lm's batch caches can merge, filter and extend."""
     language = getattr(lm.model, "language_model", None)
+    if lm.vision is not None and lm.vision.audio_token_id is not None:
+        return False  # the batch prefill merges images only; audio features go through generate_step
     if language is None or not hasattr(lm.model, "get_input_embeddings"):
         return False
     try:
