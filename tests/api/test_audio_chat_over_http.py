@@ -18,13 +18,15 @@ from mlx_manager.testing.tiny_audio_chat import audio_tokens, write_tiny_audio_c
 from tests.conftest import asset_cache
 
 QUESTION = "What do you hear?"
+MAX_AUDIO_BYTES = 400_000  # a 5 s 16-bit WAV is 160 kB
 
 
 @pytest.fixture(scope="module")
 def audio_chat_server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     folder = write_tiny_audio_chat(asset_cache() / "audio-chat-models")
     args = ["--model-dir", str(folder.parent), "--model-dir", str(tiny_models_dir)]
-    with run_server(tmp_path_factory.mktemp("audio-chat-home"), args, {"MLX_MANAGER_MAX_AUDIO_SECONDS": "5"}) as srv:
+    env = {"MLX_MANAGER_MAX_AUDIO_SECONDS": "5", "MLX_MANAGER_MAX_AUDIO_BYTES": str(MAX_AUDIO_BYTES)}
+    with run_server(tmp_path_factory.mktemp("audio-chat-home"), args, env) as srv:
         yield srv
 
 
@@ -37,8 +39,8 @@ def audio_part(data: bytes, fmt: str = "wav") -> dict[str, Any]:
     return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt}}
 
 
-def ask(client: openai.OpenAI, data: bytes | None, model: str = HEARS, **kwargs: Any) -> Any:
-    parts = [audio_part(data)] if data is not None else []
+def ask(client: openai.OpenAI, data: bytes | None, model: str = HEARS, fmt: str = "wav", **kwargs: Any) -> Any:
+    parts = [audio_part(data, fmt)] if data is not None else []
     messages: Any = [{"role": "user", "content": [*parts, {"type": "text", "text": QUESTION}]}]
     return client.chat.completions.create(
         model=model, messages=messages, **{"max_tokens": 8, "temperature": 0, **kwargs}
@@ -102,3 +104,18 @@ def test_audio_that_is_not_base64_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=HEARS, messages=bad, max_tokens=2)
     assert "base64" in info.value.message
+
+
+def test_mp3_audio_is_heard_like_the_same_clip_as_wav(client: openai.OpenAI) -> None:
+    from mlx_manager.engine.audio.encode import encode
+
+    clip = tone(1.0, 660.0)
+    mp3 = ask(client, encode(clip, 16_000, "mp3"), fmt="mp3")
+    wav = ask(client, wav_bytes(clip))
+    assert mp3.choices[0].message.content and mp3.usage.prompt_tokens == wav.usage.prompt_tokens
+
+
+def test_audio_over_max_audio_bytes_is_a_413_naming_the_setting(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(client, b"\0" * (MAX_AUDIO_BYTES + 1000))
+    assert info.value.status_code == 413 and "max_audio_bytes" in info.value.message
