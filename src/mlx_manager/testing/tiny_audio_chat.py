@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import math
-import os
-import shutil
 import sys
-import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import replace
@@ -118,9 +114,7 @@ def _weights(config: dict[str, Any]) -> dict[str, mx.array]:
 
 @functools.cache
 def _marker() -> str:
-    digest = hashlib.sha256(tm._source_version().encode())
-    digest.update(Path(__file__).read_bytes())
-    return f"mlx-manager tiny-audio-chat {digest.hexdigest()[:16]}"
+    return tm.file_marker("tiny-audio-chat", __file__)
 
 
 def _write_folder(folder: Path) -> None:
@@ -153,20 +147,7 @@ def _write_folder(folder: Path) -> None:
 
 def write_tiny_audio_chat(out_dir: Path, *, force: bool = False) -> Path:
     """Write ``out_dir/tiny-gemma4-audio`` unless a complete folder from this generator version is there."""
-    folder = Path(out_dir) / NAME
-    marker = folder / tm.MARKER_FILE
-    if not force and marker.is_file() and marker.read_text(encoding="utf-8").strip() == _marker():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed, so a crash or a concurrent writer never leaves a half folder.
-    staging = folder.parent / f".{NAME}.{uuid.uuid4().hex}"
-    try:
-        _write_folder(staging)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return tm.write_once(Path(out_dir) / NAME, tm.marked(_marker()), _write_folder, force)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,7 @@ import shutil
 import sys
 import uuid
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -442,30 +442,52 @@ def _write_folder(folder: Path, family: str, shape: _Shape = _TINY_SHAPE) -> Non
     (folder / MARKER_FILE).write_text(_marker(family, shape) + "\n", encoding="utf-8")
 
 
-def _write_model(out_dir: Path, folder_name: str, family: str, shape: _Shape, force: bool) -> Path:
-    """Write ``out_dir/folder_name`` unless a complete folder with the same marker is there."""
-    out_dir = Path(out_dir)
-    folder = out_dir / folder_name
-    marker = _marker(family, shape)
-    if not force and _is_complete(folder, marker):
+def write_once(folder: Path, complete: Callable[[Path], bool], write: Callable[[Path], None], force: bool) -> Path:
+    """`folder` written by `write` unless `complete` says a finished one is there (or `force`). Built beside the
+    target and renamed, so a crash or a concurrent writer never leaves a half folder."""
+    if not force and complete(folder):
         return folder
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename, so a crash or a concurrent writer never leaves a half folder.
-    staging = out_dir / f".{folder_name}.{uuid.uuid4().hex}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}"
     try:
-        _write_folder(staging, family, shape)
-        if not force and _is_complete(folder, marker):
+        write(staging)
+        if not force and complete(folder):
             return folder  # a concurrent writer finished first
         if folder.exists():
             shutil.rmtree(folder)
         try:
             os.rename(staging, folder)
         except OSError:
-            if not _is_complete(folder, marker):
+            if not complete(folder):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def file_marker(label: str, source: str) -> str:
+    """A marker for a generator module outside this one: this package's source version and that file's bytes."""
+    digest = hashlib.sha256(_source_version().encode())
+    digest.update(Path(source).read_bytes())
+    return f"mlx-manager {label} {digest.hexdigest()[:16]}"
+
+
+def marked(text: str) -> Callable[[Path], bool]:
+    """A `complete` check for write_once: the folder's marker file holds `text`."""
+    return lambda folder: (
+        (folder / MARKER_FILE).is_file() and (folder / MARKER_FILE).read_text(encoding="utf-8").strip() == text
+    )
+
+
+def _write_model(out_dir: Path, folder_name: str, family: str, shape: _Shape, force: bool) -> Path:
+    """Write ``out_dir/folder_name`` unless a complete folder with the same marker is there."""
+    marker = _marker(family, shape)
+    return write_once(
+        Path(out_dir) / folder_name,
+        lambda f: _is_complete(f, marker),
+        lambda staging: _write_folder(staging, family, shape),
+        force,
+    )
 
 
 def write_tiny_model(out_dir: Path, family: str, *, force: bool = False) -> Path:

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import math
-import os
-import shutil
 import sys
-import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,9 +178,7 @@ def _weights(config: dict[str, Any], suppressed: Sequence[int]) -> dict[str, mx.
 
 @functools.cache
 def _marker() -> str:
-    digest = hashlib.sha256(tm._source_version().encode())
-    digest.update(Path(__file__).read_bytes())
-    return f"mlx-manager tiny-vlm {digest.hexdigest()[:16]}"
+    return tm.file_marker("tiny-vlm", __file__)
 
 
 def _write_folder(folder: Path, shaped: bool = False) -> None:
@@ -212,20 +206,7 @@ def write_tiny_vlm(out_dir: Path, *, force: bool = False, shaped: bool = False) 
     """Write ``out_dir/tiny-qwen2-vl`` (``shaped``: ``out_dir/shaped-qwen2-vl-0.5b``, for benchmarks) unless a
     complete folder from this generator version is there."""
     name = SHAPED_NAME if shaped else NAME
-    folder = Path(out_dir) / name
-    marker = folder / tm.MARKER_FILE
-    if not force and marker.is_file() and marker.read_text(encoding="utf-8").strip() == _marker():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed, so a crash or a concurrent writer never leaves a half folder.
-    staging = folder.parent / f".{name}.{uuid.uuid4().hex}"
-    try:
-        _write_folder(staging, shaped)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return tm.write_once(Path(out_dir) / name, tm.marked(_marker()), lambda f: _write_folder(f, shaped), force)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
