@@ -74,10 +74,14 @@ def read_hostfile(path: str | Path) -> tuple[Host, ...]:
     entries = json.loads(Path(path).read_text())
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: a hostfile is a JSON list with one {{'ssh': ..., 'ips': [...]}} per rank")
-    return tuple(
+    hosts = tuple(
         Host(str(e["ssh"]), tuple(str(ip) for ip in e.get("ips", [])), e.get("python") and str(e["python"]))
         for e in entries
     )
+    for host in hosts:  # ssh would read "-oProxyCommand=..." as an option and run it
+        if not host.ssh or host.ssh.startswith("-") or any(c.isspace() or not c.isprintable() for c in host.ssh):
+            raise ValueError(f"{path}: '{host.ssh}' is not a host name ssh can be given")
+    return hosts
 
 
 def _free_port() -> int:
