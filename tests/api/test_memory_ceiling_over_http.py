@@ -57,7 +57,14 @@ def test_concurrent_long_prompts_past_the_budget_end_in_503s_and_trimmed_caches(
     async def main() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=url, timeout=300) as http:
             for seed in range(3):  # the prefix cache fills past the budget
-                assert (await one(http, seed)).status_code == 200
+                # One after another; a reply can leave memory over the mark until the monitor's next trim, so a
+                # client waits as Retry-After asks (bounded) rather than failing the warm-up.
+                for _ in range(20):
+                    reply = await one(http, seed)
+                    if reply.status_code != 503:
+                        break
+                    await asyncio.sleep(0.5)
+                assert reply.status_code == 200, reply.text
             tasks = []
             for seed in range(3, 15):  # a burst, arriving over a few seconds
                 tasks.append(asyncio.create_task(one(http, seed)))

@@ -251,22 +251,36 @@ def test_the_tts_model_lives_in_the_pool(client: openai.OpenAI, tts_server: Serv
 
 
 def test_waiting_speech_runs_lowest_priority_first(tts_server: ServerProcess) -> None:
-    """While a two-sentence request speaks, a priority 5 request arrives before a priority 0 one: the priority 0
+    """While a multi-sentence request speaks, a priority 5 request arrives before a priority 0 one: the priority 0
     one gets the model's next turn (turns are taken a sentence at a time)."""
     finished: list[str] = []
+    speaking = threading.Event()
+
+    def body(text: str, priority: int) -> dict[str, object]:
+        return {"model": TTS, "input": text, "voice": "alloy", "response_format": "wav", "priority": priority}
 
     def send(name: str, text: str, priority: int) -> None:
-        body = {"model": TTS, "input": text, "voice": "alloy", "response_format": "wav", "priority": priority}
-        reply = httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body, timeout=300)
+        reply = httpx.post(f"{tts_server.base_url}/v1/audio/speech", json=body(text, priority), timeout=300)
         assert reply.status_code == 200, reply.text
         finished.append(name)
 
-    busy = threading.Thread(target=send, args=("busy", TWO, 0))
+    def speak_long() -> None:  # streamed, so the others are sent once it holds the model, not while it loads
+        streamed = {**body(" ".join([TWO, TWO]), 0), "stream_format": "audio"}
+        with httpx.stream("POST", f"{tts_server.base_url}/v1/audio/speech", json=streamed, timeout=300) as reply:
+            assert reply.status_code == 200
+            received = 0
+            for chunk in reply.iter_bytes():
+                received += len(chunk)
+                if received > 1000:  # audio past the WAV header: the model is speaking
+                    speaking.set()
+        finished.append("busy")
+
+    busy = threading.Thread(target=speak_long)
     busy.start()
-    time.sleep(1.0)
+    assert speaking.wait(120)
     late = threading.Thread(target=send, args=("background", SHORT, 5))
     late.start()
-    time.sleep(0.3)
+    time.sleep(0.05)
     urgent = threading.Thread(target=send, args=("urgent", SHORT, 0))
     urgent.start()
     for t in (busy, late, urgent):

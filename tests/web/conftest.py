@@ -36,9 +36,9 @@ def ui_built() -> Path:
     return WEB_DIR
 
 
-@contextlib.contextmanager
-def chromium(*extra_args: str) -> Iterator[Any]:
-    """The system Chromium under Playwright, headless, with `extra_args` after the sandbox/GPU switches."""
+@pytest.fixture(scope="session")
+def playwright(ui_built: Path) -> Iterator[Any]:
+    """One Playwright driver for the session: a second sync_playwright() in the same thread refuses to start."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -47,22 +47,30 @@ def chromium(*extra_args: str) -> Iterator[Any]:
     preload = os.environ.pop("LD_PRELOAD", None)
     try:
         pw = sync_playwright().start()
-        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-        args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *extra_args]
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=args, env=env)
     finally:
         if preload is not None:
             os.environ["LD_PRELOAD"] = preload
     try:
-        yield browser
+        yield pw
     finally:
-        browser.close()
         pw.stop()
 
 
+@contextlib.contextmanager
+def chromium(pw: Any, *extra_args: str) -> Iterator[Any]:
+    """The system Chromium, headless, with `extra_args` after the sandbox/GPU switches."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *extra_args]
+    browser = pw.chromium.launch(executable_path=chromium_path(), args=args, env=env)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
 @pytest.fixture(scope="session")
-def browser(ui_built: Path) -> Iterator[Any]:
-    with chromium() as launched:
+def browser(playwright: Any) -> Iterator[Any]:
+    with chromium(playwright) as launched:
         yield launched
 
 

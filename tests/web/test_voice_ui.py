@@ -24,13 +24,13 @@ TTS = "tiny-soprano"
 
 
 @pytest.fixture(scope="module")
-def voice_browser(ui_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def voice_browser(playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Chromium whose microphone is a 2 s tone from a file, granted without a prompt."""
     capture = tmp_path_factory.mktemp("mic") / "mic.wav"
     capture.write_bytes(wav_bytes(tone(2.0, rate=48_000), rate=48_000))
     media = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
     with chromium(
-        *media, f"--use-file-for-fake-audio-capture={capture}", "--autoplay-policy=no-user-gesture-required"
+        playwright, *media, f"--use-file-for-fake-audio-capture={capture}", "--autoplay-policy=no-user-gesture-required"
     ) as b:
         yield b
 
