@@ -54,7 +54,10 @@ def test_concurrent_long_prompts_past_the_budget_end_in_503s_and_trimmed_caches(
         body = {"model": "shaped-mem", "prompt": _prompt(seed), "max_tokens": 8, "temperature": 0}
         return await http.post("/v1/completions", json=body)
 
+    warm_refused = 0
+
     async def main() -> list[httpx.Response]:
+        nonlocal warm_refused
         async with httpx.AsyncClient(base_url=url, timeout=300) as http:
             for seed in range(3):  # the prefix cache fills past the budget
                 # One after another; a reply can leave memory over the mark until the monitor's next trim, so a
@@ -63,6 +66,7 @@ def test_concurrent_long_prompts_past_the_budget_end_in_503s_and_trimmed_caches(
                     reply = await one(http, seed)
                     if reply.status_code != 503:
                         break
+                    warm_refused += 1
                     await asyncio.sleep(0.5)
                 assert reply.status_code == 200, reply.text
             tasks = []
@@ -78,7 +82,7 @@ def test_concurrent_long_prompts_past_the_budget_end_in_503s_and_trimmed_caches(
     assert refused and 200 in codes, codes
     assert all(r.json()["error"]["code"] == "memory_pressure" and int(r.headers["retry-after"]) >= 1 for r in refused)
     assert _metric(tight, "memory_trimmed_bytes") > 0
-    assert _metric(tight, "memory_shed_requests") == len(refused)
+    assert _metric(tight, "memory_shed_requests") == len(refused) + warm_refused
     assert "refusing new requests" in tight.log() and "trimmed" in tight.log()
 
     # Once the burst is over the monitor sees memory back under the low mark and takes requests again.
