@@ -236,8 +236,7 @@ class Engine:
     def _check_memory(self) -> None:
         """While memory is short, new generations are refused (503) rather than pushing the machine into swap."""
         if self.memory.shedding and not self._busy():
-            self.memory.shedding = False  # what the monitor's next round does once nothing runs: a client waiting
-            self.memory.stats.shedding_since = None  # for its own last reply is not refused for that tick
+            self.memory.end_shedding()  # as the monitor's next round would: not refused for that tick
         if self.memory.shedding:
             self.memory.stats.shed += 1
             used, budget = self.memory.stats.last.used, self.pool.config.memory_budget_bytes

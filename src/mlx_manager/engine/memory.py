@@ -115,9 +115,13 @@ class MemoryGuard:
                     reading.used / 1e6, self.budget() / 1e6, reading.available / 1e6,
                 )  # fmt: skip
         if self.shedding and (not self._over(reading, self.low) or not busy):
-            self.shedding = False
-            self.stats.shedding_since = None
-            log.info("Memory pressure over: taking new requests again (MLX %.0f MB)", reading.used / 1e6)
+            self.end_shedding()
+
+    def end_shedding(self) -> None:
+        """Take requests again: memory is back under the low mark, or nothing runs (refusing frees nothing)."""
+        self.shedding = False
+        self.stats.shedding_since = None
+        log.info("Memory pressure over: taking new requests again (MLX %.0f MB)", self.stats.last.used / 1e6)
 
     def _relieve(self, reading: MemoryReading, caches: list[Trimmable]) -> MemoryReading:
         """MLX's buffer cache, then half of each prefix cache; returns a new reading when anything was freed."""
