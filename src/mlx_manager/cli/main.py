@@ -49,6 +49,14 @@ CpuDtype = Annotated[
         " (always) or keep (as stored). [default: auto]",
     ),
 ]
+CpuAttention = Annotated[
+    str | None,
+    typer.Option(
+        "--cpu-attention",
+        help="On MLX's CPU backend: blas (attention through BLAS and a vectorised softmax) or mlx (MLX's own)."
+        " [default: blas]",
+    ),
+]
 Generation = Annotated[
     list[str] | None,
     typer.Option(
@@ -85,6 +93,7 @@ _SERVER_OPTIONS: tuple[tuple[str, object, str], ...] = (
     ("openblas", OpenBlas, "use_openblas"),
     ("generation", Generation, "generation"),
     ("cpu_dtype", CpuDtype, "cpu_dtype"),
+    ("cpu_attention", CpuAttention, "cpu_attention"),
 )
 
 

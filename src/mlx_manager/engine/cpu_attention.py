@@ -1,0 +1,149 @@
+"""Attention on MLX's CPU backend through BLAS matmuls and NumPy's vectorised softmax.
+
+MLX's CPU build runs mx.fast.scaled_dot_product_attention unfused, and its exp is scalar and single-threaded: on a
+2-core x86 machine a 440-token prefill over a 3,400-token context of SmolLM2 spends 7.3 of its 9.5 s in the
+softmax's exp (benchmarks/cpu_attention.py). NumPy's exp is SIMD-vectorised and its matmuls are BLAS, so the same
+attention takes ~40 ms a layer instead of ~260. Installed only while MLX computes on the CPU; on Metal and CUDA the
+fused kernels stay. The server does not train: under mx.grad this path would give no gradient (uninstall first).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from mlx_manager.engine.cpu_dtype import on_cpu
+
+log = logging.getLogger(__name__)
+
+# Below this many attention scores (batch x heads x queries x keys) MLX's own is as fast: a single sequence's
+# decode step over a few thousand tokens.
+MIN_SCORES = 1 << 16
+# Scores computed at once per head group; longer prompts are taken in row blocks so memory stays bounded.
+BLOCK_SCORES = 1 << 23
+_HIDDEN = np.finfo(np.float32).min
+_FLOATS = (mx.float32, mx.float16, mx.bfloat16)
+
+_original: Callable[..., mx.array] | None = None
+
+
+def install(enabled: bool = True) -> bool:
+    """Route mx.fast.scaled_dot_product_attention through this module (CPU only); False: MLX's own again.
+    Returns whether it is installed."""
+    global _original
+    if enabled and _original is None and on_cpu():
+        _original = mx.fast.scaled_dot_product_attention
+        mx.fast.scaled_dot_product_attention = attention
+        log.info("Attention on the CPU: BLAS matmuls and a vectorised softmax (cpu_attention = blas)")
+    elif not enabled and _original is not None:
+        mx.fast.scaled_dot_product_attention = _original
+        _original = None
+    return _original is not None
+
+
+def installed() -> bool:
+    return _original is not None
+
+
+def attention(
+    q: mx.array,
+    k: mx.array,
+    v: mx.array,
+    *,
+    scale: float,
+    mask: str | mx.array | None = None,
+    sinks: mx.array | None = None,
+    **kwargs: Any,
+) -> mx.array:
+    """mx.fast.scaled_dot_product_attention's contract; what this path does not cover goes to MLX's own."""
+    original = _original or _fast_sdpa
+    if sinks is not None or kwargs or not _covered(q, k, v, mask):
+        return original(q, k, v, scale=scale, mask=mask, sinks=sinks, **kwargs)
+    b, h, length, dim = q.shape
+    kv, keys = k.shape[1], k.shape[2]
+    rep = h // kv
+    grouped = (q.astype(mx.float32) * scale).reshape(b, kv, rep, length, dim)
+    k_t = k.astype(mx.float32).swapaxes(-1, -2)[:, :, None]
+    v32 = v.astype(mx.float32)[:, :, None]
+    try:
+        # Evaluates the graph up to here; refused inside mx.compile / vmap, where MLX's own must run.
+        keep = causal(length, keys) if isinstance(mask, str) else None if mask is None else _numpy(mask)
+        rows = max(1, BLOCK_SCORES // (b * h * keys))
+        parts = [_block(grouped[..., r : r + rows, :], k_t, v32, keep, r) for r in range(0, length, rows)]
+    except ValueError:
+        return original(q, k, v, scale=scale, mask=mask, sinks=sinks)
+    out = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=3)
+    return out.reshape(b, h, length, -1).astype(q.dtype)
+
+
+def _block(q: mx.array, k_t: mx.array, v: mx.array, keep: np.ndarray | None, row: int) -> mx.array:
+    """Queries `row`.. of q (B, KV, rep, rows, D): the matmuls on MLX's BLAS, the softmax in NumPy, in place on
+    the scores MLX computed (a second BLAS thread pool in the process would fight MLX's for the cores)."""
+    scores = q @ k_t  # (B, KV, rep, rows, S)
+    mx.eval(scores)
+    grid = np.asarray(scores)  # MLX's buffer, writable: nothing else holds these scores
+    b, kv, rep, rows, keys = grid.shape
+    if keep is not None:
+        keep = np.broadcast_to(keep, (b, kv * rep, keep.shape[-2], keys))[:, :, row : row + rows]
+        keep = keep.reshape(b, kv, rep, rows, keys)
+    total = softmax_in_place(grid, keep)
+    return (scores @ v) / mx.array(total)
+
+
+def _fast_sdpa(*args: Any, **kwargs: Any) -> mx.array:
+    return mx.fast.scaled_dot_product_attention(*args, **kwargs)
+
+
+def _covered(q: mx.array, k: mx.array, v: mx.array, mask: str | mx.array | None) -> bool:
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4 or q.dtype not in _FLOATS:
+        return False
+    b, h, length, _ = q.shape
+    if k.shape[1] == 0 or h % k.shape[1] or (isinstance(mask, str) and mask != "causal"):
+        return False
+    return b * h * length * k.shape[2] >= MIN_SCORES
+
+
+def _numpy(x: mx.array) -> np.ndarray:
+    if x.dtype in (mx.float16, mx.bfloat16):
+        x = x.astype(mx.float32)
+    return np.asarray(x)
+
+
+def causal(queries: int, keys: int) -> np.ndarray:
+    """Which keys each query sees when the queries are the last `queries` of `keys` positions."""
+    return np.arange(keys)[None, :] <= np.arange(queries)[:, None] + (keys - queries)
+
+
+def softmax_in_place(scores: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """exp(scores - row max) in place over the last axis, hiding what `keep` (bool: True attends; else additive)
+    does not; returns the row sums. Hidden keys get float32's lowest score, as MLX does: a row that sees no key
+    (a padded query) attends all of them evenly instead of making NaNs."""
+    if keep is not None and keep.dtype == np.bool_:
+        for i in np.ndindex(scores.shape[:2]):
+            # Causal and padding masks hide keys only at the edges: apply them outside the span all rows see.
+            start, end = _open_span(keep[i])
+            for cols in (slice(0, start), slice(end, None)) if end else (slice(None),):
+                np.copyto(scores[i][..., cols], _HIDDEN, where=~keep[i][..., cols])
+    elif keep is not None:
+        scores += keep
+    top = scores.max(axis=-1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0  # an additive mask of -inf over a whole row: zeros rather than NaN
+    scores -= top
+    np.exp(scores, out=scores)
+    total = scores.sum(axis=-1, keepdims=True)
+    total[total == 0] = 1.0
+    return total
+
+
+def _open_span(keep: np.ndarray) -> tuple[int, int]:
+    """Columns [start, end) that every row of a boolean (..., rows, S) mask attends; (0, 0): none."""
+    flat = keep.reshape(-1, keep.shape[-1]) if keep.flags.c_contiguous else keep
+    seen = flat.all(axis=tuple(range(flat.ndim - 1)))
+    (open_,) = np.nonzero(seen)
+    if not len(open_) or open_[-1] - open_[0] + 1 != len(open_):
+        return 0, 0
+    return int(open_[0]), int(open_[-1]) + 1

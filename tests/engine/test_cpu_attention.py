@@ -1,0 +1,154 @@
+"""Attention through BLAS and NumPy's softmax on MLX's CPU backend gives what MLX's own kernel gives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx_lm import load
+from mlx_lm.models.cache import make_prompt_cache
+
+from mlx_manager.engine import cpu_attention
+from mlx_manager.engine.cpu_dtype import on_cpu
+
+pytestmark = pytest.mark.skipif(not on_cpu(), reason="installed only on MLX's CPU backend")
+MLX_OWN = mx.fast.scaled_dot_product_attention if not cpu_attention.installed() else cpu_attention._original
+
+
+@pytest.fixture
+def mlx_own() -> Iterator[None]:
+    """MLX's kernel for the reference, whatever another test's engine installed; restored after."""
+    was = cpu_attention.installed()
+    cpu_attention.install(False)
+    yield
+    cpu_attention.install(was)
+
+
+def qkv(
+    b: int, h: int, kv: int, length: int, keys: int, dim: int = 32, dv: int | None = None, seed: int = 0
+) -> tuple[mx.array, mx.array, mx.array]:
+    mx.random.seed(seed)
+    q = mx.random.normal((b, h, length, dim)) * 2
+    k = mx.random.normal((b, kv, keys, dim)) * 2
+    v = mx.random.normal((b, kv, keys, dv or dim))
+    return q, k, v
+
+
+def both(q: mx.array, k: mx.array, v: mx.array, mask: str | mx.array | None = None) -> tuple[np.ndarray, np.ndarray]:
+    ours = cpu_attention.attention(q, k, v, scale=q.shape[-1] ** -0.5, mask=mask)
+    theirs = mx.fast.scaled_dot_product_attention(q, k, v, scale=q.shape[-1] ** -0.5, mask=mask)
+    return np.array(ours.astype(mx.float32)), np.array(theirs.astype(mx.float32))
+
+
+@pytest.fixture(autouse=True)
+def every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 0)  # the BLAS path even for these small shapes
+
+
+@pytest.mark.parametrize(
+    ("b", "h", "kv", "length", "keys"),
+    [(1, 4, 4, 17, 17), (2, 8, 2, 5, 300), (1, 6, 1, 40, 90), (3, 4, 2, 1, 257)],
+    ids=["multi-head", "grouped", "multi-query", "decode-step"],
+)
+def test_matches_mlx_for_head_layouts_and_causal_masks(
+    mlx_own: None, b: int, h: int, kv: int, length: int, keys: int
+) -> None:
+    q, k, v = qkv(b, h, kv, length, keys)
+    for mask in (None, "causal"):
+        ours, theirs = both(q, k, v, mask)
+        np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=1e-4)
+
+
+def test_matches_mlx_for_a_left_padded_batch_mask_and_a_row_that_sees_nothing(mlx_own: None) -> None:
+    q, k, v = qkv(2, 4, 2, 6, 20)
+    keep = np.ones((2, 1, 6, 20), bool)
+    keep[0, :, :, :5] = False  # left padding of the first sequence
+    keep[..., 15:] = np.tril(np.ones((6, 5), bool))[None, None, :, :5] | np.eye(6, 5, k=0, dtype=bool)[None, None]
+    keep[1, :, 0, :] = False  # a padded query sees nothing: MLX spreads it evenly over all keys
+    ours, theirs = both(q, k, v, mx.array(keep))
+    np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=1e-4)
+    evenly = np.array(v[1].mean(axis=1))
+    np.testing.assert_allclose(ours[1, :, 0], np.repeat(evenly, 2, axis=0), atol=1e-5)
+
+
+def test_matches_mlx_for_additive_masks_and_a_value_width_of_its_own(mlx_own: None) -> None:
+    q, k, v = qkv(1, 4, 2, 7, 33, dim=16, dv=24)
+    bias = mx.array(np.random.default_rng(1).normal(size=(1, 4, 7, 33)).astype(np.float32))
+    ours, theirs = both(q, k, v, bias)
+    np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
+def test_half_precision_inputs_are_computed_in_float32_and_come_back_in_their_dtype(
+    mlx_own: None, dtype: mx.Dtype
+) -> None:
+    q, k, v = qkv(1, 4, 2, 9, 40)
+    q, k, v = q.astype(dtype), k.astype(dtype), v.astype(dtype)
+    out = cpu_attention.attention(q, k, v, scale=0.25, mask="causal")
+    assert out.dtype == dtype
+    exact = MLX_OWN(*(x.astype(mx.float32) for x in (q, k, v)), scale=0.25, mask="causal")
+    # Within a rounding of the float32 result, and no further from it than MLX's own half-precision kernel.
+    ours = np.abs(np.array(out.astype(mx.float32) - exact))
+    theirs = np.abs(np.array(MLX_OWN(q, k, v, scale=0.25, mask="causal").astype(mx.float32) - exact))
+    assert ours.max() <= np.abs(np.array(exact)).max() * (2e-3 if dtype == mx.float16 else 8e-3)
+    assert ours.max() <= theirs.max()
+
+
+def test_long_prompts_are_taken_in_row_blocks_with_the_same_result(
+    mlx_own: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    q, k, v = qkv(2, 4, 2, 50, 80)
+    whole, theirs = both(q, k, v, "causal")
+    monkeypatch.setattr(cpu_attention, "BLOCK_SCORES", 4 * 2 * 80 * 7)  # 7 query rows a block
+    blocks, _ = both(q, k, v, "causal")
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)  # BLAS sums in another order for other shapes
+    np.testing.assert_allclose(blocks, theirs, atol=2e-5, rtol=1e-4)
+
+
+def test_what_it_does_not_cover_goes_to_mlx(mlx_own: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> mx.array:
+        calls.append(kwargs.get("sinks"))
+        return MLX_OWN(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_attention, "_fast_sdpa", counted)
+    q, k, v = qkv(1, 4, 2, 3, 10)
+    cpu_attention.attention(q, k, v, scale=0.5, mask=None, sinks=mx.zeros((4,)))  # attention sinks
+    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 10_000)
+    cpu_attention.attention(q, k, v, scale=0.5, mask="causal")  # a small decode step
+    assert len(calls) == 2
+    # Inside mx.compile nothing may be evaluated: MLX's own runs there, with the same result.
+    compiled = mx.compile(lambda a, b, c: cpu_attention.attention(a, b, c, scale=0.5, mask=None))
+    q, k, v = qkv(1, 4, 2, 30, 400)
+    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 0)
+    np.testing.assert_allclose(np.array(compiled(q, k, v)), np.array(MLX_OWN(q, k, v, scale=0.5)), atol=1e-6)
+
+
+def test_install_routes_mlx_fast_through_it_and_uninstall_restores_mlx(mlx_own: None) -> None:
+    assert mx.fast.scaled_dot_product_attention is MLX_OWN
+    assert cpu_attention.install(True) and cpu_attention.install(True)  # idempotent
+    assert mx.fast.scaled_dot_product_attention is cpu_attention.attention
+    assert not cpu_attention.install(False)
+    assert mx.fast.scaled_dot_product_attention is MLX_OWN
+
+
+def test_a_models_logits_over_a_long_prompt_are_those_of_mlx(mlx_own: None, tiny_models: dict[str, Path]) -> None:
+    model = load(str(tiny_models["tiny-qwen3"]))[0]
+    prompt = mx.array([[(i * 37) % 500 + 3 for i in range(300)]])
+
+    def logits() -> np.ndarray:
+        cache = make_prompt_cache(model)
+        first = model(prompt[:, :200], cache=cache)  # a prefix, then a chunk over the cached prefix
+        rest = model(prompt[:, 200:], cache=cache)
+        return np.concatenate([np.array(first), np.array(rest)], axis=1)
+
+    theirs = logits()
+    cpu_attention.install(True)
+    ours = logits()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+    assert (ours.argmax(-1) == theirs.argmax(-1)).mean() > 0.99
