@@ -237,10 +237,10 @@ class Settings(BaseSettings):
         " several times faster there: auto = when the float32 weights fit the pool's budget and free memory,"
         " float32 = always, keep = never.",
     )
-    cpu_attention: Literal["blas", "mlx"] = Field(
-        default="blas",
-        description="On MLX's CPU backend, attention through BLAS matmuls and a vectorised softmax (blas: ~3x faster"
-        " prefill at a few thousand tokens of context) or MLX's own kernel (mlx); no effect on Metal/CUDA.",
+    cpu_kernels: Literal["numpy", "mlx"] = Field(
+        default="numpy",
+        description="On MLX's CPU backend, attention's softmax and SwiGLU through NumPy's vectorised exp (numpy: ~3x"
+        " faster prefill at a few thousand tokens of context) or MLX's own kernels (mlx); no effect on Metal/CUDA.",
     )
 
     @field_validator("api_key", mode="before")

@@ -111,7 +111,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_tools=settings.max_tools,
         max_prompt_bytes=settings.max_prompt_bytes,
         max_messages=settings.max_messages,
-        cpu_attention=settings.cpu_attention == "blas",
+        cpu_kernels=settings.cpu_kernels == "numpy",
         volatile_prompt_patterns=tuple(settings.volatile_prompt_patterns),
         preload=list(settings.preload),
     )

@@ -49,12 +49,12 @@ CpuDtype = Annotated[
         " (always) or keep (as stored). [default: auto]",
     ),
 ]
-CpuAttention = Annotated[
+CpuKernels = Annotated[
     str | None,
     typer.Option(
-        "--cpu-attention",
-        help="On MLX's CPU backend: blas (attention through BLAS and a vectorised softmax) or mlx (MLX's own)."
-        " [default: blas]",
+        "--cpu-kernels",
+        help="On MLX's CPU backend: numpy (attention's softmax and SwiGLU through NumPy's vectorised exp) or mlx"
+        " (MLX's own kernels). [default: numpy]",
     ),
 ]
 Generation = Annotated[
@@ -93,7 +93,7 @@ _SERVER_OPTIONS: tuple[tuple[str, object, str], ...] = (
     ("openblas", OpenBlas, "use_openblas"),
     ("generation", Generation, "generation"),
     ("cpu_dtype", CpuDtype, "cpu_dtype"),
-    ("cpu_attention", CpuAttention, "cpu_attention"),
+    ("cpu_kernels", CpuKernels, "cpu_kernels"),
 )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_manager.config import default
-from mlx_manager.engine import cpu_attention, generation_defaults
+from mlx_manager.engine import cpu_kernels, generation_defaults
 from mlx_manager.engine.adapters.lora import LiveAdapter
 from mlx_manager.engine.adapters.service import Adapters
 from mlx_manager.engine.audio import service as audio
@@ -92,14 +92,14 @@ class EngineConfig:
     # Checked before templating (400s naming the setting); None = no limit.
     max_prompt_bytes: int | None = None
     max_messages: int | None = None
-    # On MLX's CPU backend, attention through BLAS and NumPy's softmax (engine/cpu_attention).
-    cpu_attention: bool = True
+    # On MLX's CPU backend, attention and SwiGLU through NumPy's vectorised exp (engine/cpu_kernels).
+    cpu_kernels: bool = True
 
 
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        cpu_attention.install(config.cpu_attention)
+        cpu_kernels.install(config.cpu_kernels)
         self.pool = ModelPool(config.pool, load_any, release_memory)
         self._models: dict[str, ModelInfo] = {}
         self._scanned_at = 0.0

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -12,20 +12,23 @@ import pytest
 from mlx_lm import load
 from mlx_lm.models.cache import make_prompt_cache
 
-from mlx_manager.engine import cpu_attention
+from mlx_manager.engine import cpu_kernels
 from mlx_manager.engine.cpu_dtype import on_cpu
 
 pytestmark = pytest.mark.skipif(not on_cpu(), reason="installed only on MLX's CPU backend")
-MLX_OWN = mx.fast.scaled_dot_product_attention if not cpu_attention.installed() else cpu_attention._original
+MLX_OWN = cast(
+    Callable[..., mx.array],
+    cpu_kernels._original if cpu_kernels.installed() else mx.fast.scaled_dot_product_attention,
+)
 
 
 @pytest.fixture
 def mlx_own() -> Iterator[None]:
     """MLX's kernel for the reference, whatever another test's engine installed; restored after."""
-    was = cpu_attention.installed()
-    cpu_attention.install(False)
+    was = cpu_kernels.installed()
+    cpu_kernels.install(False)
     yield
-    cpu_attention.install(was)
+    cpu_kernels.install(was)
 
 
 def qkv(
@@ -39,14 +42,14 @@ def qkv(
 
 
 def both(q: mx.array, k: mx.array, v: mx.array, mask: str | mx.array | None = None) -> tuple[np.ndarray, np.ndarray]:
-    ours = cpu_attention.attention(q, k, v, scale=q.shape[-1] ** -0.5, mask=mask)
+    ours = cpu_kernels.attention(q, k, v, scale=q.shape[-1] ** -0.5, mask=mask)
     theirs = mx.fast.scaled_dot_product_attention(q, k, v, scale=q.shape[-1] ** -0.5, mask=mask)
     return np.array(ours.astype(mx.float32)), np.array(theirs.astype(mx.float32))
 
 
 @pytest.fixture(autouse=True)
 def every_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 0)  # the BLAS path even for these small shapes
+    monkeypatch.setattr(cpu_kernels, "MIN_SCORES", 0)  # the BLAS path even for these small shapes
 
 
 @pytest.mark.parametrize(
@@ -88,7 +91,7 @@ def test_half_precision_inputs_are_computed_in_float32_and_come_back_in_their_dt
 ) -> None:
     q, k, v = qkv(1, 4, 2, 9, 40)
     q, k, v = q.astype(dtype), k.astype(dtype), v.astype(dtype)
-    out = cpu_attention.attention(q, k, v, scale=0.25, mask="causal")
+    out = cpu_kernels.attention(q, k, v, scale=0.25, mask="causal")
     assert out.dtype == dtype
     exact = MLX_OWN(*(x.astype(mx.float32) for x in (q, k, v)), scale=0.25, mask="causal")
     # Within a rounding of the float32 result, and no further from it than MLX's own half-precision kernel.
@@ -103,7 +106,7 @@ def test_long_prompts_are_taken_in_row_blocks_with_the_same_result(
 ) -> None:
     q, k, v = qkv(2, 4, 2, 50, 80)
     whole, theirs = both(q, k, v, "causal")
-    monkeypatch.setattr(cpu_attention, "BLOCK_SCORES", 4 * 2 * 80 * 7)  # 7 query rows a block
+    monkeypatch.setattr(cpu_kernels, "BLOCK_SCORES", 4 * 2 * 80 * 7)  # 7 query rows a block
     blocks, _ = both(q, k, v, "causal")
     np.testing.assert_allclose(blocks, whole, atol=1e-5)  # BLAS sums in another order for other shapes
     np.testing.assert_allclose(blocks, theirs, atol=2e-5, rtol=1e-4)
@@ -116,24 +119,24 @@ def test_what_it_does_not_cover_goes_to_mlx(mlx_own: None, monkeypatch: pytest.M
         calls.append(kwargs.get("sinks"))
         return MLX_OWN(*args, **kwargs)
 
-    monkeypatch.setattr(cpu_attention, "_fast_sdpa", counted)
+    monkeypatch.setattr(cpu_kernels, "_fast_sdpa", counted)
     q, k, v = qkv(1, 4, 2, 3, 10)
-    cpu_attention.attention(q, k, v, scale=0.5, mask=None, sinks=mx.zeros((4,)))  # attention sinks
-    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 10_000)
-    cpu_attention.attention(q, k, v, scale=0.5, mask="causal")  # a small decode step
+    cpu_kernels.attention(q, k, v, scale=0.5, mask=None, sinks=mx.zeros((4,)))  # attention sinks
+    monkeypatch.setattr(cpu_kernels, "MIN_SCORES", 10_000)
+    cpu_kernels.attention(q, k, v, scale=0.5, mask="causal")  # a small decode step
     assert len(calls) == 2
     # Inside mx.compile nothing may be evaluated: MLX's own runs there, with the same result.
-    compiled = mx.compile(lambda a, b, c: cpu_attention.attention(a, b, c, scale=0.5, mask=None))
+    compiled = mx.compile(lambda a, b, c: cpu_kernels.attention(a, b, c, scale=0.5, mask=None))
     q, k, v = qkv(1, 4, 2, 30, 400)
-    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 0)
+    monkeypatch.setattr(cpu_kernels, "MIN_SCORES", 0)
     np.testing.assert_allclose(np.array(compiled(q, k, v)), np.array(MLX_OWN(q, k, v, scale=0.5)), atol=1e-6)
 
 
 def test_install_routes_mlx_fast_through_it_and_uninstall_restores_mlx(mlx_own: None) -> None:
     assert mx.fast.scaled_dot_product_attention is MLX_OWN
-    assert cpu_attention.install(True) and cpu_attention.install(True)  # idempotent
-    assert mx.fast.scaled_dot_product_attention is cpu_attention.attention
-    assert not cpu_attention.install(False)
+    assert cpu_kernels.install(True) and cpu_kernels.install(True)  # idempotent
+    assert mx.fast.scaled_dot_product_attention is cpu_kernels.attention
+    assert not cpu_kernels.install(False)
     assert mx.fast.scaled_dot_product_attention is MLX_OWN
 
 
@@ -148,7 +151,26 @@ def test_a_models_logits_over_a_long_prompt_are_those_of_mlx(mlx_own: None, tiny
         return np.concatenate([np.array(first), np.array(rest)], axis=1)
 
     theirs = logits()
-    cpu_attention.install(True)
+    cpu_kernels.install(True)
     ours = logits()
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
     assert (ours.argmax(-1) == theirs.argmax(-1)).mean() > 0.99
+
+
+def test_swiglu_matches_mlx_lm_and_install_rebinds_it_in_the_model_modules(mlx_own: None) -> None:
+    import mlx_lm.models.activations as activations
+    import mlx_lm.models.llama as llama
+
+    mx.random.seed(3)
+    gate, up = mx.random.normal((2, 100, 700)) * 30, mx.random.normal((2, 100, 700))  # large gates: exp overflows
+    ours, theirs = np.array(cpu_kernels.swiglu(gate, up)), np.array(activations.swiglu(gate, up))
+    np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert not np.isnan(ours).any()
+    small = mx.random.normal((1, 1, 64))
+    np.testing.assert_array_equal(
+        np.array(cpu_kernels.swiglu(small, small)), np.array(activations.swiglu(small, small))
+    )
+    cpu_kernels.install(True)
+    assert llama.swiglu is cpu_kernels.swiglu and activations.swiglu is cpu_kernels.swiglu
+    cpu_kernels.install(False)
+    assert llama.swiglu is cpu_kernels._original_swiglu and activations.swiglu is cpu_kernels._original_swiglu

@@ -1,52 +1,84 @@
-"""Attention on MLX's CPU backend through BLAS matmuls and NumPy's vectorised softmax.
+"""Attention and SwiGLU on MLX's CPU backend through NumPy's vectorised exp.
 
 MLX's CPU build runs mx.fast.scaled_dot_product_attention unfused, and its exp is scalar and single-threaded: on a
 2-core x86 machine a 440-token prefill over a 3,400-token context of SmolLM2 spends 7.3 of its 9.5 s in the
-softmax's exp (benchmarks/cpu_attention.py). NumPy's exp is SIMD-vectorised and its matmuls are BLAS, so the same
-attention takes ~40 ms a layer instead of ~260. Installed only while MLX computes on the CPU; on Metal and CUDA the
-fused kernels stay. The server does not train: under mx.grad this path would give no gradient (uninstall first).
+softmax's exp, and 0.37 s in SwiGLU's sigmoid. Here the matmuls stay on MLX (its BLAS) and the exp-heavy parts run
+in NumPy (SIMD): that prefill takes 2.8 s. Installed only while MLX computes on the CPU; on Metal and CUDA the
+fused kernels stay. The server does not train: under mx.grad these paths would give no gradient (uninstall first).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
+import mlx_lm.models.activations as activations
 import numpy as np
 
 from mlx_manager.engine.cpu_dtype import on_cpu
 
 log = logging.getLogger(__name__)
 
-# Below this many attention scores (batch x heads x queries x keys) MLX's own is as fast: a single sequence's
-# decode step over a few thousand tokens.
-MIN_SCORES = 1 << 16
-# Scores computed at once per head group; longer prompts are taken in row blocks so memory stays bounded.
+# Below this many attention scores (batch x heads x queries x keys) MLX's own is as fast: NumPy's per-call cost
+# (an evaluation per layer) outweighs the exp it saves.
+MIN_SCORES = 1 << 13
+# Scores computed at once; longer prompts are taken in row blocks so memory stays bounded.
 BLOCK_SCORES = 1 << 23
+# SwiGLU inputs smaller than this (a decode step's) stay on MLX.
+MIN_ACTIVATIONS = 1 << 16
 _HIDDEN = np.finfo(np.float32).min
 _FLOATS = (mx.float32, mx.float16, mx.bfloat16)
 
 _original: Callable[..., mx.array] | None = None
+_original_swiglu: Callable[[mx.array, mx.array], mx.array] = activations.swiglu
 
 
 def install(enabled: bool = True) -> bool:
-    """Route mx.fast.scaled_dot_product_attention through this module (CPU only); False: MLX's own again.
+    """Route MLX's attention and mlx-lm's SwiGLU through this module (CPU only); False: MLX's own again.
     Returns whether it is installed."""
     global _original
     if enabled and _original is None and on_cpu():
         _original = mx.fast.scaled_dot_product_attention
         mx.fast.scaled_dot_product_attention = attention
-        log.info("Attention on the CPU: BLAS matmuls and a vectorised softmax (cpu_attention = blas)")
+        _rebind_swiglu(_original_swiglu, swiglu)
+        log.info("On the CPU: attention and SwiGLU through NumPy's vectorised exp (cpu_kernels = numpy)")
     elif not enabled and _original is not None:
         mx.fast.scaled_dot_product_attention = _original
         _original = None
+        _rebind_swiglu(swiglu, _original_swiglu)
     return _original is not None
 
 
 def installed() -> bool:
     return _original is not None
+
+
+def _rebind_swiglu(old: object, new: object) -> None:
+    """mlx-lm's model modules import swiglu by name: rebind it in those loaded so far and in activations, where
+    modules loaded later take it from."""
+    for name, module in list(sys.modules.items()):
+        if (name.startswith("mlx_lm.models.") or name == "mlx_lm.models") and getattr(module, "swiglu", None) is old:
+            module.__dict__["swiglu"] = new
+
+
+def swiglu(gate: mx.array, x: mx.array) -> mx.array:
+    """silu(gate) * x, as mlx-lm's activations.swiglu."""
+    if gate.size < MIN_ACTIVATIONS or gate.shape != x.shape or gate.dtype != mx.float32 or x.dtype != mx.float32:
+        return _original_swiglu(gate, x)
+    try:
+        g, up = np.asarray(gate), np.asarray(x)  # refused inside mx.compile, where MLX's own runs
+    except ValueError:
+        return _original_swiglu(gate, x)
+    out = np.negative(g)
+    with np.errstate(over="ignore"):  # exp(-gate) overflows for a very negative gate: silu is then -0
+        np.exp(out, out=out)
+    out += 1.0
+    np.divide(g, out, out=out)
+    out *= up
+    return mx.array(out)
 
 
 def attention(
