@@ -29,6 +29,8 @@ MIN_SCORES = 1 << 13
 BLOCK_SCORES = 1 << 23
 # SwiGLU inputs smaller than this (a decode step's) stay on MLX.
 MIN_ACTIVATIONS = 1 << 16
+# Tells a distributed rank (its own process) whether to install these: "numpy" or "mlx", as the server runs them.
+KERNELS_VARIABLE = "MLX_MANAGER_CPU_KERNELS"
 _HIDDEN = np.finfo(np.float32).min
 _FLOATS = (mx.float32, mx.float16, mx.bfloat16)
 

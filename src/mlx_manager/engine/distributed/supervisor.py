@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mlx_manager.engine import cpu_kernels
+from mlx_manager.engine.cpu_kernels import KERNELS_VARIABLE
 from mlx_manager.engine.errors import ModelLoadError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -127,7 +129,8 @@ class RankGroup:
             )
         remote = any(not h.local for h in hosts)
         size, port = len(hosts), _free_port()
-        env = {**os.environ, **dict(spec.env), "MLX_DISTRIBUTED_BACKEND": spec.backend}
+        kernels = "numpy" if cpu_kernels.installed() else "mlx"  # as this server runs them (engine/cpu_kernels)
+        env = {**os.environ, KERNELS_VARIABLE: kernels, **dict(spec.env), "MLX_DISTRIBUTED_BACKEND": spec.backend}
         env.pop("MLX_HOSTFILE", None)
         if size > 1:
             ring = [
@@ -173,7 +176,8 @@ class RankGroup:
     def _ssh(self, rank: int, host: Host, env: dict[str, str], module: list[str]) -> list[str]:
         """`ssh HOST 'env K=V ... PYTHON -m worker ...'`: the variables a rank needs travel in the command, since
         ssh passes no environment; the ring's hostfile travels as text (MLX_MANAGER_HOSTS)."""
-        passed: dict[str, str] = {k: env[k] for k in ("MLX_DISTRIBUTED_BACKEND", "MLX_MANAGER_WAKE") if k in env}
+        names = ("MLX_DISTRIBUTED_BACKEND", "MLX_MANAGER_WAKE", KERNELS_VARIABLE)
+        passed: dict[str, str] = {k: env[k] for k in names if k in env}
         hostfile = (self.logs / "hosts.json").read_text()
         variables: dict[str, str] = {
             **dict(self.spec.env),

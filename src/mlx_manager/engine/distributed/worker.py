@@ -24,6 +24,7 @@ from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import KVCache, make_prompt_cache
 from mlx_lm.utils import load_model, load_tokenizer
 
+from mlx_manager.engine import cpu_kernels
 from mlx_manager.engine.reasoning_budget import ReasoningBudget
 from mlx_manager.engine.sampling import LogitsProcessor, Sampler, make_logits_processors, make_sampler
 from mlx_manager.engine.types import SamplingParams
@@ -265,6 +266,7 @@ def main(argv: list[str]) -> int:
     backend = os.environ.get("MLX_DISTRIBUTED_BACKEND", "ring")
     alone = not os.environ.get("MLX_HOSTFILE")  # one rank: no group to join
     group = mx.distributed.init() if alone else mx.distributed.init(strict=True, backend=backend)
+    cpu_kernels.install(os.environ.get(cpu_kernels.KERNELS_VARIABLE, "numpy") == "numpy")
     rank, size = group.rank(), group.size()
     control = Control(port) if rank == 0 else None  # listen before loading: the supervisor connects early
     address = os.environ.get("MLX_MANAGER_WAKE")
