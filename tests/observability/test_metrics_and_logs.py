@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +72,15 @@ def test_json_logs_have_one_access_line_per_request_with_its_id(json_server: Ser
         model="tiny-gemma3", messages=[{"role": "user", "content": "Hi"}], max_tokens=3
     )
     request_id = raw.headers["x-request-id"]
+    # The access line is written once the response has gone out, so it can trail the client's read by a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in json_server.log().splitlines() if line.startswith("{")]
+        access = [entry for entry in lines if entry.get("request_id") == request_id]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)  # a second line for the same request would come right after the first
     lines = [json.loads(line) for line in json_server.log().splitlines() if line.startswith("{")]
     access = [entry for entry in lines if entry.get("request_id") == request_id]
     assert len(access) == 1
