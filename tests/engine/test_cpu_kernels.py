@@ -49,7 +49,8 @@ def both(q: mx.array, k: mx.array, v: mx.array, mask: str | mx.array | None = No
 
 @pytest.fixture(autouse=True)
 def every_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu_kernels, "MIN_SCORES", 0)  # the BLAS path even for these small shapes
+    monkeypatch.setattr(cpu_kernels, "MIN_SCORES", 0)  # the NumPy path even for these small shapes
+    monkeypatch.setattr(cpu_kernels, "MIN_QUERIES", 0)
 
 
 @pytest.mark.parametrize(
@@ -123,8 +124,15 @@ def test_what_it_does_not_cover_goes_to_mlx(mlx_own: None, monkeypatch: pytest.M
     q, k, v = qkv(1, 4, 2, 3, 10)
     cpu_kernels.attention(q, k, v, scale=0.5, mask=None, sinks=mx.zeros((4,)))  # attention sinks
     monkeypatch.setattr(cpu_kernels, "MIN_SCORES", 10_000)
-    cpu_kernels.attention(q, k, v, scale=0.5, mask="causal")  # a small decode step
-    assert len(calls) == 2
+    cpu_kernels.attention(q, k, v, scale=0.5, mask="causal")  # a small one
+    monkeypatch.setattr(cpu_kernels, "MIN_SCORES", 0)
+    monkeypatch.setattr(cpu_kernels, "MIN_QUERIES", 16)
+    q, k, v = qkv(2, 4, 2, 1, 4000)
+    cpu_kernels.attention(q, k, v, scale=0.5, mask=None)  # a small decode step keeps mlx-lm's step asynchronous
+    assert len(calls) == 3
+    q, k, v = qkv(16, 4, 2, 1, 4100)
+    cpu_kernels.attention(q, k, v, scale=0.5, mask=None)  # a large batch over a long context does not
+    assert len(calls) == 3
     # Inside mx.compile nothing may be evaluated: MLX's own runs there, with the same result.
     compiled = mx.compile(lambda a, b, c: cpu_kernels.attention(a, b, c, scale=0.5, mask=None))
     q, k, v = qkv(1, 4, 2, 30, 400)

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 # Below this many attention scores (batch x heads x queries x keys) MLX's own is as fast: NumPy's per-call cost
 # (an evaluation per layer) outweighs the exp it saves.
 MIN_SCORES = 1 << 13
+# Small decode steps (and speculative verification) keep MLX's kernel: evaluating inside the forward makes mlx-lm's
+# asynchronous decode step synchronous (a token reaches the client a step later), which only a large batch over a
+# long context repays (16 sequences at 3,400 tokens: 34 -> 20 ms a layer).
+MIN_QUERIES = 16
+MIN_DECODE_SCORES = 1 << 18
 # Scores computed at once; longer prompts are taken in row blocks so memory stays bounded.
 BLOCK_SCORES = 1 << 23
 # SwiGLU inputs smaller than this (a decode step's) stay on MLX.
@@ -138,7 +143,8 @@ def _covered(q: mx.array, k: mx.array, v: mx.array, mask: str | mx.array | None)
     b, h, length, _ = q.shape
     if k.shape[1] == 0 or h % k.shape[1] or (isinstance(mask, str) and mask != "causal"):
         return False
-    return b * h * length * k.shape[2] >= MIN_SCORES
+    scores = b * h * length * k.shape[2]
+    return scores >= MIN_SCORES and (length >= MIN_QUERIES or scores >= MIN_DECODE_SCORES)
 
 
 def _numpy(x: mx.array) -> np.ndarray:
