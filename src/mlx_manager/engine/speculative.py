@@ -296,7 +296,9 @@ class Speculation:
             if row is not None and row.cooldown > 0 and self.config.adaptive:
                 row.cooldown -= 1
                 continue
-            found = found or (_speculable(gb, i) and gb.max_tokens[i] - gb._num_tokens[i] > 1)
+            # A row's first token waits for no drafts: a plain step hands it out before the next forward pass ends.
+            first = gb._num_tokens[i] == 0
+            found = found or (not first and _speculable(gb, i) and gb.max_tokens[i] - gb._num_tokens[i] > 1)
         return found
 
     def _pays(self, batch: int, width: int, expected: float) -> bool:
