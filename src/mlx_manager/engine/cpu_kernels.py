@@ -3,7 +3,7 @@
 MLX's CPU build runs mx.fast.scaled_dot_product_attention unfused, and its exp is scalar and single-threaded: on a
 2-core x86 machine a 440-token prefill over a 3,400-token context of SmolLM2 spends 7.3 of its 9.5 s in the
 softmax's exp, and 0.37 s in SwiGLU's sigmoid. Here the matmuls stay on MLX (its BLAS) and the exp-heavy parts run
-in NumPy (SIMD): that prefill takes 2.8 s. Installed only while MLX computes on the CPU; on Metal and CUDA the
+in NumPy (SIMD): that prefill takes 2.7 s. Installed only while MLX computes on the CPU; on Metal and CUDA the
 fused kernels stay. The server does not train: under mx.grad these paths would give no gradient (uninstall first).
 """
 
