@@ -13,6 +13,7 @@ for lib in /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /usr/lib/aarch64-linux-gnu
   if [ -e "$lib" ]; then export LD_PRELOAD="$lib"; break; fi
 done
 export HF_HUB_OFFLINE=1
+export OPENBLAS_THREAD_TIMEOUT=4  # as the server sets for itself (mlx_manager/blas.py): no re-exec per test server
 
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks

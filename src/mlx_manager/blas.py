@@ -17,6 +17,9 @@ CANDIDATES = (
     "/usr/lib/libopenblas.so.0",
 )
 MARKER = "MLX_MANAGER_OPENBLAS"
+# OpenBLAS's idle threads spin ~0.1 s after each call by default (2^28 cycles); 2^4 puts them to sleep at once,
+# so the cores are free for the NumPy attention threads between MLX's matmuls (engine/cpu_kernels.py).
+TIMEOUT_VARIABLE, TIMEOUT = "OPENBLAS_THREAD_TIMEOUT", "4"
 
 
 def find_openblas() -> str | None:
@@ -33,14 +36,20 @@ def openblas_active() -> str | None:
 
 
 def reexec_with_openblas(enabled: bool) -> None:
-    """Replace this process with one that preloads OpenBLAS; returns if not needed or not possible."""
-    if not enabled or not sys.platform.startswith("linux") or openblas_active() or os.environ.get(MARKER):
+    """Replace this process with one that preloads OpenBLAS, its threads told not to spin; returns if not needed
+    or not possible."""
+    if not enabled or not sys.platform.startswith("linux") or os.environ.get(MARKER):
         return
-    lib = find_openblas()
+    active = openblas_active()
+    if active and os.environ.get(TIMEOUT_VARIABLE):
+        return
+    lib = active or find_openblas()
     if lib is None:
         return
     env = dict(os.environ)
-    env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
+    if not active:
+        env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
+    env[TIMEOUT_VARIABLE] = env.get(TIMEOUT_VARIABLE) or TIMEOUT
     env[MARKER] = "1"
     os.execve(sys.executable, [sys.executable, "-m", "mlx_manager", *sys.argv[1:]], env)
 
@@ -50,7 +59,10 @@ def describe() -> str:
         return "Accelerate/Metal (macOS)"
     active = openblas_active()
     if active:
-        return f"system OpenBLAS ({active})"
+        timeout = os.environ.get(TIMEOUT_VARIABLE)
+        return f"system OpenBLAS ({active}; " + (
+            f"idle threads sleep: {TIMEOUT_VARIABLE}={timeout})" if timeout else "idle threads spin)"
+        )
     if find_openblas() is None:
         return "mlx's bundled reference BLAS (slow; install libopenblas0-pthread for ~40x faster float32 matmuls)"
     return "mlx's bundled reference BLAS (OpenBLAS disabled by setting)"

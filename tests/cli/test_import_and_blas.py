@@ -51,6 +51,14 @@ def test_server_preloads_system_openblas_by_itself(tmp_path: Path) -> None:
     with run_server(tmp_path, [], env=_env_without_preload()) as server:
         assert httpx.get(f"{server.base_url}/health").status_code == 200
         assert "BLAS: system OpenBLAS" in server.log()
+        assert "idle threads sleep: OPENBLAS_THREAD_TIMEOUT=4" in server.log()
+
+
+def test_server_started_with_openblas_preloaded_tells_its_idle_threads_to_sleep(tmp_path: Path) -> None:
+    if not OPENBLAS.exists():
+        return
+    with run_server(tmp_path, [], env={"LD_PRELOAD": str(OPENBLAS), "OPENBLAS_THREAD_TIMEOUT": ""}) as server:
+        assert f"BLAS: system OpenBLAS ({OPENBLAS}; idle threads sleep: OPENBLAS_THREAD_TIMEOUT=4)" in server.log()
 
 
 def test_openblas_can_be_turned_off(tmp_path: Path) -> None:

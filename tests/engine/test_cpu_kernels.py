@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from mlx_lm import load
 from mlx_lm.models.cache import make_prompt_cache
+from threadpoolctl import ThreadpoolController
 
 from mlx_manager.engine import cpu_kernels
 from mlx_manager.engine.cpu_dtype import on_cpu
@@ -67,7 +68,12 @@ def test_matches_mlx_for_head_layouts_and_causal_masks(
         np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=1e-4)
 
 
-def test_matches_mlx_for_a_left_padded_batch_mask_and_a_row_that_sees_nothing(mlx_own: None) -> None:
+@pytest.mark.parametrize("block_rows", [None, 2], ids=["whole", "row-blocks"])
+def test_matches_mlx_for_a_left_padded_batch_mask_and_a_row_that_sees_nothing(
+    mlx_own: None, monkeypatch: pytest.MonkeyPatch, block_rows: int | None
+) -> None:
+    if block_rows:
+        monkeypatch.setattr(cpu_kernels, "BLOCK_SCORES", 2 * 20 * block_rows)  # each block its own masked span
     q, k, v = qkv(2, 4, 2, 6, 20)
     keep = np.ones((2, 1, 6, 20), bool)
     keep[0, :, :, :5] = False  # left padding of the first sequence
@@ -107,7 +113,7 @@ def test_long_prompts_are_taken_in_row_blocks_with_the_same_result(
 ) -> None:
     q, k, v = qkv(2, 4, 2, 50, 80)
     whole, theirs = both(q, k, v, "causal")
-    monkeypatch.setattr(cpu_kernels, "BLOCK_SCORES", 4 * 2 * 80 * 7)  # 7 query rows a block
+    monkeypatch.setattr(cpu_kernels, "BLOCK_SCORES", 2 * 80 * 7)  # 7 query rows a block (2 heads a key head)
     blocks, _ = both(q, k, v, "causal")
     np.testing.assert_allclose(blocks, whole, atol=1e-5)  # BLAS sums in another order for other shapes
     np.testing.assert_allclose(blocks, theirs, atol=2e-5, rtol=1e-4)
@@ -141,11 +147,18 @@ def test_what_it_does_not_cover_goes_to_mlx(mlx_own: None, monkeypatch: pytest.M
 
 
 def test_install_routes_mlx_fast_through_it_and_uninstall_restores_mlx(mlx_own: None) -> None:
+    def numpy_blas_threads() -> list[int]:
+        return [c.num_threads for c in ThreadpoolController().lib_controllers if "numpy" in c.filepath]
+
+    before = numpy_blas_threads()
     assert mx.fast.scaled_dot_product_attention is MLX_OWN
     assert cpu_kernels.install(True) and cpu_kernels.install(True)  # idempotent
     assert mx.fast.scaled_dot_product_attention is cpu_kernels.attention
+    # Blocks run one per core, so NumPy's own BLAS must not start threads of its own on top.
+    assert numpy_blas_threads() == [1] * len(before)
     assert not cpu_kernels.install(False)
     assert mx.fast.scaled_dot_product_attention is MLX_OWN
+    assert numpy_blas_threads() == before
 
 
 def test_a_models_logits_over_a_long_prompt_are_those_of_mlx(mlx_own: None, tiny_models: dict[str, Path]) -> None:
