@@ -195,3 +195,36 @@ def test_swiglu_matches_mlx_lm_and_install_rebinds_it_in_the_model_modules(mlx_o
     assert llama.swiglu is cpu_kernels.swiglu and activations.swiglu is cpu_kernels.swiglu
     cpu_kernels.install(False)
     assert llama.swiglu is cpu_kernels._original_swiglu and activations.swiglu is cpu_kernels._original_swiglu
+
+
+def test_batched_decode_leaves_the_next_step_lazy_and_gives_the_same_tokens(
+    mlx_own: None, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlx_lm.generate import BatchGenerator
+
+    model = load(str(tiny_models["tiny-qwen3"]))[0]
+    started: list[int] = []
+    real_async_eval = mx.async_eval
+
+    def counted(*arrays: Any) -> None:
+        started.append(1)
+        real_async_eval(*arrays)
+
+    monkeypatch.setattr(mx, "async_eval", counted)
+
+    def tokens() -> list[list[int]]:
+        batch = BatchGenerator(model, completion_batch_size=4, prefill_batch_size=4)
+        uids = batch.insert([[5, 9, 13, 40, 7], [3, 3, 8]], max_tokens=[6, 6])
+        out: dict[int, list[int]] = {uid: [] for uid in uids}
+        while any(len(t) < 6 for t in out.values()):
+            for r in batch.next()[1]:
+                out[r.uid].append(r.token)
+        batch.close()
+        return list(out.values())
+
+    pipelined = tokens()
+    assert started  # mlx-lm starts each next step before handing out the current tokens
+    started.clear()
+    cpu_kernels.install(True)
+    # On the CPU that start would run the step at once: the tokens wait for it instead of going out first.
+    assert tokens() == pipelined and not started
