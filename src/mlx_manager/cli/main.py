@@ -53,7 +53,7 @@ CpuKernels = Annotated[
     str | None,
     typer.Option(
         "--cpu-kernels",
-        help="On MLX's CPU backend: numpy (attention's softmax and SwiGLU through NumPy's vectorised exp) or mlx"
+        help="On MLX's CPU backend: numpy (attention and SwiGLU through NumPy on every core, lazy decode steps) or mlx"
         " (MLX's own kernels). [default: numpy]",
     ),
 ]

@@ -92,7 +92,7 @@ class EngineConfig:
     # Checked before templating (400s naming the setting); None = no limit.
     max_prompt_bytes: int | None = None
     max_messages: int | None = None
-    # On MLX's CPU backend, attention and SwiGLU through NumPy's vectorised exp (engine/cpu_kernels).
+    # On MLX's CPU backend, attention and SwiGLU through NumPy on every core (engine/cpu_kernels).
     cpu_kernels: bool = True
 
 
