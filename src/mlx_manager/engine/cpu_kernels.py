@@ -63,8 +63,9 @@ def install(enabled: bool = True) -> bool:
         _rebind_swiglu(_original_swiglu, swiglu)
         _generate.mx = _LazySteps(mx)
         # Attention blocks run one per core, each calling NumPy's BLAS (its own copy, not MLX's).
-        bundled = [c.filepath for c in ThreadpoolController().lib_controllers if "numpy" in c.filepath]
-        _numpy_blas = ThreadpoolController().select(filepath=bundled).limit(limits=1) if bundled else None
+        blas = ThreadpoolController()
+        bundled = [c.filepath for c in blas.lib_controllers if "numpy" in c.filepath]
+        _numpy_blas = blas.select(filepath=bundled).limit(limits=1) if bundled else None
         log.info("On the CPU: attention and SwiGLU through NumPy on %d cores (cpu_kernels = numpy)", THREADS)
     elif not enabled and _original is not None:
         mx.fast.scaled_dot_product_attention = _original
@@ -236,18 +237,17 @@ def _spans(keep: np.ndarray) -> tuple[int, int, int]:
 def _each(work: Callable[[int, int, int], None], blocks: list[tuple[int, int, int]]) -> None:
     """Runs the blocks on the cores: NumPy's BLAS and ufuncs release the GIL, and its BLAS runs one thread per call
     (install), so the cores are not oversubscribed. Blocks are dealt round-robin: causal blocks grow down the rows."""
-    if THREADS == 1 or len(blocks) == 1:
-        for args in blocks:
-            work(*args)
-        return
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="cpu-kernels")
 
     def share(part: list[tuple[int, int, int]]) -> None:
         for args in part:
             work(*args)
 
+    if THREADS == 1 or len(blocks) == 1:
+        share(blocks)
+        return
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="cpu-kernels")
     list(_pool.map(share, [blocks[n::THREADS] for n in range(THREADS)]))
 
 
