@@ -74,6 +74,23 @@ def test_the_stream_is_ndjson_by_default(server: ServerProcess) -> None:
     assert lines[-1]["done"] is True and lines[-1]["eval_count"] == 3 and "total_duration" in lines[-1]
 
 
+def test_plain_curl_d_as_in_ollamas_docs_is_read_as_json_but_not_from_a_browser(server: ServerProcess) -> None:
+    # `curl URL -d '{...}'` labels its body application/x-www-form-urlencoded, as Ollama's README examples send it.
+    curl_d = {"content-type": "application/x-www-form-urlencoded", "user-agent": "curl/7.88.1"}
+    body = json.dumps({"model": "tiny-llama", "prompt": "Hi", "stream": False, "options": {"num_predict": 3}})
+    resp = httpx.post(f"{server.base_url}/api/generate", headers=curl_d, content=body, timeout=60)
+    assert resp.status_code == 200 and resp.json()["done"] and resp.json()["eval_count"] == 3, resp.text
+    chat = json.dumps({"model": "tiny-llama", "messages": MSG, "stream": False, "options": {"num_predict": 2}})
+    resp = httpx.post(f"{server.base_url}/api/chat", headers=curl_d, content=chat, timeout=60)
+    assert resp.status_code == 200 and resp.json()["message"]["role"] == "assistant", resp.text
+    # A page's form post is still no JSON (its own origin included), and other /api routes keep their 415.
+    for extra in ({"origin": server.base_url}, {"referer": f"{server.base_url}/chat"}):
+        resp = httpx.post(f"{server.base_url}/api/generate", headers={**curl_d, **extra}, content=body, timeout=60)
+        assert resp.status_code == 415 and "application/json" in resp.json()["error"], resp.text
+    login = httpx.post(f"{server.base_url}/api/auth/login", headers=curl_d, content=b'{"username": "a"}', timeout=60)
+    assert login.status_code == 415, login.text
+
+
 def test_generate_uses_the_chat_template_raw_skips_it_and_system_counts(ol: ollama.Client) -> None:
     opts = {"temperature": 0, "num_predict": 4}
     templated = ol.generate(model="tiny-llama", prompt="Hello", options=opts)

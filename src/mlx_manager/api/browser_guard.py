@@ -8,7 +8,8 @@
   either (SDKs, curl) are not browsers' and pass.
 - Body types: the routes take JSON; a body sent as a form or as text/plain (the types a page may send anywhere
   without a CORS preflight) or any other non-JSON type is a 415. `BODY_TYPES` lists the routes that take more
-  (the Files API's multipart uploads).
+  (the Files API's multipart uploads). Ollama's own docs send JSON with plain `curl -d` (a form type), so on its
+  routes a form-typed body from a client that is no browser (no Origin, no Referer) is read as the JSON it is.
 
 Errors come in each API's own shape (errors.error_response).
 """
@@ -24,12 +25,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlx_manager.api.errors import APIError, error_response
+from mlx_manager.api.ollama.errors import is_ollama_path
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_PATHS = ("/health",)
 JSON_TYPES = frozenset({"application/json"})
+CURL_FORM = "application/x-www-form-urlencoded"  # what `curl -d` labels any body with
 # Path prefix -> further media types its routes take besides JSON (e.g. "/v1/audio/": multipart/form-data).
 BODY_TYPES: dict[str, frozenset[str]] = {
     "/v1/files": frozenset({"multipart/form-data"}),  # OpenAI file uploads
@@ -80,6 +83,7 @@ class BrowserGuardMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
+        scope = _curl_json_on_ollama(scope)
         problem = self._problem(scope)
         if problem is not None:
             await error_response(Request(scope), problem)(scope, receive, send)
@@ -114,6 +118,22 @@ class BrowserGuardMiddleware:
                 code="unsupported_media_type",
             )
         return None
+
+
+def _curl_json_on_ollama(scope: Scope) -> Scope:
+    """On Ollama's routes, a non-browser request's `curl -d` form type relabelled as JSON (its docs' examples)."""
+    if scope["method"] not in STATE_CHANGING or not is_ollama_path(scope["path"]):
+        return scope
+    names = {k.lower() for k, _ in scope["headers"]}
+    if b"origin" in names or b"referer" in names:
+        return scope
+    headers = [
+        (k, b"application/json")
+        if k.lower() == b"content-type" and v.split(b";")[0].strip().lower() == CURL_FORM.encode()
+        else (k, v)
+        for k, v in scope["headers"]
+    ]
+    return {**scope, "headers": headers}
 
 
 def _origin_of(headers: dict[str, str]) -> str | None:
