@@ -43,6 +43,7 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
     # While loading, the planned KV setting; once loaded, the one it runs (float if it cannot quantize).
     kv = text.kv if text else entry.plan.kv
     spec = getattr(entry.scheduler, "spec", None)  # the vision scheduler does not speculate
+    turns = getattr(entry.loaded, "turns", None)  # audio models: one request runs, the others wait their turn
     return LoadedModelOut(
         id=entry.info.id,
         path=entry.info.path,
@@ -58,8 +59,8 @@ def _out(entry: PoolEntry) -> LoadedModelOut:
         requests_cancelled=stats.requests_cancelled if stats else 0,
         # Live, so a dashboard's rate moves while a long reply is generated (the vision scheduler counts at the end).
         tokens_generated=getattr(entry.scheduler, "tokens_generated_live", stats.tokens_generated) if stats else 0,
-        running=stats.running if stats else 0,
-        waiting=stats.waiting if stats else 0,
+        running=stats.running if stats else int(turns.busy) if turns else 0,
+        waiting=stats.waiting if stats else turns.waiting if turns else 0,
         # While loading (and for embedding models), only what the plan says.
         dtype=text.dtype if text else entry.plan.dtype,
         quantization_bits=text.quantization_bits if text else None,

@@ -24,6 +24,10 @@ class TurnQueue:
         self._order = itertools.count()
 
     @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
     def waiting(self) -> int:
         return sum(1 for _, _, f in self._waiting if not f.done())
 
