@@ -204,7 +204,7 @@ def test_batch_lines_queue_behind_interactive_requests(tiny_models_dir: Path, tm
     env = {"MLX_MANAGER_MAX_NUM_SEQS": "1"}
     with run_server(tmp_path, ["--model-dir", str(tiny_models_dir)], env=env) as server:
         client = _client(server)
-        lines = [_chat(f"p{i}", max_tokens=150) for i in range(30)]
+        lines = [_chat(f"p{i}", max_tokens=600) for i in range(30)]  # a line lasts longer than a client stall
         upload = client.files.create(file=("in.jsonl", _jsonl(lines)), purpose="batch")
         batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
         deadline = time.monotonic() + 60

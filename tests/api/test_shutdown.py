@@ -35,7 +35,7 @@ def _stream(base_url: str, out: dict[str, Any]) -> None:
 
 
 def test_sigterm_refuses_new_work_then_ends_streams_with_a_finish_reason(tiny_models_dir: Path, tmp_path: Path) -> None:
-    env = {"MLX_MANAGER_DRAIN_SECONDS": "1.5"}
+    env = {"MLX_MANAGER_DRAIN_SECONDS": "2.5"}  # room for the requests below; the stream needs about 4 s
     with run_server(tmp_path, ["--model-dir", str(tiny_models_dir)], env=env) as srv:
         result: dict[str, Any] = {}
         worker = threading.Thread(target=_stream, args=(srv.base_url, result))
@@ -44,7 +44,9 @@ def test_sigterm_refuses_new_work_then_ends_streams_with_a_finish_reason(tiny_mo
         while "first_at" not in result and time.monotonic() < deadline:
             time.sleep(0.05)
         srv.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        while httpx.get(f"{srv.base_url}/health", timeout=10).status_code != 503:  # the drain has begun
+            assert time.monotonic() < deadline, "SIGTERM never started the drain"
+            time.sleep(0.02)
         refused = httpx.post(f"{srv.base_url}/v1/chat/completions", json={**LONG, "stream": False}, timeout=10)
         assert refused.status_code == 503 and refused.headers["retry-after"]
         assert refused.json()["error"]["code"] == "shutting_down"
@@ -52,7 +54,6 @@ def test_sigterm_refuses_new_work_then_ends_streams_with_a_finish_reason(tiny_mo
             f"{srv.base_url}/v1/messages", json={"model": "tiny-llama", "max_tokens": 2, "messages": []}
         )
         assert anthropic.status_code == 503 and anthropic.json()["error"]["type"] == "overloaded_error"
-        assert httpx.get(f"{srv.base_url}/health", timeout=10).status_code == 503
         worker.join(30)
         assert not worker.is_alive()
         assert srv.proc.wait(30) is not None

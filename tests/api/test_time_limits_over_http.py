@@ -64,9 +64,15 @@ def test_a_request_queued_past_its_limit_is_a_503_with_retry_after(limited: Serv
 
     async def main() -> None:
         async with httpx.AsyncClient(base_url=limited.base_url, timeout=120) as http:
-            body = {"model": "tiny-llama", "prompt": "x", "max_tokens": LONG}
+            body = {"model": "tiny-llama", "prompt": "x", "max_tokens": LONG, "ignore_eos": True}
             holder = asyncio.create_task(http.post("/v1/completions", json=body))
-            await asyncio.sleep(0.3)  # the completion is running
+            for _ in range(600):  # until the completion is running (not a guess at how long that takes)
+                metrics = (await http.get("/metrics")).text
+                if re.search(r'mlx_manager_running_sequences{model="tiny-llama"} 1', metrics):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the long completion never started")
             chat = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
             refused = await http.post("/v1/chat/completions", json=chat)
             assert refused.status_code == 503, refused.text
