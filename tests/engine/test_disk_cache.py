@@ -4,6 +4,8 @@ the byte budget with least recently used files out first, writes queued off the 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from mlx_lm.models.cache import ArraysCache, KVCache, RotatingKVCache
 
 from mlx_manager.engine import kv_file
 from mlx_manager.engine.block_index import block_hashes
-from mlx_manager.engine.disk_cache import DiskCache, DiskStore, file_name
+from mlx_manager.engine.disk_cache import BACKGROUND_NICE, DiskCache, DiskStore, file_name
 
 KEY = "k" * 32
 BLOCK = 4
@@ -165,3 +167,12 @@ def test_the_store_folder_is_private(tmp_path: Path) -> None:
     store, disk = store_with(tmp_path, 1 << 30)
     assert oct(os.stat(store.root).st_mode & 0o777) == "0o700"
     assert oct(os.stat(disk.folder).st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have their own niceness on Linux only")
+def test_the_writer_thread_yields_the_cores_to_the_model(tmp_path: Path) -> None:
+    store, disk = store_with(tmp_path, 1 << 30)
+    put(disk, tuple(range(16)))
+    assert store._thread is not None and store._thread.native_id is not None
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, store._thread.native_id) == min(here + BACKGROUND_NICE, 19)
