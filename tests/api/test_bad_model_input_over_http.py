@@ -125,6 +125,50 @@ def test_bodies_python_cannot_read_are_a_400(embedding_server: ServerProcess) ->
 
 
 @pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/api/chat", "/v1/embeddings"]
+)
+def test_a_body_nested_past_the_parsers_depth_is_a_400_in_the_apis_shape(
+    embedding_server: ServerProcess, path: str
+) -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    for raw in (deep, b'{"model": "tiny-llama", "metadata": ' + deep + b"}"):
+        reply = httpx.post(
+            f"{embedding_server.base_url}{path}", content=raw, headers={"content-type": "application/json"}, timeout=60
+        )
+        assert reply.status_code == 400, reply.text
+        text = reply.json()["error"] if path.startswith("/api/") else reply.json()["error"]["message"]
+        assert "nests" in text and "128 levels" in text, reply.text
+
+
+def _schema(depth: int) -> dict[str, Any]:
+    nested: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        nested = {"type": "object", "properties": {"a": nested}}
+    return nested
+
+
+def test_a_schema_nested_past_the_limit_is_a_400_and_one_within_it_is_served(embedding_server: ServerProcess) -> None:
+    """Templates, grammars and size checks walk a body recursively: 300 nested objects used to be a 500. Within
+    the limit: a response format 60 objects deep (124 levels of body) is enforced; tools are rendered into the
+    prompt, so theirs stay smaller to fit the tiny model's context."""
+    for depth, tool_depth, ok in ((300, 300, False), (60, 10, True)):
+        tool = {"type": "function", "function": {"name": "f", "parameters": _schema(tool_depth)}}
+        schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": _schema(depth)}}
+        for extra in ({"tools": [tool]}, {"tools": [tool], "tool_choice": "required"}, {"response_format": schema}):
+            body = {**CHAT, "max_tokens": 64, "messages": HI, **extra}  # room for a forced call's fixed text
+            reply = post(embedding_server, "/v1/chat/completions", body)
+            if ok:
+                assert reply.status_code == 200, reply.text
+            else:
+                assert reply.status_code == 400 and "128 levels" in reply.json()["error"]["message"], reply.text
+                field = "tools.0.function.parameters.properties.a" if "tools" in extra else "response_format"
+                assert reply.json()["error"]["param"].startswith(field), reply.text
+        anthropic_tools = [{"name": "f", "input_schema": _schema(tool_depth)}]
+        reply = post(embedding_server, "/v1/messages", {**MESSAGES, "messages": HI, "tools": anthropic_tools})
+        assert reply.status_code == (200 if ok else 400), reply.text
+
+
+@pytest.mark.parametrize(
     ("entry", "field"),
     [
         ({"id": 1, "function": {"name": "f", "arguments": "{}"}}, "messages.1.tool_calls.0.id"),

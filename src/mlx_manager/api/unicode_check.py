@@ -1,6 +1,8 @@
 """One check of every model-serving request body, before validation: a lone surrogate (a JSON escape from \\ud800 to
 \\udfff without its pair) anywhere in it, in nested content, tool arguments and keys too, is a 400 naming where.
-Python's json accepts them, but no UTF-8 consumer (tokenizers, the database, the JSON reply) can encode them."""
+Python's json accepts them, but no UTF-8 consumer (tokenizers, the database, the JSON reply) can encode them.
+So is nesting deeper than MAX_DEPTH: templates, grammars and size checks walk bodies recursively, and a schema a
+few hundred objects deep would otherwise end in a RecursionError (a 500) in one of them."""
 
 from __future__ import annotations
 
@@ -16,22 +18,32 @@ from starlette.responses import Response
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MESSAGE = "must be valid Unicode text; it holds a lone surrogate (an escape from \\ud800 to \\udfff without its pair)"
+MAX_DEPTH = 128  # arrays and objects within one another; real tool schemas and content stay far below
 
 Path = tuple[str | int, ...]
 
 
 def lone_surrogate_at(data: Any) -> Path | None:
     """Where the first string (or key) holding a lone surrogate is, or None. Iterative: bodies may nest deeply."""
+    found = _first_problem(data, max_depth=None)
+    return found[1] if found is not None else None
+
+
+def _first_problem(data: Any, max_depth: int | None) -> tuple[str, Path] | None:
+    """("surrogate", where) or ("depth", the first array or object past `max_depth`), or None."""
     stack: list[tuple[Path, Any]] = [((), data)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
             if _SURROGATE.search(item):
-                return path
-        elif isinstance(item, dict):
+                return "surrogate", path
+            continue
+        if max_depth is not None and len(path) >= max_depth:
+            return "depth", path
+        if isinstance(item, dict):
             for key in item:
                 if _SURROGATE.search(key):
-                    return path  # the key itself cannot be echoed back, so name the object holding it
+                    return "surrogate", path  # the key itself cannot be echoed back, so name the object holding it
             stack.extend(((*path, key), value) for key, value in reversed(item.items()) if _nested(value))
         elif isinstance(item, list):
             stack.extend(((*path, i), value) for i, value in reversed(list(enumerate(item))) if _nested(value))
@@ -55,10 +67,17 @@ async def refuse_lone_surrogates(request: Request) -> None:
         data = await request.json()  # cached on the request: the route parses it once
     except json.JSONDecodeError:
         return  # not JSON: the route's own parsing answers that
+    except RecursionError as exc:  # arrays or objects nested past what Python's parser recurses into
+        message = f"The request body nests arrays and objects too deeply to be read (at most {MAX_DEPTH} levels)."
+        raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": message}]) from exc
     except ValueError as exc:  # JSON Python cannot hold: bytes that are not UTF-8, a number of 4300+ digits
         raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": _unreadable(exc)}]) from exc
-    path = lone_surrogate_at(data)
-    if path is not None:
+    found = _first_problem(data, MAX_DEPTH)
+    if found is not None and found[0] == "depth":
+        message = f"nests arrays and objects more than {MAX_DEPTH} levels deep; at most {MAX_DEPTH} are accepted"
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", *found[1][:8]), "msg": message}])
+    if found is not None:
+        path = found[1]
         message = MESSAGE if path else f"The request body {MESSAGE}"
         error = {"type": "string_unicode", "loc": ("body", *path), "msg": message}
         raise RequestValidationError([error], body=data)
