@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlx_manager.api.anthropic.errors import anthropic_error_body, is_anthropic_path
+from mlx_manager.api.base_url_hint import base_url_hint, is_messages_miss
 from mlx_manager.api.ollama.errors import is_ollama_path, ollama_error_body
 from mlx_manager.engine.errors import (
     ContextLengthError,
@@ -221,7 +222,10 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         headers = getattr(exc, "headers", None)
-        error = APIError(exc.status_code, str(exc.detail), type=kind, code=code, headers=headers)
+        hint = base_url_hint(request) if exc.status_code == 404 else None
+        if hint is not None and is_messages_miss(request.url.path):
+            return JSONResponse(anthropic_error_body(404, hint, request_id_of(request)), 404, headers=headers)
+        error = APIError(exc.status_code, hint or str(exc.detail), type=kind, code=code, headers=headers)
         return error_response(request, error)
 
     app.add_exception_handler(APIError, api_error)

@@ -57,7 +57,7 @@ class WebUI:
         self.root = root.resolve()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.serves(scope["method"], scope["path"]):
+        if not self.serves(scope["method"], scope["path"]) or _sdk_listing_models(scope):
             # A mount matches every path, which hides the router's 405 for a path some route has with another
             # method: hand such a request to that route (it answers the 405), else it is the app's 404.
             router = getattr(scope.get("app"), "router", None)
@@ -92,3 +92,10 @@ class WebUI:
             raise HTTPException(404)  # a missing asset, not a client route
         headers = {"Cache-Control": "no-cache", "Content-Security-Policy": index_csp(index)}
         return FileResponse(index, media_type="text/html", headers=headers)
+
+
+def _sdk_listing_models(scope: Scope) -> bool:
+    """GET /models from a client that takes no HTML: an OpenAI SDK whose base URL lacks /v1, which should get a 404
+    saying so (errors.base_url_hint), not the UI's Models page (it fails to parse it)."""
+    accept = dict(scope["headers"]).get(b"accept", b"").lower()
+    return scope["path"].rstrip("/") == "/models" and b"text/html" not in accept
