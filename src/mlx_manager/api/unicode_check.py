@@ -23,14 +23,9 @@ MAX_DEPTH = 128  # arrays and objects within one another; real tool schemas and 
 Path = tuple[str | int, ...]
 
 
-def lone_surrogate_at(data: Any) -> Path | None:
-    """Where the first string (or key) holding a lone surrogate is, or None. Iterative: bodies may nest deeply."""
-    found = _first_problem(data, max_depth=None)
-    return found[1] if found is not None else None
-
-
-def _first_problem(data: Any, max_depth: int | None) -> tuple[str, Path] | None:
-    """("surrogate", where) or ("depth", the first array or object past `max_depth`), or None."""
+def first_problem(data: Any) -> tuple[str, Path] | None:
+    """("surrogate", the first string or key holding a lone surrogate) or ("depth", the first array or object past
+    MAX_DEPTH), or None. Iterative: bodies may nest deeply."""
     stack: list[tuple[Path, Any]] = [((), data)]
     while stack:
         path, item = stack.pop()
@@ -38,7 +33,7 @@ def _first_problem(data: Any, max_depth: int | None) -> tuple[str, Path] | None:
             if _SURROGATE.search(item):
                 return "surrogate", path
             continue
-        if max_depth is not None and len(path) >= max_depth:
+        if len(path) >= MAX_DEPTH:
             return "depth", path
         if isinstance(item, dict):
             for key in item:
@@ -72,7 +67,7 @@ async def refuse_lone_surrogates(request: Request) -> None:
         raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": message}]) from exc
     except ValueError as exc:  # JSON Python cannot hold: bytes that are not UTF-8, a number of 4300+ digits
         raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": _unreadable(exc)}]) from exc
-    found = _first_problem(data, MAX_DEPTH)
+    found = first_problem(data)
     if found is not None and found[0] == "depth":
         message = f"nests arrays and objects more than {MAX_DEPTH} levels deep; at most {MAX_DEPTH} are accepted"
         raise RequestValidationError([{"type": "value_error", "loc": ("body", *found[1][:8]), "msg": message}])
