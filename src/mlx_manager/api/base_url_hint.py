@@ -11,7 +11,7 @@ OPENAI_ROOTS = frozenset({"chat", "completions", "embeddings", "models", "respon
 
 def base_url_hint(request: Request) -> str | None:
     path = request.url.path
-    root = f"{request.url.scheme}://{request.headers.get('host') or request.url.netloc}"
+    root = f"{request.url.scheme}://{request.url.netloc}"
     if path.startswith("/v1/v1/"):
         return (
             f"Not Found: {path} has /v1 twice. The Anthropic SDK adds /v1 itself: set its base URL to {root}. "
@@ -25,6 +25,7 @@ def base_url_hint(request: Request) -> str | None:
 
 
 def is_messages_miss(path: str) -> bool:
-    """A Messages API path at the wrong place: answered in Anthropic's error shape, as its SDK expects."""
+    """A Messages API path at the wrong place: errors.error_response answers it in Anthropic's shape, as its SDK
+    expects."""
     tail = path.removeprefix("/v1")
     return tail == "/messages" or tail.startswith("/messages/") or path.startswith("/v1/v1/messages")

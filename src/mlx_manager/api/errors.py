@@ -183,7 +183,7 @@ def error_response(request: Request, exc: APIError) -> JSONResponse:
     if is_problem_path(request.url.path):
         problem = problem_body(exc.status, exc.message, request.url.path, exc.code, None, request_id, exc.extra)
         return JSONResponse(problem, exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
-    if is_anthropic_path(request.url.path):
+    if is_anthropic_path(request.url.path) or is_messages_miss(request.url.path):
         body = anthropic_error_body(exc.status, exc.message, request_id)
     elif is_ollama_path(request.url.path):
         body = ollama_error_body(exc.message)
@@ -223,8 +223,6 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         headers = getattr(exc, "headers", None)
         hint = base_url_hint(request) if exc.status_code == 404 else None
-        if hint is not None and is_messages_miss(request.url.path):
-            return JSONResponse(anthropic_error_body(404, hint, request_id_of(request)), 404, headers=headers)
         error = APIError(exc.status_code, hint or str(exc.detail), type=kind, code=code, headers=headers)
         return error_response(request, error)
 
